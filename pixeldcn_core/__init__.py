@@ -1,0 +1,41 @@
+"""pixeldcn_core: framework-agnostic specs, numpy reference and ONNX builder of up-sampling layers.
+
+Depends on numpy and onnx only; never on torch or tritonclient.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import reference
+from ._builder import DEFAULT_OPSET, DTYPES, SUPPORTED_OPSETS, GraphBuilder
+from ._emit import emit_layer
+from ._errors import InputShapeError, PixelDCNError, SpecError, UnknownKindError, WeightError
+from ._model import build_layer_model
+from ._specs import FORMS, KINDS, KindInfo, LayerSpec, get_kind, layer_kinds
+
+__all__ = [
+    # layer kinds and specs
+    "FORMS",
+    "KINDS",
+    "KindInfo",
+    "LayerSpec",
+    "get_kind",
+    "layer_kinds",
+    # numpy reference
+    "reference",
+    # ONNX
+    "DEFAULT_OPSET",
+    "DTYPES",
+    "SUPPORTED_OPSETS",
+    "GraphBuilder",
+    "build_layer_model",
+    "emit_layer",
+    # errors
+    "InputShapeError",
+    "PixelDCNError",
+    "SpecError",
+    "UnknownKindError",
+    "WeightError",
+    "__version__",
+]

@@ -1,0 +1,60 @@
+"""Standalone single-layer models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ._builder import GraphBuilder, check_dtype, check_opset
+from ._emit import emit_layer
+from ._errors import SpecError
+from ._specs import LayerSpec
+
+__all__ = ["build_layer_model"]
+
+
+def build_layer_model(
+    kind: str,
+    weights: Mapping[str, Any],
+    *,
+    form: str = "efficient",
+    opset: int | None = None,
+    dtype: str = "float32",
+) -> onnx.ModelProto:
+    """One up-sampling layer as a standalone ONNX model of standard operators.
+
+    Args:
+        kind: a registered kind: "dcl", "pixel_dcl", "ipixel_dcl", "resize_conv", "subpixel_conv".
+        weights: numpy arrays: ``w1``, ``w2``, ``w3`` for the pixel kinds; ``weight`` for ``dcl``
+            (``[Cin, C, k, k]``), ``resize_conv`` (``[C, Cin, k, k]``) and ``subpixel_conv``
+            (``[4C, Cin, k, k]``); optional ``bias`` (``[C]``).
+        form: "efficient" (phases at input resolution + one DepthToSpace) or "faithful"
+            (the paper's Figure 6) where the kind has both.
+        opset: default-domain opset (17..21); ``None`` is :data:`DEFAULT_OPSET`.
+        dtype: "float32" or "float16" for the input, output and weights.
+
+    Returns:
+        A model with input ``x [batch, Cin, height, width]`` and output
+        ``y [batch, C, 2*height, 2*width]``; batch, height and width are dynamic.
+
+    Raises:
+        UnknownKindError, SpecError, WeightError: with the field, the value and what was expected.
+    """
+    spec = LayerSpec.from_weights(kind, weights)
+    dtype = check_dtype(dtype)
+    if form not in spec.info.forms:
+        raise SpecError(
+            f"{spec.kind} has no form {form!r}; expected one of {', '.join(spec.info.forms)}"
+        )
+    b = GraphBuilder(opset=check_opset(opset), dtype=dtype)
+    x = b.input("x", dtype, ["batch", spec.in_channels, "height", "width"])
+    y = emit_layer(b, spec.kind, x, {k: np.asarray(v) for k, v in weights.items()}, form=form)
+    b.output(y, "y", ["batch", spec.out_channels, "2*height", "2*width"])
+    doc = (
+        f"{spec.info.title}: in_channels={spec.in_channels}, out_channels={spec.out_channels}, "
+        f"kernel_size={spec.k}, bias={spec.bias}, form={form}"
+    )
+    return b.to_model(f"{spec.kind}_{form}", doc=doc)

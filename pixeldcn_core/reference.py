@@ -1,0 +1,224 @@
+"""The numpy reference of every up-sampling layer: the oracle of every parity test.
+
+Each function is a direct, readable transcription of the definitions in DESIGN.md, computed in
+float64 whatever the input dtype. Speed is not a goal here; being obviously right is.
+
+Shapes: ``x [N, Cin, H, W]`` -> ``y [N, C, 2H, 2W]``; conv weights ``[out, in, kh, kw]``; every
+conv is a cross-correlation with zero 'same' padding and stride 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ._errors import InputShapeError, WeightError
+from ._specs import LayerSpec
+
+__all__ = [
+    "apply",
+    "conv2d",
+    "dcl",
+    "dcl_padding",
+    "interleave",
+    "ipixel_dcl",
+    "pixel_dcl",
+    "pixel_dcl_mask",
+    "pixel_shuffle",
+    "resize_conv",
+    "subpixel_conv",
+]
+
+
+def _as64(name: str, a: Any) -> np.ndarray:
+    arr = np.asarray(a)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise WeightError(f"{name} must be a float array, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _check_input(x: Any, in_channels: int) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise InputShapeError(
+            f"x must be 4-D [N, C, H, W], got {x.ndim}-D with shape {tuple(x.shape)}"
+        )
+    if x.shape[1] != in_channels:
+        raise InputShapeError(
+            f"x.shape[1]={x.shape[1]} channels, while the weights expect {in_channels}"
+        )
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InputShapeError(f"x must be a float array, got dtype {x.dtype}")
+    return x.astype(np.float64)
+
+
+def _add_bias(y: np.ndarray, bias: Any) -> np.ndarray:
+    if bias is None:
+        return y
+    b = _as64("bias", bias)
+    if b.shape != (y.shape[1],):
+        raise WeightError(f"bias has shape {b.shape}, expected ({y.shape[1]},)")
+    return y + b[None, :, None, None]
+
+
+def conv2d(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """'Same' cross-correlation: ``x [N, Ci, H, W]``, ``w [Co, Ci, k, k]`` (k odd) -> ``[N, Co, H, W]``."""
+    n, ci, h, wd = x.shape
+    co, wci, kh, kw = w.shape
+    if wci != ci:
+        raise InputShapeError(f"conv input has {ci} channels, while the weight expects {wci}")
+    ph, pw = kh // 2, kw // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    y = np.zeros((n, co, h, wd), dtype=np.float64)
+    for r in range(kh):
+        for c in range(kw):
+            patch = xp[:, :, r : r + h, c : c + wd]  # (N, Ci, H, W), shifted by (r - ph, c - pw)
+            y += np.einsum("nihw,oi->nohw", patch, w[:, :, r, c])
+    return y
+
+
+def interleave(y00: np.ndarray, y01: np.ndarray, y10: np.ndarray, y11: np.ndarray) -> np.ndarray:
+    """Place four ``[N, C, H, W]`` phases into ``[N, C, 2H, 2W]``: ``y[..., a::2, b::2] = y_ab``."""
+    n, c, h, w = y00.shape
+    y = np.zeros((n, c, 2 * h, 2 * w), dtype=np.float64)
+    y[..., 0::2, 0::2] = y00
+    y[..., 0::2, 1::2] = y01
+    y[..., 1::2, 0::2] = y10
+    y[..., 1::2, 1::2] = y11
+    return y
+
+
+def dcl_padding(k: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' (begin, end) cropping of a stride-2 transposed conv with kernel k.
+
+    The full transposed conv has ``2(H-1) + k`` rows; 'SAME' keeps ``2H`` of them, dropping
+    ``max(k - 2, 0)`` rows, the smaller half at the beginning: (2, 2) for k = 6, (1, 1) for k = 4,
+    (0, 1) for k = 3.
+    """
+    total = max(k - 2, 0)
+    return total // 2, total - total // 2
+
+
+def dcl(x: Any, weight: Any, bias: Any = None) -> np.ndarray:
+    """Regular deconvolution: TF ``conv2d_transpose(stride=2, padding='SAME')``.
+
+    Args:
+        x: ``[N, Cin, H, W]``.
+        weight: ``[Cin, C, k, k]`` (PyTorch ConvTranspose2d layout).
+        bias: optional ``[C]``.
+
+    Returns:
+        ``[N, C, 2H, 2W]`` float64.
+    """
+    w = _as64("weight", weight)
+    if w.ndim != 4:
+        raise WeightError(f"weight must be 4-D [Cin, C, k, k], got shape {w.shape}")
+    x64 = _check_input(x, w.shape[0])
+    n, _, h, wd = x64.shape
+    k = w.shape[2]
+    full = np.zeros((n, w.shape[1], 2 * (h - 1) + k, 2 * (wd - 1) + k), dtype=np.float64)
+    for p in range(k):
+        for q in range(k):
+            # Every input pixel (i, j) scatters into (2i + p, 2j + q).
+            full[:, :, p : p + 2 * h - 1 : 2, q : q + 2 * wd - 1 : 2] += np.einsum(
+                "nihw,io->nohw", x64, w[:, :, p, q]
+            )
+    begin, _ = dcl_padding(k)
+    y = full[:, :, begin : begin + 2 * h, begin : begin + 2 * wd]
+    return _add_bias(y, bias)
+
+
+def pixel_dcl_mask(k: int) -> np.ndarray:
+    """The PixelDCL mask: ``mask[r, c] = 1`` iff ``r + c`` is odd (4-neighbour taps for k = 3)."""
+    r, c = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    return ((r + c) % 2 == 1).astype(np.float64)
+
+
+def pixel_dcl(x: Any, w1: Any, w2: Any, w3: Any, bias: Any = None) -> np.ndarray:
+    """PixelDCL (paper Eqn. 3, Figure 6), written exactly as the figure draws it.
+
+    ``F1 = conv(x, w1)``; ``F2 = conv(F1, w2)``; ``S`` interleaves F1 (phase 00) and F2 (phase 11)
+    with zeros elsewhere; ``y = S + conv(S, w3 * mask)``.
+
+    Args:
+        x: ``[N, Cin, H, W]``.
+        w1: ``[C, Cin, k, k]``; w2, w3: ``[C, C, k, k]``; k odd.
+        bias: optional ``[C]``.
+    """
+    w1_, w2_, w3_ = _as64("w1", w1), _as64("w2", w2), _as64("w3", w3)
+    LayerSpec.from_weights("pixel_dcl", {"w1": w1_, "w2": w2_, "w3": w3_})
+    x64 = _check_input(x, w1_.shape[1])
+    f1 = conv2d(x64, w1_)
+    f2 = conv2d(f1, w2_)
+    zeros = np.zeros_like(f1)
+    s = interleave(f1, zeros, zeros, f2)
+    m = conv2d(s, w3_ * pixel_dcl_mask(w3_.shape[2]))
+    return _add_bias(s + m, bias)
+
+
+def ipixel_dcl(x: Any, w1: Any, w2: Any, w3: Any, bias: Any = None) -> np.ndarray:
+    """iPixelDCL (paper Eqn. 2 with F3, F4 computed in parallel).
+
+    ``F1 = conv(x, w1)``; ``F2 = conv([x, F1], w2)``; ``F3, F4 = split(conv([x, F1, F2], w3))``;
+    ``y00 = F1``, ``y11 = F2``, ``y10 = F3``, ``y01 = F4``.
+
+    Args:
+        x: ``[N, Cin, H, W]``.
+        w1: ``[C, Cin, k, k]``; w2: ``[C, Cin + C, k, k]``; w3: ``[2C, Cin + 2C, k, k]``.
+        bias: optional ``[C]``.
+    """
+    w1_, w2_, w3_ = _as64("w1", w1), _as64("w2", w2), _as64("w3", w3)
+    LayerSpec.from_weights("ipixel_dcl", {"w1": w1_, "w2": w2_, "w3": w3_})
+    x64 = _check_input(x, w1_.shape[1])
+    c = w1_.shape[0]
+    f1 = conv2d(x64, w1_)
+    f2 = conv2d(np.concatenate([x64, f1], axis=1), w2_)
+    f34 = conv2d(np.concatenate([x64, f1, f2], axis=1), w3_)
+    f3, f4 = f34[:, :c], f34[:, c:]
+    return _add_bias(interleave(f1, f4, f3, f2), bias)
+
+
+def resize_conv(x: Any, weight: Any, bias: Any = None) -> np.ndarray:
+    """Resize-convolution: nearest-neighbour x2 up-sampling, then a 'same' conv ``[C, Cin, k, k]``."""
+    w = _as64("weight", weight)
+    LayerSpec.from_weights("resize_conv", {"weight": w})
+    x64 = _check_input(x, w.shape[1])
+    up = np.repeat(np.repeat(x64, 2, axis=2), 2, axis=3)  # (N, Cin, 2H, 2W)
+    return _add_bias(conv2d(up, w), bias)
+
+
+def pixel_shuffle(z: np.ndarray) -> np.ndarray:
+    """PyTorch ``pixel_shuffle(z, 2)`` (DepthToSpace, CRD): output channel c at phase (a, b) is
+    input channel ``4c + 2a + b``. ``z [N, 4C, H, W]`` -> ``[N, C, 2H, 2W]``."""
+    phases = [z[:, 2 * a + b :: 4] for a in (0, 1) for b in (0, 1)]
+    return interleave(*phases)
+
+
+def subpixel_conv(x: Any, weight: Any, bias: Any = None) -> np.ndarray:
+    """Sub-pixel convolution: one conv to ``4C`` channels ``[4C, Cin, k, k]``, then pixel shuffle."""
+    w = _as64("weight", weight)
+    LayerSpec.from_weights("subpixel_conv", {"weight": w})
+    x64 = _check_input(x, w.shape[1])
+    return _add_bias(pixel_shuffle(conv2d(x64, w)), bias)
+
+
+_BY_KIND: dict[str, Callable[..., np.ndarray]] = {
+    "dcl": dcl,
+    "pixel_dcl": pixel_dcl,
+    "ipixel_dcl": ipixel_dcl,
+    "resize_conv": resize_conv,
+    "subpixel_conv": subpixel_conv,
+}
+
+
+def apply(kind: str, x: Any, weights: Mapping[str, Any]) -> np.ndarray:
+    """Run the reference of ``kind`` on ``x`` with a weight dict (as :func:`build_layer_model` takes)."""
+    spec = LayerSpec.from_weights(kind, weights)
+    checked = spec.check_weights(weights)
+    return _BY_KIND[spec.kind](x, **checked)
+
+
+
+
