@@ -133,7 +133,13 @@ class GraphBuilder:
     ) -> str:
         """Declare ``value`` a graph output (renamed through Identity when ``name`` differs)."""
         if name is not None and name != value:
-            value = self.op("Identity", [value], name=name)
+            last = self.nodes[-1] if self.nodes else None
+            consumed = any(value in n.input for n in self.nodes)
+            if last is not None and list(last.output) == [value] and not consumed:
+                last.output[0] = self._claim(name)  # rename in place: no Identity needed
+                value = name
+            else:
+                value = self.op("Identity", [value], name=name)
         self.outputs.append(helper.make_tensor_value_info(value, self.elem_type, shape))
         return value
 
