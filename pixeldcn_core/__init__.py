@@ -3,8 +3,6 @@
 Depends on numpy and onnx only; never on torch or tritonclient.
 """
 
-from __future__ import annotations
-
 __version__ = "0.1.0"
 
 from . import reference

@@ -26,8 +26,8 @@ from ._errors import SpecError
 __all__ = [
     "DEFAULT_OPSET",
     "DTYPES",
-    "GraphBuilder",
     "SUPPORTED_OPSETS",
+    "GraphBuilder",
     "ir_version_for",
 ]
 
@@ -140,7 +140,9 @@ class GraphBuilder:
                 value = name
             else:
                 value = self.op("Identity", [value], name=name)
-        self.outputs.append(helper.make_tensor_value_info(value, self.elem_type, shape))
+        if shape is None:  # every tensor here is NCHW; dims unknown
+            shape = [None, None, None, None]
+        self.outputs.append(helper.make_tensor_value_info(value, self.elem_type, list(shape)))
         return value
 
     def initializer(self, array: np.ndarray, hint: str = "w", *, cast: bool = True) -> str:

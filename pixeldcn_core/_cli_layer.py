@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         import onnxruntime as ort
-    except ImportError as err:
-        raise PixelDCNError("onnxruntime is needed: pip install 'pixeldcn[cpu]'") from err
+    except ImportError as exc:
+        raise PixelDCNError("onnxruntime is needed: pip install 'pixeldcn[cpu]'") from exc
     spec = LayerSpec(args.kind, args.in_channels, args.out_channels, args.kernel_size, args.bias)
     weights = spec.random_weights(args.seed)
     model = build_layer_model(spec.kind, weights, form=args.form, dtype=args.dtype)

@@ -8,11 +8,11 @@ Messages name the field, the value received and the value expected.
 from __future__ import annotations
 
 __all__ = [
+    "InputShapeError",
     "PixelDCNError",
     "SpecError",
     "UnknownKindError",
     "WeightError",
-    "InputShapeError",
 ]
 
 

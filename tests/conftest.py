@@ -1,0 +1,37 @@
+"""Shared test helpers: tolerances per dtype, seeded inputs, onnxruntime runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+# Parity tolerances, relative to the output's scale (max |y_ref|), per model dtype.
+# Measured worst cases (closing note of the core issue): float32 ~5e-7, float16 ~6e-4.
+REL_TOL = {"float32": 1e-5, "float16": 5e-3}
+
+
+def run_onnx(model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def assert_close_to_reference(y: np.ndarray, ref: np.ndarray, dtype: str) -> None:
+    """|y - ref| <= REL_TOL[dtype] * max|ref| everywhere, with a message giving the numbers."""
+    assert y.shape == ref.shape, f"shape {y.shape} != reference {ref.shape}"
+    scale = float(np.abs(ref).max()) or 1.0
+    err = float(np.abs(y.astype(np.float64) - ref).max())
+    assert np.all(np.isfinite(y)), "output holds NaN/Inf"
+    assert err <= REL_TOL[dtype] * scale, (
+        f"max |y - ref| = {err:.3e} > {REL_TOL[dtype]:g} * {scale:.3e} ({dtype})"
+    )
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,106 @@
+"""onnxruntime output of every registered kind x form x kernel x shape vs the numpy reference.
+
+The registry drives the matrix: a new kind is tested as soon as it is registered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import pixeldcn_core as pc
+from pixeldcn_core import reference as R
+
+from .conftest import REL_TOL, assert_close_to_reference, run_onnx
+
+
+def _kernels(kind: str) -> list[int]:
+    info = pc.get_kind(kind)
+    wanted = (3, 4, 5, 6) if kind == "dcl" else (3, 5)
+    return [k for k in wanted if k >= info.min_kernel and (not info.odd_kernel or k % 2)]
+
+
+CASES = [
+    pytest.param(kind, form, k, id=f"{kind}-{form}-k{k}")
+    for kind in pc.layer_kinds()
+    for form in pc.get_kind(kind).forms
+    for k in _kernels(kind)
+]
+# (in_channels, out_channels, bias)
+CHANNELS = [(1, 1, False), (5, 3, True), (4, 6, False)]
+# (batch, H, W): even, odd, non-square, and batch 1..4
+SHAPES = [(1, 8, 8), (2, 7, 7), (3, 6, 9), (4, 5, 4)]
+
+
+@pytest.mark.parametrize("kind,form,k", CASES)
+@pytest.mark.parametrize("cin,c,bias", CHANNELS, ids=lambda v: str(v))
+def test_float32_model_matches_reference_within_1e5_of_output_scale(kind, form, k, cin, c, bias):
+    spec = pc.LayerSpec(kind, cin, c, k, bias=bias)
+    weights = spec.random_weights(seed=k * 100 + cin)
+    model = pc.build_layer_model(kind, weights, form=form)
+    onnx.checker.check_model(model, full_check=True)
+    rng = np.random.default_rng(7)
+    for n, h, w in SHAPES:  # one dynamic model, every shape
+        x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+        (y,) = run_onnx(model, {"x": x})
+        assert y.dtype == np.float32
+        assert y.shape == (n, c, 2 * h, 2 * w)
+        assert_close_to_reference(y, R.apply(kind, x, weights), "float32")
+
+
+@pytest.mark.parametrize("kind,form,k", CASES)
+def test_float16_model_matches_reference_within_5e3_of_output_scale(kind, form, k):
+    spec = pc.LayerSpec(kind, 6, 4, k, bias=True)
+    weights = spec.random_weights(seed=3)
+    model = pc.build_layer_model(kind, weights, form=form, dtype="float16")
+    onnx.checker.check_model(model, full_check=True)
+    # The reference sees the weights the fp16 model holds, so only compute precision differs.
+    w16 = {name: v.astype(np.float16) for name, v in weights.items()}
+    x = np.random.default_rng(11).standard_normal((2, 6, 7, 10)).astype(np.float16)
+    (y,) = run_onnx(model, {"x": x})
+    assert y.dtype == np.float16
+    assert_close_to_reference(y, R.apply(kind, x, w16), "float16")
+    assert REL_TOL["float16"] > REL_TOL["float32"]
+
+
+@pytest.mark.parametrize("kind", ["pixel_dcl", "ipixel_dcl", "resize_conv"])
+def test_efficient_and_faithful_forms_agree_within_1e5(kind):
+    spec = pc.LayerSpec(kind, 3, 5, bias=True)
+    weights = spec.random_weights(seed=5)
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 6)).astype(np.float32)
+    (a,) = run_onnx(pc.build_layer_model(kind, weights, form="efficient"), {"x": x})
+    (b,) = run_onnx(pc.build_layer_model(kind, weights, form="faithful"), {"x": x})
+    assert_close_to_reference(a, b.astype(np.float64), "float32")
+
+
+@pytest.mark.parametrize("opset", list(pc.SUPPORTED_OPSETS))
+def test_every_supported_opset_gives_the_same_numbers(opset):
+    spec = pc.LayerSpec("ipixel_dcl", 3, 2)
+    weights = spec.random_weights(seed=1)
+    model = pc.build_layer_model("ipixel_dcl", weights, form="faithful", opset=opset)
+    assert model.opset_import[0].version == opset
+    onnx.checker.check_model(model, full_check=True)
+    x = np.random.default_rng(0).standard_normal((1, 3, 5, 6)).astype(np.float32)
+    (y,) = run_onnx(model, {"x": x})
+    assert_close_to_reference(y, R.apply("ipixel_dcl", x, weights), "float32")
+
+
+def test_layers_emitted_into_one_graph_compose():
+    """y = pixel_dcl(resize_conv(x)) built with emit_layer into one graph equals the references."""
+    a = pc.LayerSpec("resize_conv", 3, 4).random_weights(seed=1)
+    b = pc.LayerSpec("pixel_dcl", 4, 2, bias=True).random_weights(seed=2)
+    g = pc.GraphBuilder()
+    x = g.input("x", "float32", ["batch", 3, "height", "width"])
+    g.prefix = "up1/"
+    h = pc.emit_layer(g, "resize_conv", x, a)
+    g.prefix = "up2/"
+    y = pc.emit_layer(g, "pixel_dcl", h, b)
+    g.output(y, "y")
+    model = g.to_model()
+    onnx.checker.check_model(model, full_check=True)
+    xin = np.random.default_rng(3).standard_normal((2, 3, 5, 4)).astype(np.float32)
+    (out,) = run_onnx(model, {"x": xin})
+    ref = R.apply("pixel_dcl", R.apply("resize_conv", xin, a), b)
+    assert out.shape == (2, 2, 20, 16)
+    assert_close_to_reference(out, ref, "float32")
