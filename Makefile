@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/pixeldcn demo
+	$(BIN)/pixeldcn layer
 
 test: setup
 	$(BIN)/python -m pytest -q
