@@ -9,8 +9,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch is pinned to the CPU wheel of this machine kind in constraints.txt; the library's
-	# own requirements stay ranges.
+	@# torch is pinned to the CPU wheel of this machine kind in constraints.txt; the library's
+	@# own requirements stay ranges.
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[all,dev]"
 	touch $(STAMP)
 
