@@ -9,10 +9,7 @@ server keep its message and status.
 
 from __future__ import annotations
 
-try:  # the core's root error; the core does not re-export it in every checkout yet
-    from pixeldcn_core import PixelDCNError
-except ImportError:  # pragma: no cover - depends on the core's state
-    from pixeldcn_core._errors import PixelDCNError
+from pixeldcn_core import PixelDCNError
 
 __all__ = [
     "ConfigError",

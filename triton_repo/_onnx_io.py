@@ -105,9 +105,7 @@ def _tensor_spec(value: onnx.ValueInfoProto, role: str) -> TensorSpec:
             f"expected one of {sorted(set(_ONNX_TO_TRITON.values()))}"
         )
     if not tensor_type.HasField("shape"):
-        raise RepositoryError(
-            f"{role} {value.name!r} has no shape; export the model with a known rank"
-        )
+        raise RepositoryError(f"{role} {value.name!r} has no shape; export the model with a known rank")
     shape = tuple(
         dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else -1
         for dim in tensor_type.shape.dim
@@ -118,9 +116,7 @@ def _tensor_spec(value: onnx.ValueInfoProto, role: str) -> TensorSpec:
 def read_signature(model: onnx.ModelProto) -> ModelSignature:
     """The model's graph inputs (initializers excluded) and outputs."""
     initializers = {init.name for init in model.graph.initializer}
-    inputs = tuple(
-        _tensor_spec(v, "input") for v in model.graph.input if v.name not in initializers
-    )
+    inputs = tuple(_tensor_spec(v, "input") for v in model.graph.input if v.name not in initializers)
     outputs = tuple(_tensor_spec(v, "output") for v in model.graph.output)
     if not inputs or not outputs:
         raise RepositoryError(
@@ -232,9 +228,7 @@ def load_model(path: str | os.PathLike[str], *, external_data: str = "auto") -> 
             served, or external data is missing, truncated or outside the model's folder.
     """
     if external_data not in ("auto", "inline", "keep"):
-        raise RepositoryError(
-            f"external_data={external_data!r}; expected one of 'auto', 'inline', 'keep'"
-        )
+        raise RepositoryError(f"external_data={external_data!r}; expected one of 'auto', 'inline', 'keep'")
     source = pathlib.Path(path)
     if not source.is_file():
         raise RepositoryError(f"onnx_path {str(source)!r} is not a file")

@@ -1,0 +1,55 @@
+"""Serve pixeldcn ONNX models with NVIDIA Triton.
+
+- :func:`write_repository` writes a model repository: ``config.pbtxt`` for Triton's ONNX Runtime
+  backend on GPU (production) and ``configs/local.pbtxt`` for the Python backend on CPU (local),
+  generated through Triton's own ``ModelConfig`` protobuf; every export becomes a new version,
+  written atomically.
+- :class:`LocalTritonServer` runs the ``tritonserver`` shipped in nvidia-pytriton on that
+  repository (CPU, no Docker).
+- :class:`Client` sends arrays to a served model, checked against its metadata first.
+"""
+
+from ._client import Client, ModelInfo
+from ._config import ServingOptions, config_from_text, config_to_text
+from ._errors import (
+    ConfigError,
+    InferenceInputError,
+    ModelNameError,
+    ModelNotFoundError,
+    RepositoryError,
+    ServerError,
+    ServerStartError,
+    ServerTimeoutError,
+    ServerUnavailableError,
+    TritonNotInstalledError,
+    TritonRepoError,
+)
+from ._repository import list_versions, validate_model_name, write_repository
+from ._server import LocalTritonServer
+
+__all__ = [
+    # repository
+    "write_repository",
+    "list_versions",
+    "validate_model_name",
+    "ServingOptions",
+    "config_from_text",
+    "config_to_text",
+    # serving
+    "LocalTritonServer",
+    # client
+    "Client",
+    "ModelInfo",
+    # errors
+    "TritonRepoError",
+    "ModelNameError",
+    "ConfigError",
+    "RepositoryError",
+    "InferenceInputError",
+    "TritonNotInstalledError",
+    "ServerStartError",
+    "ServerUnavailableError",
+    "ServerTimeoutError",
+    "ServerError",
+    "ModelNotFoundError",
+]

@@ -1,0 +1,442 @@
+"""Run the ``tritonserver`` binary shipped in the nvidia-pytriton wheel on a model repository.
+
+That binary carries only Triton's Python backend, so it serves the repository's local flavour
+(``<name>/configs/local.pbtxt``, picked with ``--model-config-name=local``), which runs the same
+``model.onnx`` with ONNX Runtime on CPU. No Docker, no GPU.
+
+The launcher prepares the server the way pytriton does (``pytriton/triton.py``): a temp folder it
+owns gets a copy of the Python backend with the stub built for the running interpreter; the
+wheel's bundled libraries go on ``LD_LIBRARY_PATH``; the interpreter's folder goes first on
+``PATH`` because the stub finds numpy and onnxruntime through the ``python3`` it sees there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import importlib.util
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from types import TracebackType
+
+from ._errors import TRITON_EXTRA_HINT, ServerStartError, TritonNotInstalledError
+from ._repository import LOCAL_CONFIG_NAME
+
+__all__ = ["RESTRICTED_APIS", "LocalTritonServer", "TritonDistribution", "find_tritonserver"]
+
+#: APIs that need the launcher's admin header: nobody else may load models, map memory,
+#: change logging or trace requests.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
+ADMIN_HEADER = "pixeldcn-admin-key"
+_LOG_TAIL_CHARS = 4000
+_ERROR_LINE_CHARS = 1000
+_PORT_IN_USE_MARKERS = ("address already in use", "already in use", "failed to start")
+
+
+class TritonDistribution:
+    """Where the wheel keeps the server binary, its libraries and the Python-backend stubs."""
+
+    def __init__(self, root: pathlib.Path, libs: pathlib.Path):
+        self.root = root
+        self.libs = libs
+        self.binary = root / "bin" / "tritonserver"
+        self.backends = root / "backends"
+        self.caches = root / "caches"
+
+    def stub(self, version: str | None = None) -> pathlib.Path:
+        """The Python-backend stub built for Python ``version`` (default: this interpreter)."""
+        version = version or f"{sys.version_info.major}.{sys.version_info.minor}"
+        return self.root / "python_backend_stubs" / version / "triton_python_backend_stub"
+
+
+def find_tritonserver() -> TritonDistribution:
+    """Locate the ``tritonserver`` of the installed nvidia-pytriton wheel, without importing it.
+
+    Raises:
+        TritonNotInstalledError: nvidia-pytriton is missing, or lacks the binary or the stub for
+            this Python.
+    """
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise TritonNotInstalledError(
+            "serving locally needs the tritonserver binary shipped in nvidia-pytriton, which is "
+            f"not installed; install it with: {TRITON_EXTRA_HINT}"
+        )
+    package = pathlib.Path(next(iter(spec.submodule_search_locations)))
+    root = package / "tritonserver"
+    libs = package.parent / "nvidia_pytriton.libs"
+    if not libs.is_dir():  # editable install of pytriton
+        libs = root / "external_libs"
+    dist = TritonDistribution(root, libs)
+    if not dist.binary.is_file():
+        raise TritonNotInstalledError(
+            f"nvidia-pytriton is installed but has no tritonserver binary under {root}; "
+            f"reinstall it with: {TRITON_EXTRA_HINT}"
+        )
+    if not dist.stub().is_file():
+        raise TritonNotInstalledError(
+            f"nvidia-pytriton has no Python-backend stub for Python "
+            f"{sys.version_info.major}.{sys.version_info.minor}; use a Python it supports "
+            f"({', '.join(sorted(p.name for p in (root / 'python_backend_stubs').iterdir()))})"
+        )
+    return dist
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _url_host(host: str) -> str:
+    """The address a client on this machine uses to reach a server bound to ``host``."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the server dies with its parent
+
+
+class LocalTritonServer:
+    """A local ``tritonserver`` (CPU, Python backend) serving a model repository.
+
+    Binds HTTP, gRPC and metrics to ``host`` (loopback by default) on free ports unless given,
+    polls the repository so new versions are picked up, and restricts the model-repository,
+    shared-memory, logging and trace APIs to callers sending :meth:`admin_headers`.
+
+    Example::
+
+        with LocalTritonServer("model_repository") as server:
+            client = Client(server.grpc_url, "unet")
+
+    Args:
+        repo_dir: the model repository (written by :func:`write_repository`).
+        http_port, grpc_port, metrics_port: ports; ``None`` picks free ones.
+        host: address to bind; ``"0.0.0.0"`` exposes the server to the network.
+        poll_secs: how often the server looks for new versions in the repository.
+        ready_timeout: seconds :meth:`start` waits for the server and every model to be ready.
+        stop_timeout: seconds :meth:`stop` waits after SIGINT before SIGTERM (at least
+            ``exit_timeout`` + 10), then 10 s after SIGTERM before SIGKILL.
+        exit_timeout: seconds the server gives in-flight requests and open client connections
+            when it shuts down (tritonserver ``--exit-timeout-secs``; its default, 30, makes
+            Ctrl-C slow while any client keeps a connection open).
+        exit_on_error: the server exits when a model fails to load at startup.
+        log_path: server log file; default: in the launcher's temp folder (removed on stop).
+        log_verbose: tritonserver ``--log-verbose`` level.
+        shm_bytes: initial shared memory per Python-backend instance.
+
+    Attributes:
+        http_url, grpc_url: ``"127.0.0.1:PORT"``, as tritonclient wants them.
+        metrics_url: ``"http://127.0.0.1:PORT/metrics"``.
+        log_path: the server's log.
+    """
+
+    def __init__(
+        self,
+        repo_dir: str | os.PathLike[str],
+        *,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        host: str = "127.0.0.1",
+        poll_secs: int = 1,
+        ready_timeout: float = 120.0,
+        stop_timeout: float = 30.0,
+        exit_timeout: int = 5,
+        exit_on_error: bool = True,
+        log_path: str | os.PathLike[str] | None = None,
+        log_verbose: int = 0,
+        shm_bytes: int = 16 << 20,
+    ):
+        self.repo_dir = pathlib.Path(repo_dir).resolve()
+        if not self.repo_dir.is_dir():
+            raise ServerStartError(f"repo_dir {str(repo_dir)!r} is not a folder")
+        for field, port in (
+            ("http_port", http_port),
+            ("grpc_port", grpc_port),
+            ("metrics_port", metrics_port),
+        ):
+            if port is not None and not (0 < port < 65536):
+                raise ServerStartError(f"{field}={port}; expected a port in [1, 65535] or None")
+        if poll_secs < 1:
+            raise ServerStartError(f"poll_secs={poll_secs}; expected >= 1")
+        if exit_timeout < 0:
+            raise ServerStartError(f"exit_timeout={exit_timeout}; expected >= 0")
+        self.host = host
+        self.poll_secs = int(poll_secs)
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self.exit_timeout = int(exit_timeout)
+        self.exit_on_error = exit_on_error
+        self.log_verbose = int(log_verbose)
+        self.shm_bytes = int(shm_bytes)
+        self._ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+        self._user_log_path = pathlib.Path(log_path) if log_path is not None else None
+        self._dist = find_tritonserver()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._workdir: pathlib.Path | None = None
+        self._shm_prefix = f"pixeldcn{os.getpid()}-{secrets.token_hex(4)}-"
+        self._admin_key = secrets.token_urlsafe(24)
+        self.http_port = self.grpc_port = self.metrics_port = 0
+        self.log_path: pathlib.Path | None = None
+
+    # ---------------------------------------------------------------------------- endpoints
+
+    @property
+    def http_url(self) -> str:
+        return f"{_url_host(self.host)}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{_url_host(self.host)}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.metrics_port}/metrics"
+
+    def admin_headers(self, protocol: str = "http") -> dict[str, str]:
+        """The header that unlocks the restricted APIs, for ``headers=`` of a tritonclient call.
+
+        gRPC carries it as metadata with Triton's ``triton-grpc-protocol-`` prefix.
+        """
+        if protocol not in ("http", "grpc"):
+            raise ServerStartError(f"protocol={protocol!r}; expected 'http' or 'grpc'")
+        prefix = "triton-grpc-protocol-" if protocol == "grpc" else ""
+        return {prefix + ADMIN_HEADER: self._admin_key}
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def is_alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # ---------------------------------------------------------------------------- lifecycle
+
+    def _prepare_workdir(self) -> pathlib.Path:
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix="pixeldcn-tritonserver-"))
+        backends = workdir / "backends"
+        shutil.copytree(
+            self._dist.backends,
+            backends,
+            ignore=shutil.ignore_patterns("__pycache__", "triton_python_backend_stub"),
+        )
+        shutil.copy2(self._dist.stub(), backends / "python" / "triton_python_backend_stub")
+        return workdir
+
+    def _command(self) -> list[str]:
+        restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={self._admin_key}"
+        assert self._workdir is not None
+        return [
+            str(self._dist.binary),
+            f"--model-repository={self.repo_dir}",
+            f"--backend-directory={self._workdir / 'backends'}",
+            f"--cache-directory={self._dist.caches}",
+            "--model-control-mode=poll",
+            f"--repository-poll-secs={self.poll_secs}",
+            f"--model-config-name={LOCAL_CONFIG_NAME}",
+            "--disable-auto-complete-config",
+            "--strict-readiness=true",
+            f"--exit-on-error={'true' if self.exit_on_error else 'false'}",
+            f"--exit-timeout-secs={max(0, self.exit_timeout)}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            f"--http-restricted-api={restricted}",
+            f"--grpc-restricted-protocol={restricted}",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+            f"--backend-config=python,shm-default-byte-size={self.shm_bytes}",
+            f"--backend-config=python,shm-growth-byte-size={max(1 << 20, self.shm_bytes // 4)}",
+            f"--log-verbose={self.log_verbose}",
+        ]
+
+    def _env(self) -> dict[str, str]:
+        env = os.environ.copy()
+        libs = str(self._dist.libs)
+        env["LD_LIBRARY_PATH"] = (
+            f"{env['LD_LIBRARY_PATH']}{os.pathsep}{libs}" if env.get("LD_LIBRARY_PATH") else libs
+        )
+        # The stub runs the python3 it finds first on PATH: make it this interpreter, whose
+        # site-packages hold numpy (< 2) and onnxruntime.
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        return env
+
+    def start(self) -> LocalTritonServer:
+        """Start the server and wait until it and every model are ready.
+
+        Raises:
+            ServerStartError: the server exited or was not ready in ``ready_timeout`` seconds;
+                the message holds the reason and the tail of the server log.
+        """
+        if self.is_alive():
+            raise ServerStartError(f"the server is running already (pid {self.pid})")
+        auto_ports = [k for k, v in self._ports.items() if v is None]
+        attempts = 3 if auto_ports else 1
+        for attempt in range(attempts):
+            try:
+                self._start_once()
+                return self
+            except ServerStartError as exc:
+                log = self.log_tail().lower()
+                retry = attempt + 1 < attempts and any(m in log for m in _PORT_IN_USE_MARKERS)
+                self.stop()
+                if not retry:
+                    raise exc from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self) -> None:
+        taken: set[int] = set()
+        for key, port in self._ports.items():
+            chosen = port
+            while chosen is None or (port is None and chosen in taken):
+                chosen = _free_port(self.host if self.host not in ("", "::") else "0.0.0.0")
+            taken.add(chosen)
+            setattr(self, f"{key}_port", chosen)
+        self._workdir = self._prepare_workdir()
+        self.log_path = self._user_log_path or self._workdir / "tritonserver.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        in_main = threading.current_thread() is threading.main_thread()
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+                cwd=self._workdir,
+                start_new_session=True,  # its own process group: signals reach the stubs too
+                preexec_fn=_set_parent_death_signal if in_main else None,
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        url = f"http://{self.http_url}/v2/health/ready"
+        while True:
+            code = self._proc.poll() if self._proc is not None else -1
+            if code is not None:
+                raise ServerStartError(
+                    f"tritonserver exited with code {code} before it was ready{self._diagnosis()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"tritonserver was not ready after {self.ready_timeout:g}s (a model still "
+                    f"loading or failing to load?){self._diagnosis()}"
+                )
+            time.sleep(0.2)
+
+    def log_errors(self, limit: int = 10) -> list[str]:
+        """The last ``limit`` error lines of the server log (glog ``E...`` and ``error:`` lines)."""
+        if self.log_path is None or not self.log_path.is_file():
+            return []
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        errors = [
+            line[:_ERROR_LINE_CHARS]
+            for line in lines
+            if line.startswith("error:") or (line[:1] == "E" and line[1:5].isdigit())
+        ]
+        return errors[-limit:]
+
+    def _diagnosis(self) -> str:
+        errors = self.log_errors()
+        text = "\n--- errors in the server log ---\n" + "\n".join(errors) if errors else ""
+        return f"{text}\n--- tail of {self.log_path} ---\n{self.log_tail()}"
+
+    def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
+        """The last ``chars`` characters of the server log."""
+        if self.log_path is None or not self.log_path.is_file():
+            return "(no log)"
+        with open(self.log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - chars))
+            return f.read().decode("utf-8", errors="replace")
+
+    def stop(self) -> int | None:
+        """Stop the server: SIGINT, then SIGTERM, then SIGKILL, each after a timeout.
+
+        Returns:
+            The server's exit code, or None when it was not started.
+        """
+        proc, self._proc = self._proc, None
+        code = None
+        if proc is not None:
+            code = proc.poll()
+            if code is None:
+                code = self._terminate(proc)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stubs orphaned by a killed server
+        self._cleanup()
+        return code
+
+    def _terminate(self, proc: subprocess.Popen[bytes]) -> int:
+        for sig, timeout in (
+            (signal.SIGINT, max(self.stop_timeout, self.exit_timeout + 10)),
+            (signal.SIGTERM, 10.0),
+            (signal.SIGKILL, 10.0),
+        ):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                return proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        return proc.wait()
+
+    def _cleanup(self) -> None:
+        shm = pathlib.Path("/dev/shm")
+        if shm.is_dir():
+            for leftover in shm.glob(f"{self._shm_prefix}*"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def wait(self) -> int:
+        """Block until the server exits; return its exit code."""
+        if self._proc is None:
+            raise ServerStartError("the server is not running")
+        return self._proc.wait()
+
+    def __enter__(self) -> LocalTritonServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}, http={self.http_url}" if self.is_alive() else "stopped"
+        return f"LocalTritonServer({str(self.repo_dir)!r}, {state})"
