@@ -540,6 +540,24 @@ def test_refused_connection_raise_server_unavailable_error_not_a_timeout(protoco
         client.wait_ready(timeout=0.5)
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_server_that_accepts_but_never_answers_raise_server_timeout_error(protocol: str) -> None:
+    import socket
+    import time
+
+    with socket.socket() as silent:  # listens (the kernel accepts), never reads or answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        client = triton_repo.Client(f"127.0.0.1:{port}", "unet", protocol=protocol, timeout=1)
+        started = time.monotonic()
+        with pytest.raises(triton_repo.ServerTimeoutError, match="did not answer within 1s") as info:
+            client.infer(np.zeros((1, 3, 4, 4), np.float32))
+        assert time.monotonic() - started < 10
+    assert isinstance(info.value, TimeoutError)
+    assert not isinstance(info.value, triton_repo.ServerUnavailableError)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [

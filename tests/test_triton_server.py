@@ -59,11 +59,29 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Exported]:
     return {f"seed{seed}": Exported(folder, f"seed{seed}", seed) for seed in range(4)}
 
 
+def fragile_model() -> onnx.ModelProto:
+    """y = Reshape(x, [0, 3, 2, -1]): fails at run time when H * W is odd."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([0, 3, 2, -1], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "fragile",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 2, "half"])],
+        [shape],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, exports: dict[str, Exported]) -> pathlib.Path:
     repo = tmp_path_factory.mktemp("model_repository")
     for name in ("up", "load", "swap", "steady"):
         triton_repo.write_repository(repo, name, exports["seed0"].path, max_batch_size=8)
+    fragile = tmp_path_factory.mktemp("fragile") / "fragile.onnx"
+    onnx.save(fragile_model(), fragile)
+    triton_repo.write_repository(repo, "fragile", fragile, max_batch_size=8)
     return repo
 
 
@@ -217,6 +235,14 @@ BAD_REQUESTS = {
         np.zeros((0, 3, 8, 8), F32), "x", "FP32", "up",
         "input byte size mismatch for input 'x' for model 'up'|empty batch",
     ),
+    "empty image": (  # passes Triton's checks; the runner (model.py) answers with an error
+        np.zeros((1, 3, 0, 8), F32), "x", "FP32", "up",
+        r"input 'x' has shape \[1, 3, 0, 8\], no elements",
+    ),
+    "runtime failure": (  # onnxruntime fails inside the runner: an error response, no crash
+        np.zeros((1, 3, 3, 3), F32), "x", "FP32", "fragile",
+        "onnxruntime failed: .*Reshape",
+    ),
 }  # fmt: skip
 
 
@@ -248,6 +274,7 @@ CLIENT_REFUSES = {
         np.zeros((9, 3, 4, 4), F32), "x has batch 9; expected at most max_batch_size=8"
     ),
     "empty batch": (np.zeros((0, 3, 8, 8), F32), r"x has shape \[0, 3, 8, 8\], an empty batch"),
+    "empty image": (np.zeros((1, 3, 0, 8), F32), r"x has shape \[1, 3, 0, 8\], an empty batch or image"),
     "not an array": ([[1.0]], "x is a list; expected a numpy array"),
 }  # fmt: skip
 
