@@ -449,6 +449,17 @@ def test_server_that_cannot_load_a_model_raises_with_the_reason_and_log_tail(
     assert "--- tail of" in message and "failed to load all models" in message
 
 
+def test_server_on_a_port_in_use_raises_with_the_reason(repo: pathlib.Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(triton_repo.ServerStartError, match=f"Socket '127.0.0.1:{port}' already in use"):
+            triton_repo.LocalTritonServer(repo, grpc_port=port, ready_timeout=60).start()
+
+
 # ------------------------------------------------------------------------------------- CLI
 
 
@@ -477,6 +488,20 @@ def test_cli_infer_reads_a_png_and_writes_npy_and_png(
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), exports["seed0"](x), rtol=0, atol=ATOL)
     assert cli.main([*base, "--output", str(tmp_path / "out.png")]) == 0
     assert Image.open(tmp_path / "out.png").size == (24, 20)
+
+
+def test_pixeldcn_command_line_has_serve_and_infer_when_the_entry_point_is_installed() -> None:
+    from importlib import metadata
+
+    names = {ep.name for ep in metadata.entry_points(group="pixeldcn.commands")}
+    if not {"serve", "infer"} & names:
+        pytest.skip("pyproject.toml does not declare the triton_repo entry points (serve, infer) yet")
+    from pixeldcn_core.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "repo", "--http-port", "8000"])
+    assert args.http_port == 8000 and callable(args.func)
+    args = build_parser().parse_args(["infer", "--url", "h:1", "--model", "m", "--input", "x.npy"])
+    assert args.model == "m" and callable(args.func)
 
 
 def test_cli_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(

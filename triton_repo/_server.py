@@ -42,6 +42,8 @@ RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
 ADMIN_HEADER = "pixeldcn-admin-key"
 _LOG_TAIL_CHARS = 4000
 _ERROR_LINE_CHARS = 1000
+# Error lines every CPU-only start prints; they explain nothing.
+_LOG_NOISE = ("CudaDriverHelper has not been initialized",)
 _PORT_IN_USE_MARKERS = ("address already in use", "already in use", "failed to start")
 
 
@@ -312,7 +314,7 @@ class LocalTritonServer:
         for key, port in self._ports.items():
             chosen = port
             while chosen is None or (port is None and chosen in taken):
-                chosen = _free_port(self.host if self.host not in ("", "::") else "0.0.0.0")
+                chosen = _free_port(self.host or "0.0.0.0")
             taken.add(chosen)
             setattr(self, f"{key}_port", chosen)
         self._workdir = self._prepare_workdir()
@@ -362,7 +364,8 @@ class LocalTritonServer:
         errors = [
             line[:_ERROR_LINE_CHARS]
             for line in lines
-            if line.startswith("error:") or (line[:1] == "E" and line[1:5].isdigit())
+            if (line.startswith("error:") or (line[:1] == "E" and line[1:5].isdigit()))
+            and not any(noise in line for noise in _LOG_NOISE)
         ]
         return errors[-limit:]
 
