@@ -1,0 +1,162 @@
+"""PNG plots of the results (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["layers_plots", "network_plot", "serve_plot"]
+
+_KIND_COLORS = {
+    "dcl": "#7f7f7f",
+    "pixel_dcl": "#1f77b4",
+    "ipixel_dcl": "#ff7f0e",
+    "resize_conv": "#2ca02c",
+    "subpixel_conv": "#9467bd",
+}
+_DPI = 80
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _color(kind: str) -> str:
+    return _KIND_COLORS.get(kind, "#8c564b")
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = min(n, 3)
+    return (n + cols - 1) // cols, cols
+
+
+def layers_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Per provider: bars of each layer's time as a ratio to DCL k=6 (the line at 1), one panel
+    per configuration; and useful GFLOP/s against the plain Conv's."""
+    plt = _pyplot()
+    paths: list[Path] = []
+    for provider in dict.fromkeys(c["provider"] for c in result["configs"]):
+        cfgs = [c for c in result["configs"] if c["provider"] == provider]
+        rows, cols = _grid(len(cfgs))
+        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
+        for ax, cfg in zip(axes.flat, cfgs, strict=False):
+            layers = [v for v in cfg["variants"] if v["role"] == "layer"]
+            names = [v["name"] for v in layers]
+            ratios = [v["ratio_to_dcl_k6"]["median"] for v in layers]
+            lo = [r - v["ratio_to_dcl_k6"]["p25"] for r, v in zip(ratios, layers, strict=True)]
+            hi = [v["ratio_to_dcl_k6"]["p75"] - r for r, v in zip(ratios, layers, strict=True)]
+            bars = ax.barh(range(len(names)), ratios, xerr=[lo, hi],
+                           color=[_color(v["kind"]) for v in layers], capsize=2)
+            for bar, v in zip(bars, layers, strict=True):
+                if v["form"] != "efficient":
+                    bar.set_hatch("//")
+            ax.axvline(1.0, color="k", lw=1, ls="--")
+            ax.set_yticks(range(len(names)), names, fontsize=7)
+            ax.invert_yaxis()
+            ax.set_title(f"{cfg['label']} ({cfg['rounds_run']} rounds)", fontsize=9)
+            ax.tick_params(axis="x", labelsize=7)
+            ax.set_xlabel("time / DCL k=6 (median of paired ratios)", fontsize=7)
+        for ax in list(axes.flat)[len(cfgs):]:
+            ax.axis("off")
+        fig.suptitle(f"Up-sampling layers, onnxruntime {provider}: time relative to DCL k=6 "
+                     "(dashed line); hatched = faithful form", fontsize=10)
+        fig.tight_layout()
+        path = out_dir / f"layers_ratio_{provider}.png"
+        fig.savefig(path, dpi=_DPI)
+        plt.close(fig)
+        paths.append(path)
+
+        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
+        for ax, cfg in zip(axes.flat, cfgs, strict=False):
+            layers = [v for v in cfg["variants"] if v["role"] == "layer"]
+            conv = {v["name"]: v for v in cfg["variants"] if v["role"] == "plain_conv"}
+            y = range(len(layers))
+            ax.barh(y, [v["gflops_per_s"] for v in layers],
+                    color=[_color(v["kind"]) for v in layers])
+            ax.scatter([conv[v["plain_conv"]]["gflops_per_s"] for v in layers], y, marker="|",
+                       s=120, color="k", zorder=3, label="plain 3x3 Conv, same MACs")
+            ax.set_yticks(list(y), [v["name"] for v in layers], fontsize=7)
+            ax.invert_yaxis()
+            ax.set_title(cfg["label"], fontsize=9)
+            ax.tick_params(axis="x", labelsize=7)
+            ax.set_xlabel("useful GFLOP/s", fontsize=7)
+        axes.flat[0].legend(fontsize=7, loc="lower right")
+        for ax in list(axes.flat)[len(cfgs):]:
+            ax.axis("off")
+        fig.suptitle(f"Useful GFLOP/s, onnxruntime {provider} (| = plain Conv of the same MACs)",
+                     fontsize=10)
+        fig.tight_layout()
+        path = out_dir / f"layers_gflops_{provider}.png"
+        fig.savefig(path, dpi=_DPI)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def network_plot(result: dict[str, Any], out_dir: Path) -> Path:
+    """Bars of each U-Net's time relative to the DCL k=6 U-Net, per runtime, with the paper's."""
+    plt = _pyplot()
+    rows = result["rows"]
+    kinds = list(dict.fromkeys(r["variant"] for r in rows))
+    runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    width = 0.8 / (len(runtimes) + 1)
+    for i, rt in enumerate(runtimes):
+        vals = []
+        for kind in kinds:
+            row = next((r for r in rows if r["variant"] == kind and r["runtime"] == rt), None)
+            vals.append(row["ratio_to_dcl_k6"]["median"] if row else float("nan"))
+        ax.bar([j + i * width for j in range(len(kinds))], vals, width, label=rt)
+    paper = result.get("paper", {})
+    pv = [paper.get(k, float("nan")) for k in kinds]
+    ax.bar([j + len(runtimes) * width for j in range(len(kinds))], pv, width,
+           label="paper (K40, TF)", color="#d62728", alpha=0.6)
+    ax.axhline(1.0, color="k", lw=1, ls="--")
+    ax.set_xticks([j + width * len(runtimes) / 2 for j in range(len(kinds))], kinds, fontsize=8,
+                  rotation=15)
+    ax.set_ylabel("prediction time / DCL k=6 U-Net", fontsize=8)
+    ax.set_title(result.get("title", "U-Net"), fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "network_ratio.png"
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
+
+
+def serve_plot(result: dict[str, Any], out_dir: Path) -> Path:
+    """p50/p99 latency and throughput against concurrency, one line per protocol and batch."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    series: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in result["rows"]:
+        series.setdefault((r["protocol"], r["batch"]), []).append(r)
+    for (protocol, batch), rs in series.items():
+        rs = sorted(rs, key=lambda r: r["concurrency"])
+        c = [r["concurrency"] for r in rs]
+        (line,) = ax1.plot(c, [r["latency_ms"]["p50"] for r in rs], marker="o",
+                           label=f"{protocol} b{batch} p50")
+        ax1.plot(c, [r["latency_ms"]["p99"] for r in rs], marker="x", ls=":",
+                 color=line.get_color(), label=f"{protocol} b{batch} p99")
+        ax2.plot(c, [r["throughput_per_s"] for r in rs], marker="o", color=line.get_color(),
+                 label=f"{protocol} b{batch}")
+    ort_ms = result.get("in_process", {}).get("median_ms")
+    if ort_ms:
+        ax1.axhline(ort_ms, color="k", ls="--", lw=1, label="in-process onnxruntime (b1)")
+    for ax, ylabel in ((ax1, "latency (ms)"), (ax2, "throughput (inferences/s)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrency (requests in flight)", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    fig.suptitle(result.get("title", "Triton"), fontsize=9)
+    fig.tight_layout()
+    path = out_dir / "serve_latency_throughput.png"
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
