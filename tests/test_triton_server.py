@@ -449,7 +449,7 @@ def test_server_that_cannot_load_a_model_raises_with_the_reason_and_log_tail(
     assert "--- tail of" in message and "failed to load all models" in message
 
 
-def test_server_on_a_port_in_use_raises_with_the_reason(repo: pathlib.Path) -> None:
+def test_server_on_a_port_in_use_raises_with_the_reason(tmp_path: pathlib.Path) -> None:
     import socket
 
     with socket.socket() as taken:
@@ -457,7 +457,7 @@ def test_server_on_a_port_in_use_raises_with_the_reason(repo: pathlib.Path) -> N
         taken.listen(1)
         port = taken.getsockname()[1]
         with pytest.raises(triton_repo.ServerStartError, match=f"Socket '127.0.0.1:{port}' already in use"):
-            triton_repo.LocalTritonServer(repo, grpc_port=port, ready_timeout=60).start()
+            triton_repo.LocalTritonServer(tmp_path, grpc_port=port, ready_timeout=60).start()
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -519,15 +519,28 @@ def test_cli_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(
         stderr=subprocess.PIPE,
         text=True,
     )
+    printed: list[str] = []
+    ready = threading.Event()
+
+    def read_stdout() -> None:  # serve prints its URLs, then "press Ctrl-C to stop"
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            printed.append(line)
+            if "press Ctrl-C" in line:
+                ready.set()
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
+    reader.start()
     try:
+        assert ready.wait(timeout=90), printed
         client = triton_repo.Client(f"127.0.0.1:{port}", "up", protocol="http")
-        client.wait_ready(timeout=90)
+        assert client.is_ready()
         x = inputs(1, 1, 8, 8)
         np.testing.assert_allclose(client.infer(x), exports["seed0"](x), rtol=0, atol=ATOL)
         client.close()  # an open keep-alive connection would hold shutdown for --exit-timeout
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        err = proc.communicate(timeout=60)[1]
         stopped_in = time.monotonic() - started
     finally:
         if proc.poll() is None:
@@ -535,6 +548,7 @@ def test_cli_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(
             proc.wait()
     assert proc.returncode == 0, err
     assert stopped_in < 15, f"took {stopped_in:.1f}s to stop"
-    assert f"HTTP    127.0.0.1:{port}" in out
+    assert f"HTTP    127.0.0.1:{port}" in "".join(printed)
+    assert "stopping" in err
     with pytest.raises(triton_repo.ServerUnavailableError):
         client.infer(x)

@@ -81,7 +81,11 @@ def _thread_count(config: dict) -> int:
     if value:
         return max(1, int(value))
     instances = sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
-    return max(1, (os.cpu_count() or 1) // instances)
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // instances)
 
 
 class TritonPythonModel:

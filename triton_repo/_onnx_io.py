@@ -31,7 +31,7 @@ __all__ = [
 MAX_INLINE_BYTES = 2**31 - 64 * 2**20
 
 # ONNX TensorProto element type -> Triton data type (without the config's "TYPE_" prefix).
-_ONNX_TO_TRITON = {
+_ONNX_TO_TRITON: dict[int, str] = {
     onnx.TensorProto.FLOAT: "FP32",
     onnx.TensorProto.FLOAT16: "FP16",
     onnx.TensorProto.BFLOAT16: "BF16",

@@ -12,6 +12,7 @@ wheel's bundled libraries go on ``LD_LIBRARY_PATH``; the interpreter's folder go
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import ctypes.util
@@ -94,6 +95,26 @@ def find_tritonserver() -> TritonDistribution:
             f"({', '.join(sorted(p.name for p in (root / 'python_backend_stubs').iterdir()))})"
         )
     return dist
+
+
+def check_backend_python() -> None:
+    """Fail early when this interpreter cannot run the local flavour's ``model.py``.
+
+    The Python-backend stub imports numpy and onnxruntime from this interpreter's environment;
+    the stub of Triton 2.51 answers valid requests with HTTP 500 under numpy 2.
+    """
+    import numpy
+
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        raise ServerStartError(
+            f"the Python-backend stub of the bundled tritonserver needs numpy < 2, found "
+            f"{numpy.__version__} in {sys.prefix}; install it with: pip install 'numpy<2'"
+        )
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ServerStartError(
+            f"the local flavour runs model.onnx with onnxruntime, which is not installed in "
+            f"{sys.prefix}; install it with: pip install 'pixeldcn[cpu]'"
+        )
 
 
 def _free_port(host: str) -> int:
@@ -295,6 +316,7 @@ class LocalTritonServer:
         """
         if self.is_alive():
             raise ServerStartError(f"the server is running already (pid {self.pid})")
+        check_backend_python()
         auto_ports = [k for k, v in self._ports.items() if v is None]
         attempts = 3 if auto_ports else 1
         for attempt in range(attempts):
@@ -332,6 +354,7 @@ class LocalTritonServer:
                 start_new_session=True,  # its own process group: signals reach the stubs too
                 preexec_fn=_set_parent_death_signal if in_main else None,
             )
+        atexit.register(self.stop)  # never leave a server behind when the caller forgets stop()
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -390,6 +413,7 @@ class LocalTritonServer:
         """
         proc, self._proc = self._proc, None
         code = None
+        atexit.unregister(self.stop)
         if proc is not None:
             code = proc.poll()
             if code is None:
