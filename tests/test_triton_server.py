@@ -460,6 +460,44 @@ def test_server_on_a_port_in_use_raises_with_the_reason(tmp_path: pathlib.Path) 
             triton_repo.LocalTritonServer(tmp_path, grpc_port=port, ready_timeout=60).start()
 
 
+KILLED_LAUNCHER = """
+import sys, time
+import triton_repo
+server = triton_repo.LocalTritonServer(sys.argv[1]).start()
+print(server.pid, server.log_path.parent, flush=True)
+time.sleep(600)
+"""
+
+
+def test_killed_launcher_takes_its_server_down_and_the_next_launcher_cleans_up(
+    tmp_path: pathlib.Path,
+) -> None:
+    from triton_repo import _server
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_LAUNCHER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        pid_text, workdir_text = proc.stdout.readline().split()
+    finally:
+        proc.kill()  # SIGKILL: no cleanup code runs in the launcher
+        proc.wait(timeout=30)
+    server_pid, workdir = int(pid_text), pathlib.Path(workdir_text)
+
+    def server_gone() -> bool:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(server_gone, 60, "the orphaned tritonserver to exit (parent-death signal)")
+    assert workdir.is_dir()  # left behind by the killed launcher
+    _server._remove_orphans()  # what every LocalTritonServer.start() does first
+    assert not workdir.exists()
+
+
 # ------------------------------------------------------------------------------------- CLI
 
 

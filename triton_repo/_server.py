@@ -42,6 +42,9 @@ __all__ = ["RESTRICTED_APIS", "LocalTritonServer", "TritonDistribution", "find_t
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
 ADMIN_HEADER = "pixeldcn-admin-key"
 _LOG_TAIL_CHARS = 4000
+# Names of the launcher's temp folder and the Python backend's shared memory: <prefix><pid>-...
+_WORKDIR_PREFIX = "pixeldcn-tritonserver-"
+_SHM_PREFIX = "pixeldcn-shm-"
 _ERROR_LINE_CHARS = 1000
 # Error lines every CPU-only start prints; they explain nothing.
 _LOG_NOISE = ("CudaDriverHelper has not been initialized",)
@@ -115,6 +118,32 @@ def check_backend_python() -> None:
             f"the local flavour runs model.onnx with onnxruntime, which is not installed in "
             f"{sys.prefix}; install it with: pip install 'pixeldcn[cpu]'"
         )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _remove_orphans() -> None:
+    """Remove temp folders and shared memory left by launchers that were killed (SIGKILL)."""
+    for folder, prefix in ((pathlib.Path(tempfile.gettempdir()), _WORKDIR_PREFIX),
+                           (pathlib.Path("/dev/shm"), _SHM_PREFIX)):  # fmt: skip
+        if not folder.is_dir():
+            continue
+        for entry in folder.glob(f"{prefix}*"):
+            pid = entry.name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
 
 
 def _free_port(host: str) -> int:
@@ -216,7 +245,7 @@ class LocalTritonServer:
         self._dist = find_tritonserver()
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: pathlib.Path | None = None
-        self._shm_prefix = f"pixeldcn{os.getpid()}-{secrets.token_hex(4)}-"
+        self._shm_prefix = f"{_SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
         self._admin_key = secrets.token_urlsafe(24)
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.log_path: pathlib.Path | None = None
@@ -255,7 +284,8 @@ class LocalTritonServer:
     # ---------------------------------------------------------------------------- lifecycle
 
     def _prepare_workdir(self) -> pathlib.Path:
-        workdir = pathlib.Path(tempfile.mkdtemp(prefix="pixeldcn-tritonserver-"))
+        _remove_orphans()
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-"))
         backends = workdir / "backends"
         shutil.copytree(
             self._dist.backends,
