@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 from types import TracebackType
 
-from ._errors import TRITON_EXTRA_HINT, ServerStartError, TritonNotInstalledError
+from ._errors import TRITON_EXTRA_HINT, ConfigError, ServerStartError, TritonNotInstalledError
 from ._repository import LOCAL_CONFIG_NAME
 
 __all__ = ["RESTRICTED_APIS", "LocalTritonServer", "TritonDistribution", "find_tritonserver"]
@@ -270,7 +270,7 @@ class LocalTritonServer:
         gRPC carries it as metadata with Triton's ``triton-grpc-protocol-`` prefix.
         """
         if protocol not in ("http", "grpc"):
-            raise ServerStartError(f"protocol={protocol!r}; expected 'http' or 'grpc'")
+            raise ConfigError(f"protocol={protocol!r}; expected 'http' or 'grpc'")
         prefix = "triton-grpc-protocol-" if protocol == "grpc" else ""
         return {prefix + ADMIN_HEADER: self._admin_key}
 
