@@ -1,0 +1,75 @@
+"""PyTorch modules of every pixeldcn up-sampling layer, networks built with them, and ONNX export.
+
+Train with :class:`PixelDCL2d` & co. (or swap them into an existing network with
+:func:`convert_deconvs`), then :func:`export_onnx` writes a standard-op ONNX model in which every
+up-sampling layer is the core's efficient form, and :func:`verify` checks it against PyTorch.
+"""
+
+from __future__ import annotations
+
+try:
+    import onnxscript as _onnxscript  # noqa: F401
+    import safetensors as _safetensors  # noqa: F401
+    import torch as _torch  # noqa: F401
+except ImportError as _err:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        f"exporters.pytorch needs torch, onnxscript and safetensors ({_err}); "
+        "install them with: pip install 'pixeldcn[torch]'"
+    ) from _err
+
+from ._base import UpsampleLayer
+from ._convert import ConversionReport, convert_deconvs
+from ._dcl import DCL2d, dcl2d
+from ._errors import CheckpointError, ExportError, VerificationError
+from ._export import export_onnx
+from ._ipixel_dcl import IPixelDCL2d, ipixel_dcl2d
+from ._pixel_dcl import PixelDCL2d, pixel_dcl2d
+from ._registry import FUNCTIONS, MODULES, make_layer
+from ._resize_conv import ResizeConv2d, resize_conv2d
+from ._subpixel_conv import SubPixelConv2d, icnr_, subpixel_conv2d
+from ._unet import UNet
+from ._vae import VAE, VAEDecoder, VAEEncoder
+from ._verify import TOLERANCES, OutputCheck, VerificationReport, verify
+from ._weights import load_weights, read_checkpoint, save_weights
+
+__all__ = [
+    # layers (module + function pairs)
+    "DCL2d",
+    "IPixelDCL2d",
+    "PixelDCL2d",
+    "ResizeConv2d",
+    "SubPixelConv2d",
+    "UpsampleLayer",
+    "dcl2d",
+    "icnr_",
+    "ipixel_dcl2d",
+    "pixel_dcl2d",
+    "resize_conv2d",
+    "subpixel_conv2d",
+    # registry
+    "FUNCTIONS",
+    "MODULES",
+    "make_layer",
+    # networks
+    "UNet",
+    "VAE",
+    "VAEDecoder",
+    "VAEEncoder",
+    # plug-and-play
+    "ConversionReport",
+    "convert_deconvs",
+    # export and verification
+    "TOLERANCES",
+    "OutputCheck",
+    "VerificationReport",
+    "export_onnx",
+    "verify",
+    # weights
+    "load_weights",
+    "read_checkpoint",
+    "save_weights",
+    # errors
+    "CheckpointError",
+    "ExportError",
+    "VerificationError",
+]

@@ -1,0 +1,156 @@
+"""Plug-and-play: replace a network's x2 ``nn.ConvTranspose2d`` layers with another kind."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from pixeldcn_core import get_kind
+from pixeldcn_core.reference import dcl_padding
+
+from ._registry import MODULES
+
+__all__ = ["ConversionReport", "convert_deconvs", "upsamples_by_two"]
+
+
+@dataclasses.dataclass
+class ConversionReport:
+    """What :func:`convert_deconvs` did.
+
+    Attributes:
+        kind: the layer kind the deconvolutions were replaced with.
+        replaced: ``(module path, what it became)`` for every replaced ``ConvTranspose2d``.
+        skipped: ``(module path, why it was kept)`` for every ``ConvTranspose2d`` left alone.
+    """
+
+    kind: str
+    replaced: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [
+            f"convert_deconvs(kind={self.kind!r}): replaced {len(self.replaced)}, "
+            f"skipped {len(self.skipped)}"
+        ]
+        lines += [f"  replaced {path}: {what}" for path, what in self.replaced]
+        lines += [f"  skipped  {path}: {why}" for path, why in self.skipped]
+        return "\n".join(lines)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def upsamples_by_two(m: nn.ConvTranspose2d) -> str | None:
+    """``None`` when ``m`` maps ``[N, Cin, H, W]`` to exactly ``[N, C, 2H, 2W]`` with no groups or
+    dilation; otherwise the reason it does not.
+
+    The output size of a transposed conv is ``(H - 1) s - 2 p + d (k - 1) + op + 1``; with
+    ``s = 2, d = 1`` it is ``2H`` iff ``k - 2 - 2p + op = 0`` on both axes.
+    """
+    stride, dil = _pair(m.stride), _pair(m.dilation)
+    if stride != (2, 2):
+        return f"stride {stride}, expected (2, 2)"
+    if m.groups != 1:
+        return f"groups={m.groups}, expected 1"
+    if dil != (1, 1):
+        return f"dilation {dil}, expected (1, 1)"
+    if m.padding_mode != "zeros":
+        return f"padding_mode={m.padding_mode!r}, expected 'zeros'"
+    k, p, op = _pair(m.kernel_size), _pair(m.padding), _pair(m.output_padding)
+    extra = [k[i] - 2 - 2 * p[i] + op[i] for i in (0, 1)]
+    if extra != [0, 0]:
+        return (
+            f"output is not 2H x 2W (kernel_size={k}, padding={p}, output_padding={op} gives "
+            f"2H{extra[0]:+d} x 2W{extra[1]:+d})"
+        )
+    return None
+
+
+def _same_as_dcl(m: nn.ConvTranspose2d) -> bool:
+    """Whether ``m`` computes exactly :class:`DCL2d` with its kernel (TF 'SAME' crop)."""
+    k, p = _pair(m.kernel_size), _pair(m.padding)
+    return k[0] == k[1] and dcl_padding(k[0])[0] == p[0] == p[1]
+
+
+def convert_deconvs(model: nn.Module, kind: str = "pixel_dcl", **kwargs: Any) -> ConversionReport:
+    """Replace, in place, every ``nn.ConvTranspose2d`` of ``model`` that up-samples by exactly 2.
+
+    A deconvolution qualifies when it has stride 2, groups 1, dilation 1, zero padding mode and an
+    output of exactly 2H x 2W (kernel, padding and output_padding agree). It becomes a layer of
+    ``kind`` with the same in / out channels, a bias if it had one, on the same device and dtype
+    and in the same train / eval mode. The new layer is freshly initialised, except for
+    ``kind="dcl"`` (which keeps the deconvolution's kernel size unless ``kernel_size`` is given)
+    when the deconvolution already computes the same function (square even kernel
+    with padding ``(k - 2) / 2``): then its weights are copied. A ``ConvTranspose2d`` called with
+    an explicit ``output_size`` is not visible here: check such models by hand.
+
+    Args:
+        model: the network, modified in place.
+        kind: a registered kind (``pixeldcn_core.layer_kinds()``); aliases like "PixelDCL" work.
+        **kwargs: passed to the layer's constructor (e.g. ``kernel_size=5``, ``icnr=False``).
+
+    Returns:
+        A :class:`ConversionReport` listing replaced and skipped modules with reasons.
+
+    Raises:
+        UnknownKindError: ``kind`` is not registered (the message lists the valid kinds).
+        SpecError: ``kwargs`` are invalid for the kind.
+    """
+    info = get_kind(kind)
+    cls = MODULES[info.name]
+    report = ConversionReport(info.name)
+    if isinstance(model, nn.ConvTranspose2d):
+        report.skipped.append(("", "the root module cannot be replaced in place; wrap it"))
+        return report
+    targets: list[tuple[str, nn.Module, str, nn.ConvTranspose2d]] = []
+    for path, parent in model.named_modules():
+        for name, child in parent.named_children():
+            if not isinstance(child, nn.ConvTranspose2d):
+                continue
+            full = f"{path}.{name}" if path else name
+            why = upsamples_by_two(child)
+            if why is not None:
+                report.skipped.append((full, why))
+            else:
+                targets.append((full, parent, name, child))
+    # Build every new layer first, so that bad kwargs leave the model untouched.
+    built: dict[int, tuple[nn.Module, str]] = {}
+    for _, _, _, old in targets:
+        if id(old) not in built:
+            built[id(old)] = _build(cls, info.name, old, kwargs)
+    done: set[int] = set()  # a deconv shared by two parents stays shared
+    for full, parent, name, old in targets:
+        layer, note = built[id(old)]
+        setattr(parent, name, layer)
+        if id(old) in done:
+            report.replaced.append((full, "shared with an already replaced module"))
+            continue
+        done.add(id(old))
+        report.replaced.append((full, f"{type(layer).__name__}({layer.extra_repr()}), {note}"))
+    return report
+
+
+def _build(cls: type, kind: str, old: nn.ConvTranspose2d, kwargs: dict[str, Any]
+           ) -> tuple[nn.Module, str]:
+    w = old.weight
+    kw = dict(kwargs)
+    ks = _pair(old.kernel_size)
+    if kind == "dcl" and "kernel_size" not in kw and ks[0] == ks[1]:
+        kw["kernel_size"] = ks[0]  # DCL keeps the deconv's kernel size unless told
+    layer = cls(
+        old.in_channels, old.out_channels, bias=old.bias is not None,
+        device=w.device, dtype=w.dtype, **kw,
+    )
+    note = "freshly initialised"
+    if kind == "dcl" and layer.kernel_size == ks[0] and _same_as_dcl(old):
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            if old.bias is not None:
+                layer.bias.copy_(old.bias)
+        note = "weights copied (same function)"
+    layer.train(old.training)
+    return layer, note

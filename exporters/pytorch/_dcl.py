@@ -1,0 +1,86 @@
+"""Regular deconvolution with TensorFlow 'SAME' output size: :func:`dcl2d` and :class:`DCL2d`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixeldcn_core.reference import dcl_padding
+
+from ._base import UpsampleLayer, check_input, kaiming_normal_
+
+__all__ = ["DCL2d", "dcl2d"]
+
+
+def dcl2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Stride-2 transposed conv equal to TF ``conv2d_transpose(..., padding='SAME')``.
+
+    The full transposed conv has ``2(H-1) + k`` rows; 'SAME' keeps ``[begin, begin + 2H)`` with
+    ``(begin, end) = dcl_padding(k)``: (2, 2) for k = 6, (1, 1) for k = 4, (0, 1) for k = 3.
+    ``padding=begin`` crops ``begin`` on both sides, leaving ``2H + end - begin`` rows; the slice
+    drops the extra last row of the asymmetric case (odd k).
+
+    Args:
+        x (Tensor[batch_size, in_channels, in_height, in_width]): input.
+        weight (Tensor[in_channels, out_channels, k, k]): ConvTranspose2d layout.
+        bias (Tensor[out_channels], optional).
+
+    Returns:
+        Tensor[batch_size, out_channels, 2 * in_height, 2 * in_width]
+    """
+    begin, end = dcl_padding(int(weight.shape[-1]))
+    y = F.conv_transpose2d(x, weight, bias, stride=2, padding=begin)  # (N, C, 2H+e-b, 2W+e-b)
+    if end != begin:
+        y = y[:, :, : 2 * x.shape[2], : 2 * x.shape[3]]  # (N, C, 2H, 2W)
+    return y
+
+
+class DCL2d(UpsampleLayer):
+    """Deconvolution (the baseline): ``x [N, Cin, H, W] -> y [N, C, 2H, 2W]``, TF 'SAME'.
+
+    Parameters: ``weight [Cin, C, k, k]`` (as ``nn.ConvTranspose2d``), ``bias [C]``.
+
+    Initialisation: He normal with fan_in = Cin * k^2 / 4, the number of weights reaching one output
+    pixel of a stride-2 transposed conv (each output phase sees a quarter of the taps).
+
+    Args:
+        in_channels: Cin.
+        out_channels: C.
+        kernel_size: k >= 2 (default 6, as in the paper's experiments).
+        bias: add a learnable per-channel bias.
+    """
+
+    kind = "dcl"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 6,
+        bias: bool = False,
+        *,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, bias)
+        fk = {"device": device, "dtype": dtype}
+        k = self.kernel_size
+        self.weight = nn.Parameter(torch.empty(self.in_channels, self.out_channels, k, k, **fk))
+        self._make_bias(bias, **fk)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        kaiming_normal_(self.weight, self.in_channels * self.kernel_size**2 // 4)
+        if self.bias is not None:
+            self.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_channels, "DCL2d")
+        return dcl2d(x, self.weight, self.bias)
+
+    def _onnx_tensors(self) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight}

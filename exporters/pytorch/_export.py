@@ -1,0 +1,349 @@
+"""ONNX export of any model holding pixeldcn up-sampling layers.
+
+How a layer becomes ONNX is defined in one place, the core's :func:`pixeldcn_core.emit_layer`.
+Export therefore goes in two steps:
+
+1. In a deep copy of the model, every up-sampling layer is swapped for a stub calling the custom
+   op ``pixeldcn::<kind>(x, weights, bias, layer_id)`` (a real op: it computes the layer). The
+   dynamo exporter translates it, through ``custom_translation_table``, into one placeholder node
+   ``pixeldcn.export::UpsampleLayer(x, layer_id=i)``; the rest of the network goes through the
+   exporter as usual (its optimizer already folds Conv + BatchNormalization pairs).
+2. Graph passes (:mod:`._onnx_passes`) replace each placeholder by the nodes ``emit_layer`` writes
+   with that layer's weights (an eval BatchNorm right after it is folded into them), fold or
+   lower any BatchNormalization left, drop the private domain and unused initializers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnxscript
+import torch
+from torch import nn
+
+import pixeldcn_core
+from pixeldcn_core._builder import check_opset
+from pixeldcn_core._io import save_model_atomic
+
+from ._base import UpsampleLayer
+from ._errors import ExportError
+from ._onnx_passes import (
+    PLACEHOLDER_DOMAIN,
+    PLACEHOLDER_OP,
+    LayerEntry,
+    finalize,
+    fold_batchnorm,
+    splice_layers,
+    to_float16,
+)
+from ._registry import FUNCTIONS, MODULES
+
+__all__ = ["export_onnx", "prepare_for_export"]
+
+#: Serialised protobufs cannot exceed 2 GiB; bigger models would need external data.
+_MAX_BYTES = 2**31 - 2**20
+METADATA_INPUT_SHAPES = "pixeldcn.input_shapes"
+METADATA_LAYERS = "pixeldcn.layers"
+
+
+# -- the placeholder op, in torch and in ONNX -----------------------------------------------------
+def _register_placeholder_schema() -> None:
+    if onnx.defs.has(PLACEHOLDER_OP, PLACEHOLDER_DOMAIN):
+        return
+    schema = onnx.defs.OpSchema(
+        PLACEHOLDER_OP,
+        PLACEHOLDER_DOMAIN,
+        1,
+        doc="Export-time placeholder of a pixeldcn up-sampling layer; replaced before saving.",
+        inputs=[onnx.defs.OpSchema.FormalParameter("x", "T")],
+        outputs=[onnx.defs.OpSchema.FormalParameter("y", "T")],
+        type_constraints=[
+            ("T", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(double)"], "")
+        ],
+        attributes=[
+            onnx.defs.OpSchema.Attribute("layer_id", onnx.defs.OpSchema.AttrType.INT, "layer id")
+        ],
+    )
+    onnx.defs.register_schema(schema)
+
+
+_register_placeholder_schema()
+_PLACEHOLDER = onnxscript.values.Opset(PLACEHOLDER_DOMAIN, 1)
+
+
+def _translate(x: Any, weights: Any, bias: Any = None, layer_id: int = 0) -> Any:
+    return getattr(_PLACEHOLDER, PLACEHOLDER_OP)(x, layer_id=layer_id)
+
+
+def _out_channels(kind: str, first_weight: torch.Tensor) -> int:
+    """C of a layer from its first weight in the core layout."""
+    if kind == "dcl":
+        return int(first_weight.shape[1])  # [Cin, C, k, k]
+    if kind == "subpixel_conv":
+        return int(first_weight.shape[0]) // 4  # [4C, Cin, k, k]
+    return int(first_weight.shape[0])  # [C, Cin, k, k]
+
+
+def _define_op(kind: str) -> Any:
+    fn = FUNCTIONS[kind]
+
+    def impl(x: torch.Tensor, weights: list[torch.Tensor], bias: torch.Tensor | None,
+             layer_id: int) -> torch.Tensor:
+        return fn(x, *weights, bias).clone()
+
+    def fake(x: torch.Tensor, weights: list[torch.Tensor], bias: torch.Tensor | None,
+             layer_id: int) -> torch.Tensor:
+        n, _, h, w = x.shape
+        return x.new_empty((n, _out_channels(kind, weights[0]), 2 * h, 2 * w))
+
+    op = torch.library.custom_op(
+        f"pixeldcn::{kind}",
+        impl,
+        mutates_args=(),
+        schema="(Tensor x, Tensor[] weights, Tensor? bias, int layer_id) -> Tensor",
+    )
+    op.register_fake(fake)
+    return op
+
+
+#: kind -> the custom op ``pixeldcn::<kind>`` used during export.
+OPS = {kind: _define_op(kind) for kind in MODULES}
+TRANSLATIONS = {getattr(torch.ops.pixeldcn, kind).default: _translate for kind in MODULES}
+
+
+class _ExportStub(nn.Module):
+    """Stands in for one up-sampling layer during export: calls ``pixeldcn::<kind>``."""
+
+    def __init__(self, layer: UpsampleLayer, layer_id: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.layer_id = layer_id
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = list(self.layer._onnx_tensors().values())
+        return OPS[self.layer.kind](x, weights, self.layer.bias, self.layer_id)
+
+
+def prepare_for_export(model: nn.Module) -> tuple[nn.Module, dict[int, LayerEntry]]:
+    """A float32 eval-mode CPU deep copy of ``model`` with every up-sampling layer swapped for an
+    export stub, and layer id -> (path, kind, weights in the core layout)."""
+    m = copy.deepcopy(model).float().cpu().eval()
+    layers: dict[int, LayerEntry] = {}
+    if isinstance(m, UpsampleLayer):
+        layers[0] = ("layer", m.kind, m.onnx_weights())
+        return _ExportStub(m, 0), layers
+    swaps: dict[int, _ExportStub] = {}
+    for path, parent in list(m.named_modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, UpsampleLayer):
+                if id(child) not in swaps:
+                    lid = len(layers)
+                    full = f"{path}.{name}" if path else name
+                    layers[lid] = (full, child.kind, child.onnx_weights())
+                    swaps[id(child)] = _ExportStub(child, lid)
+                setattr(parent, name, swaps[id(child)])
+    return m, layers
+
+
+# -- shapes ------------------------------------------------------------------------------------------
+def _normalise_shapes(input_shape: Any) -> list[tuple[int, ...]]:
+    """One shape ``(1, 3, 256, 256)`` or a sequence of shapes (one per model input)."""
+    if isinstance(input_shape, torch.Size):
+        input_shape = tuple(input_shape)
+    if not isinstance(input_shape, (list, tuple)) or not input_shape:
+        raise ExportError(f"input_shape must be a tuple of ints, got {input_shape!r}")
+    shapes = [input_shape] if all(isinstance(d, int) for d in input_shape) else list(input_shape)
+    out = []
+    for shape in shapes:
+        if (
+            not isinstance(shape, (list, tuple, torch.Size))
+            or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+        ):
+            raise ExportError(
+                f"input_shape must be a tuple of positive ints (or one per input), got {input_shape!r}"
+            )
+        out.append(tuple(int(d) for d in shape))
+    return out
+
+
+def _dynamic_dims(shape: tuple[int, ...]) -> dict[int, Any]:
+    """Batch, height and width (dims 0, 2, 3 of a 4-D input; dim 0 otherwise) are dynamic where
+    the model allows it (``Dim.AUTO``: a model that fixes its size, like the VAE encoder at
+    64 x 64, keeps that dim static)."""
+    dims = (0, 2, 3) if len(shape) == 4 else (0,)
+    return {d: torch.export.Dim.AUTO for d in dims}
+
+
+def _example(shape: tuple[int, ...], dynamic: bool, seed: int) -> torch.Tensor:
+    # Tracing with a dynamic dim of size 1 would specialise it: trace batch 2 at least.
+    if dynamic and shape[0] == 1:
+        shape = (2, *shape[1:])
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's progress prints, warnings and logs (errors still raise)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export",
+                                               "torch.fx.experimental.symbolic_shapes")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+# -- export ------------------------------------------------------------------------------------------
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    input_shape: Sequence[int] | Sequence[Sequence[int]] = (1, 3, 256, 256),
+    *,
+    dynamic: bool = True,
+    opset: int | None = None,
+    fp16: bool = False,
+    verify: bool = True,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    verbose: bool = False,
+) -> Path:
+    """Export ``model`` to ONNX with every up-sampling layer in the core's efficient form.
+
+    The model is deep-copied, cast to float32 on CPU and put in eval mode; it is not modified.
+    The written model holds standard operators only (opset ``opset``, IR version the oldest that
+    carries it), no BatchNormalization (folded into the Conv or layer before it, or lowered to
+    Mul + Add), no ConvTranspose except in DCL layers, and its weights inline.
+
+    Args:
+        model: any ``nn.Module`` (its up-sampling layers are :mod:`exporters.pytorch` modules).
+        path: where to write the ``.onnx`` file (atomically: temp file + rename).
+        input_shape: the example input's shape, or one shape per forward argument; dynamic
+            export traces with batch >= 2 and verifies at this shape.
+        dynamic: batch, height and width (dims 0, 2, 3 of 4-D inputs; dim 0 of others) dynamic.
+        opset: default-domain opset (17..21); ``None`` is the core's ``DEFAULT_OPSET`` (18).
+        fp16: write a float16 model (inputs and outputs float16). Weights are folded in float32
+            first, then rounded once.
+        verify: run :func:`exporters.pytorch.verify` on the written file and raise
+            :class:`VerificationError` beyond tolerance.
+        input_names: names of the graph inputs; default ``x`` (or ``x0, x1, ...``).
+        output_names: names of the outputs; default ``y`` for one output, else the model's
+            ``onnx_output_names`` attribute, else ``y0, y1, ...``.
+        atol, rtol: verification tolerances (``None``: per-precision defaults of ``verify``).
+        verbose: print what each step did.
+
+    Returns:
+        The path of the written model.
+
+    Raises:
+        ExportError: the model cannot be exported as asked.
+        VerificationError: onnxruntime disagrees with PyTorch beyond tolerance.
+    """
+    opset = check_opset(opset)
+    shapes = _normalise_shapes(input_shape)
+    path = Path(path)
+    stub_model, layers = prepare_for_export(model)
+    examples = tuple(_example(s, dynamic, seed=i) for i, s in enumerate(shapes))
+    in_names = list(input_names) if input_names else (
+        ["x"] if len(shapes) == 1 else [f"x{i}" for i in range(len(shapes))]
+    )
+    if len(in_names) != len(shapes):
+        raise ExportError(f"input_names has {len(in_names)} names, while there are {len(shapes)} inputs")
+    with torch.no_grad():
+        try:
+            outs = stub_model(*examples)
+        except pixeldcn_core.PixelDCNError:
+            raise
+        except Exception as err:
+            raise ExportError(f"the model does not run on inputs of shape {shapes}: {err}") from err
+    n_out = len(outs) if isinstance(outs, (tuple, list)) else 1
+    out_names = list(output_names) if output_names else (
+        ["y"] if n_out == 1 else list(getattr(model, "onnx_output_names", None)
+                                      or [f"y{i}" for i in range(n_out)])
+    )
+    if len(out_names) != n_out:
+        raise ExportError(f"output_names has {len(out_names)} names, while the model returns {n_out}")
+    dyn = tuple(_dynamic_dims(s) for s in shapes) if dynamic else None
+    with _quiet():
+        # torch.export first, with ordinary guards: a model that pins a size (the VAE encoder's
+        # 64 x 64) keeps that dim static, instead of the ONNX exporter's deferred runtime asserts.
+        try:
+            exported = torch.export.export(stub_model, examples, dynamic_shapes=dyn)
+        except Exception as err:
+            raise ExportError(f"torch.export failed: {_summary(err)}") from err
+        try:
+            program = torch.onnx.export(
+                exported,
+                (),
+                dynamo=True,
+                input_names=in_names,
+                output_names=out_names,
+                opset_version=opset,
+                custom_translation_table=TRANSLATIONS,
+                optimize=True,
+                verbose=False,
+                external_data=False,
+            )
+        except Exception as err:
+            raise ExportError(f"torch.onnx.export failed: {_summary(err)}") from err
+    assert program is not None
+    proto = program.model_proto
+    proto, notes = splice_layers(proto, layers, opset=opset)
+    proto, bn_notes = fold_batchnorm(proto)
+    doc = (f"exported by pixeldcn {pixeldcn_core.__version__} (exporters.pytorch) from "
+           f"{type(model).__name__}")
+    proto = finalize(proto, opset=opset, doc=doc)
+    if fp16:
+        proto = to_float16(proto)
+    _set_metadata(proto, {
+        METADATA_INPUT_SHAPES: json.dumps([list(s) for s in shapes]),
+        METADATA_LAYERS: json.dumps([{"path": p, "kind": k} for p, k, _ in layers.values()]),
+    })
+    if proto.ByteSize() > _MAX_BYTES:
+        raise ExportError(
+            f"the model is {proto.ByteSize() / 2**30:.2f} GiB; ONNX protobufs are limited to 2 GiB "
+            "(external data is not supported by this exporter)"
+        )
+    onnx.checker.check_model(proto, full_check=True)
+    save_model_atomic(proto, path)
+    if verbose:
+        for line in [*notes, *bn_notes]:
+            print(f"  {line}")
+    if verify:
+        from ._verify import verify as run_verify
+
+        run_verify(model, path, atol=atol, rtol=rtol, quiet=not verbose)
+    return path
+
+
+def _summary(err: BaseException) -> str:
+    """The useful part of an exporter error: its exception summary when it has one."""
+    text = str(err)
+    if "## Exception summary" in text:
+        text = text.split("## Exception summary", 1)[1].split("(Refer to the full stack", 1)[0]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and ln.strip() != "⬆️"]
+    return " | ".join(lines[-6:]) if lines else type(err).__name__
+
+
+def _set_metadata(model: onnx.ModelProto, entries: dict[str, str]) -> None:
+    for key, value in entries.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value

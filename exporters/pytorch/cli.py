@@ -1,0 +1,123 @@
+"""``pixeldcn export``: build a network, load trained weights, export to ONNX, verify."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from pixeldcn_core import SpecError, get_kind, layer_kinds
+
+__all__ = ["handler", "register"]
+
+ARCHS = ("unet", "vae-decoder")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``export`` subcommand to the ``pixeldcn`` parser."""
+    p = sub.add_parser(
+        "export",
+        help="export a U-Net or VAE decoder with pixeldcn up-sampling layers to ONNX",
+        description=(
+            "Build the network, optionally load trained weights (.safetensors, or a torch file "
+            "read with weights_only=True), export it to standard-op ONNX with every up-sampling "
+            "layer in the core's efficient form, and verify it against PyTorch in onnxruntime."
+        ),
+    )
+    p.add_argument("--arch", required=True, help=f"network: {' | '.join(ARCHS)}")
+    p.add_argument("--up", default="pixel_dcl", help=f"up-sampling layer: {' | '.join(layer_kinds())}")
+    p.add_argument("--up-kernel-size", type=int, default=None, help="default: the kind's")
+    p.add_argument("--weights", type=Path, default=None, help="trained weights (.safetensors, .pt)")
+    p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--input-shape", default=None,
+                   help="example input, e.g. 1,3,256,256 (unet) or 1,128 (vae-decoder)")
+    p.add_argument("--fp16", action="store_true", help="write a float16 model")
+    p.add_argument("--static", action="store_true", help="fixed input shape (default: dynamic)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the core's)")
+    p.add_argument("--num-classes", type=int, default=21, help="unet: output classes")
+    p.add_argument("--base-channels", type=int, default=None,
+                   help="first-level channels (default 64 for unet, 32 for vae-decoder)")
+    p.add_argument("--depth", type=int, default=5, help="unet: levels including the bottom")
+    p.add_argument("--latent-dim", type=int, default=128, help="vae-decoder: size of z")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
+    p.set_defaults(func=handler)
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    parts = text.split(",") if "," in text else text.split("x")  # 1,3,256,256 or 1x3x256x256
+    try:
+        shape = tuple(int(v) for v in parts)
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise SpecError(
+            f"--input-shape: got {text!r}, expected positive integers separated by commas, "
+            "e.g. 1,3,256,256"
+        )
+    return shape
+
+
+def _stage(i: int, n: int, text: str) -> float:
+    print(f"[{i}/{n}] {text}", flush=True)
+    return time.perf_counter()
+
+
+def handler(args: argparse.Namespace) -> int:
+    """Run ``pixeldcn export``; returns the exit code (errors raise PixelDCNError)."""
+    if args.arch not in ARCHS:
+        raise SpecError(f"--arch: got {args.arch!r}, expected one of {', '.join(ARCHS)}")
+    kind = get_kind(args.up).name  # UnknownKindError lists the valid kinds
+    if args.out.suffix.lower() != ".onnx":
+        raise SpecError(f"--out: got {str(args.out)!r}, expected a path ending in .onnx")
+    shape = _parse_shape(args.input_shape) if args.input_shape else None
+
+    from . import VAE, UNet, export_onnx, load_weights, verify
+
+    steps = 4 if args.weights else 3
+    step = 1
+    t0 = _stage(step, steps, f"building {args.arch} (up={kind})")
+    if args.arch == "unet":
+        base = 64 if args.base_channels is None else args.base_channels
+        model = UNet(3, args.num_classes, base, args.depth, kind, up_kernel_size=args.up_kernel_size)
+        default_shape: tuple[int, ...] = (1, 3, 256, 256)
+    else:
+        base = 32 if args.base_channels is None else args.base_channels
+        vae = VAE(args.latent_dim, base, kind, up_kernel_size=args.up_kernel_size)
+        model = vae.decoder
+        default_shape = (1, args.latent_dim)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"      {type(model).__name__}: {n_params / 1e6:.2f} M parameters")
+    shape = shape or default_shape
+    if args.weights:
+        step += 1
+        _stage(step, steps, f"loading weights {args.weights}")
+        if args.arch == "vae-decoder":
+            _load_decoder(vae, args.weights, load_weights)
+        else:
+            load_weights(model, args.weights)
+    step += 1
+    t1 = _stage(step, steps, f"exporting to {args.out} (input {list(shape)}, "
+                f"{'static' if args.static else 'dynamic batch/height/width'}, "
+                f"{'float16' if args.fp16 else 'float32'})")
+    path = export_onnx(model, args.out, shape, dynamic=not args.static, opset=args.opset,
+                       fp16=args.fp16, verify=False, verbose=True)
+    size = path.stat().st_size / 2**20
+    print(f"      wrote {path} ({size:.1f} MiB) in {time.perf_counter() - t1:.1f} s")
+    step += 1
+    if args.no_verify:
+        _stage(step, steps, "verification skipped (--no-verify)")
+    else:
+        _stage(step, steps, "verifying against PyTorch with onnxruntime")
+        verify(model, path)
+    print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _load_decoder(vae: object, path: Path, load_weights: object) -> None:
+    """A VAE decoder checkpoint may hold the whole VAE or only the decoder."""
+    from ._weights import read_checkpoint
+
+    keys = read_checkpoint(path)
+    target = vae if any(k.startswith("decoder.") for k in keys) else vae.decoder  # type: ignore[attr-defined]
+    load_weights(target, path)  # type: ignore[operator]
+
