@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -22,6 +22,7 @@ from pixeldcn_core import GraphBuilder, LayerSpec
 __all__ = [
     "PIXEL_DCL_VARIANTS",
     "NodeModel",
+    "conv_macs",
     "node_models",
     "pixel_dcl_variant_model",
     "plain_conv_channels",
@@ -338,3 +339,42 @@ def node_models(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list
         out.append(NodeModel(i, _label(node, shapes), node.op_type, m,
                              {n: values[n] for n in dict.fromkeys(dynamic)}))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# MAC count of a whole model
+
+
+def conv_macs(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> int | None:
+    """Multiply-accumulates of every Conv and ConvTranspose of ``model`` at fixed input shapes
+    (from ONNX shape inference); ``None`` when a shape cannot be inferred."""
+    from onnx import shape_inference
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for inp in m.graph.input:
+        if inp.name in input_shapes:
+            dims = inp.type.tensor_type.shape.dim
+            for d, value in zip(dims, input_shapes[inp.name], strict=True):
+                d.Clear()
+                d.dim_value = int(value)
+    m = shape_inference.infer_shapes(m, data_prop=True)
+    shapes: dict[str, list[int]] = {}
+    for vi in [*m.graph.input, *m.graph.value_info, *m.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+    for t in m.graph.initializer:
+        shapes[t.name] = list(t.dims)
+    total = 0
+    for node in m.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose"):
+            continue
+        w = shapes.get(node.input[1])
+        ref = shapes.get(node.output[0] if node.op_type == "Conv" else node.input[0])
+        if not w or not ref or min(ref) < 0:
+            return None
+        n, c, h, wd = ref
+        # Conv: every output element takes (in/group) x kh x kw MACs; ConvTranspose: every input
+        # element gives (out/group) x kh x kw. Either way: weight dims 1..3.
+        total += n * c * h * wd * w[1] * w[2] * w[3]
+    return total

@@ -1,13 +1,668 @@
-"""``pixeldcn bench serve``: a served model (placeholder)."""
+"""``pixeldcn bench serve``: a model served by Triton, latency and throughput against concurrency.
+
+Against any running Triton (``--url``), or, by default, the local ``tritonserver`` of
+``triton_repo.LocalTritonServer`` on a repository this command writes (the U-Net with PixelDCL at
+a small size, exported through ``exporters.pytorch``) or on a given ``--repo``.
+
+For every protocol (gRPC, HTTP), batch size and concurrency level, ``concurrency`` closed-loop
+clients send requests back to back. The run is cut into measurement windows; a level ends when
+the last three windows are stable (as perf_analyzer: throughput and mean latency of each within
+10 % of their average), or at ``--max-windows``/``--max-requests``, and is then marked unstable.
+Latency percentiles and throughput come from the last three windows. The server's queue and
+compute times are deltas of Triton's statistics API over the level, and the client's request
+count is checked against the server's success count: nothing may be lost. At concurrency 1,
+served requests alternate with in-process onnxruntime runs of the same model.onnx, so the
+serving overhead is a median of paired ratios, free of the host's drift.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixeldcn_core import PixelDCNError
+
+from ._machine import machine_info, physical_cores
+from ._report import Target, fmt, markdown_table, targets_table, write_json, write_text
+from ._stats import paired_ratio, summarize
+
+__all__ = [
+    "LevelResult",
+    "is_stable",
+    "measure_level",
+    "run_serve",
+    "settled_stats",
+    "stats_delta",
+]
+
+DEFAULTS = {"concurrency": "1,2,4,8,16", "batches": "1,4", "window": 2.0, "max_windows": 8,
+            "max_requests": 5000, "paired_rounds": 60, "size": 128, "base_channels": 16,
+            "depth": 5}
+QUICK_DEFAULTS = {"concurrency": "1,2", "batches": "1", "window": 0.25, "max_windows": 4,
+                  "max_requests": 3000, "paired_rounds": 15, "size": 32, "base_channels": 8,
+                  "depth": 3}
+STABILITY = 0.10  # perf_analyzer's default --stability-percentage
+STABLE_WINDOWS = 3
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+# ---------------------------------------------------------------------------------------------
+# statistics
+
+
+def _int(v: Any) -> int:
+    return int(v or 0)  # gRPC's JSON writes 64-bit counters as strings
+
+
+def _model_stats(stats: dict[str, Any], model: str) -> dict[str, Any]:
+    entries = [s for s in stats.get("model_stats", []) if s.get("name") == model]
+    if not entries:
+        raise PixelDCNError(f"the server's statistics have no model {model!r}")
+    return entries[0]
+
+
+def _flatten(entry: dict[str, Any]) -> dict[str, int]:
+    out = {"inference_count": _int(entry.get("inference_count")),
+           "execution_count": _int(entry.get("execution_count"))}
+    for part, value in entry.get("inference_stats", {}).items():
+        out[f"{part}_count"] = _int(value.get("count"))
+        out[f"{part}_ns"] = _int(value.get("ns"))
+    return out
+
+
+def stats_delta(before: dict[str, Any], after: dict[str, Any], model: str) -> dict[str, Any]:
+    """What the server did between two ``get_inference_statistics`` snapshots of ``model``.
+
+    Returns counts (successful and failed requests, inferences, executions), the mean batch
+    the server executed, and per-request means in ms of queueing and of compute (input, infer,
+    output).
+    """
+    a, b = _flatten(_model_stats(before, model)), _flatten(_model_stats(after, model))
+    d = {k: b.get(k, 0) - a.get(k, 0) for k in b}
+    ok = d.get("success_count", 0)
+    # A counter that went down: the model was reloaded and its statistics restarted from 0.
+    reset = any(v < 0 for v in d.values())
+
+    def per_request_ms(part: str) -> float | None:
+        n = d.get(f"{part}_count", 0)
+        return d.get(f"{part}_ns", 0) / n / 1e6 if n else None
+
+    return {
+        "reset": reset,
+        "success": ok,
+        "fail": d.get("fail_count", 0),
+        "inferences": d.get("inference_count", 0),
+        "executions": d.get("execution_count", 0),
+        "mean_executed_batch": (d["inference_count"] / d["execution_count"])
+        if d.get("execution_count") else None,
+        "queue_ms": per_request_ms("queue"),
+        "compute_input_ms": per_request_ms("compute_input"),
+        "compute_infer_ms": per_request_ms("compute_infer"),
+        "compute_output_ms": per_request_ms("compute_output"),
+        "request_ms": per_request_ms("success"),
+    }
+
+
+def settled_stats(client: Any, model: str, *, base: dict[str, Any] | None = None,
+                  expect_success: int | None = None, timeout: float = 3.0) -> dict[str, Any]:
+    """A statistics snapshot taken once the server's bookkeeping has caught up.
+
+    Triton counts a request after its response is sent, so a snapshot taken right after the
+    client's last answer can miss it. Without ``expect_success``: poll until two snapshots
+    20 ms apart agree. With it: poll until ``expect_success`` successes were counted since
+    ``base`` (or ``timeout`` passes: the difference is then reported as lost).
+    """
+    deadline = time.perf_counter() + timeout
+    last = client.statistics()
+    while time.perf_counter() < deadline:
+        time.sleep(0.02)
+        now = client.statistics()
+        if expect_success is not None and base is not None:
+            if stats_delta(base, now, model)["success"] >= expect_success:
+                return now
+        elif _flatten(_model_stats(now, model)) == _flatten(_model_stats(last, model)):
+            return now
+        last = now
+    return last
+
+
+def is_stable(throughputs: list[float], latencies: list[float], *,
+              threshold: float = STABILITY, windows: int = STABLE_WINDOWS) -> bool:
+    """perf_analyzer's rule: over the last ``windows`` windows, every throughput and every mean
+    latency lies within ``threshold`` of their average."""
+    if len(throughputs) < windows or len(latencies) < windows:
+        return False
+    for series in (throughputs[-windows:], latencies[-windows:]):
+        avg = sum(series) / windows
+        if avg <= 0 or any(abs(v / avg - 1) > threshold for v in series):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# one level
+
+
+@dataclasses.dataclass
+class LevelResult:
+    latencies_s: list[float]  # of the requests that completed in the reported windows
+    window_throughputs: list[float]  # requests/s per window
+    window_latencies_ms: list[float]  # mean latency per window
+    stable: bool
+    stop_reason: str
+    sent: int  # every request the clients sent (warm-up included)
+    succeeded: int
+    failed: int
+    errors: list[str]
+    reported_window_s: float
+
+
+def measure_level(infer: Any, concurrency: int, *, window_s: float, max_windows: int,
+                  max_requests: int, min_windows: int = STABLE_WINDOWS, warmup: int = 1
+                  ) -> LevelResult:
+    """Run ``concurrency`` closed-loop workers calling ``infer()`` until stable or bounded.
+
+    Every worker sends ``warmup`` requests before the first window opens. Windows are timed on
+    the completion time of the requests; a level stops when stable (after at least
+    ``min_windows`` windows), after ``max_windows`` windows, or once ``max_requests`` requests
+    completed.
+    """
+    lock = threading.Lock()
+    done: list[tuple[float, float]] = []  # (completion time, latency)
+    errors: list[str] = []
+    counts = {"sent": 0, "ok": 0, "fail": 0}
+    stop = threading.Event()
+    warm = threading.Barrier(concurrency + 1)
+
+    def call() -> float | None:
+        with lock:
+            counts["sent"] += 1
+        t0 = time.perf_counter()
+        try:
+            infer()
+        except Exception as err:  # a failed request is counted, not fatal
+            with lock:
+                counts["fail"] += 1
+                if len(errors) < 5:
+                    errors.append(f"{type(err).__name__}: {str(err)[:200]}")
+            return None
+        t1 = time.perf_counter()
+        with lock:
+            counts["ok"] += 1
+        return t1 - t0
+
+    def worker() -> None:
+        for _ in range(warmup):  # connection, first runs
+            call()
+        try:
+            warm.wait()
+        except threading.BrokenBarrierError:
+            return
+        while not stop.is_set():
+            lat = call()
+            if lat is not None:
+                with lock:
+                    done.append((time.perf_counter(), lat))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    warm.wait()
+    start = time.perf_counter()
+    edges = [start]
+    thr: list[float] = []
+    lat_ms: list[float] = []
+    reason = "max_windows"
+    try:
+        while len(thr) < max_windows:
+            time.sleep(max(0.0, edges[-1] + window_s - time.perf_counter()))
+            edges.append(time.perf_counter())
+            with lock:
+                in_window = [lat for t, lat in done if edges[-2] <= t < edges[-1]]
+                total = len(done)
+            thr.append(len(in_window) / (edges[-1] - edges[-2]))
+            lat_ms.append(1e3 * float(np.mean(in_window)) if in_window else float("inf"))
+            if len(thr) >= min_windows and is_stable(thr, lat_ms):
+                reason = "stable"
+                break
+            if total >= max_requests:
+                reason = "max_requests"
+                break
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    lo, hi = edges[max(0, len(edges) - 1 - STABLE_WINDOWS)], edges[-1]
+    reported = [lat for t, lat in done if lo <= t < hi]
+    return LevelResult(
+        latencies_s=reported, window_throughputs=thr, window_latencies_ms=lat_ms,
+        stable=reason == "stable", stop_reason=reason, sent=counts["sent"],
+        succeeded=counts["ok"], failed=counts["fail"], errors=errors,
+        reported_window_s=hi - lo)
+
+
+def _latency_ms(latencies_s: list[float]) -> dict[str, float | int]:
+    if not latencies_s:
+        return {"p50": float("nan"), "p90": float("nan"), "p95": float("nan"),
+                "p99": float("nan"), "mean": float("nan"), "n": 0}
+    a = np.asarray(latencies_s) * 1e3
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99)),
+            "mean": float(a.mean()), "n": int(a.size)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the model and the server
+
+
+def _split_ints(text: str, field: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise PixelDCNError(f"{field}: expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise PixelDCNError(f"{field}: expected positive integers, got {text!r}")
+    return values
+
+
+def _export_default_model(tmp: Path, opts: dict[str, Any], up: str, max_batch: int,
+                          seed: int) -> tuple[Path, str, Path]:
+    """The U-Net with ``up`` at a small size, exported and written as a repository."""
+    try:
+        import torch
+
+        from exporters.pytorch import UNet, export_onnx
+        from triton_repo import write_repository
+    except ImportError as exc:
+        raise PixelDCNError(
+            f"bench serve without --url/--repo exports a U-Net: it needs torch and the exporters "
+            f"(pip install 'pixeldcn[all]') ({exc})") from exc
+    torch.manual_seed(seed)
+    net = UNet(in_channels=3, num_classes=21, base_channels=opts["base_channels"],
+               depth=opts["depth"], up=up).eval()
+    size = opts["size"]
+    onnx_path = export_onnx(net, tmp / "unet.onnx", input_shape=(1, 3, size, size))
+    name = f"unet_{up}"
+    repo = tmp / "model_repository"
+    write_repository(repo, name, onnx_path, max_batch_size=max_batch, kind="cpu",
+                     warmup_shape=(3, size, size))
+    return repo, name, onnx_path
+
+
+def _find_onnx(repo: Path, model: str) -> Path | None:
+    versions = sorted((p for p in (repo / model).glob("*/model.onnx")),
+                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1)
+    return versions[-1] if versions else None
+
+
+def _single_model(repo: Path) -> str:
+    models = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
+    if len(models) != 1:
+        raise PixelDCNError(
+            f"--repo {repo} holds {len(models)} models {models}; pick one with --model")
+    return models[0]
+
+
+def _input_for(info: Any, batch: int, fallback_size: int, seed: int) -> np.ndarray:
+    dims = list(info.shape[1:] if info.max_batch_size > 0 else info.shape)
+    dims = [fallback_size if d < 0 else d for d in dims]
+    if len(dims) == 3 and dims[0] < 0:
+        dims[0] = 3
+    x = np.random.default_rng(seed).standard_normal([batch, *dims])
+    return x.astype(info.dtype)
+
+
+def _server_version(url: str, protocol: str) -> str | None:
+    try:
+        if protocol == "grpc":
+            import tritonclient.grpc as tc
+
+            meta = tc.InferenceServerClient(url).get_server_metadata(as_json=True)
+        else:
+            import tritonclient.http as tc
+
+            meta = tc.InferenceServerClient(url).get_server_metadata()
+        return f"{meta.get('name')} {meta.get('version')}"
+    except Exception:  # informative only
+        return None
+
+
+def _resolve_urls(args: argparse.Namespace, protocols: list[str]) -> dict[str, str]:
+    urls: dict[str, str] = {}
+    if args.url:
+        url = args.url
+        for prefix in ("http://", "https://", "grpc://"):
+            url = url.removeprefix(prefix)
+        host, _, port = url.rstrip("/").partition(":")
+        if port and len(protocols) != 1:
+            raise PixelDCNError(
+                f"--url {args.url} names one port, while --protocols has {protocols}; give "
+                "--url HOST (default ports 8001 gRPC, 8000 HTTP), or --grpc-url and --http-url")
+        for p in protocols:
+            urls[p] = f"{host}:{port or (8001 if p == 'grpc' else 8000)}"
+    if args.grpc_url:
+        urls["grpc"] = args.grpc_url
+    if args.http_url:
+        urls["http"] = args.http_url
+    return {p: urls[p] for p in protocols if p in urls}
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """Handler of ``pixeldcn bench serve``."""
+    try:
+        import onnxruntime  # noqa: F401  (the in-process comparison)
+
+        from triton_repo import Client, LocalTritonServer
+    except ImportError as exc:
+        raise PixelDCNError(
+            f"bench serve needs onnxruntime and tritonclient: pip install 'pixeldcn[cpu,triton]' "
+            f"({exc})") from exc
+    from ._ort import ProviderChoice, make_runner, make_session
+
+    d = QUICK_DEFAULTS if args.quick else DEFAULTS
+
+    def opt(name: str) -> Any:
+        v = getattr(args, name)
+        return d[name] if v is None else v
+
+    concurrencies = _split_ints(opt("concurrency"), "--concurrency")
+    batches = _split_ints(opt("batches"), "--batches")
+    protocols = [p.strip().lower() for p in args.protocols.split(",") if p.strip()]
+    for p in protocols:
+        if p not in ("grpc", "http"):
+            raise PixelDCNError(f"--protocols: unknown protocol {p!r}; expected grpc, http")
+    window_s = float(opt("window"))
+    max_windows = max(STABLE_WINDOWS, int(opt("max_windows")))
+    if args.budget:  # seconds per level
+        max_windows = max(STABLE_WINDOWS, int(args.budget / window_s))
+    min_windows = max(STABLE_WINDOWS, args.min_rounds or STABLE_WINDOWS)
+    warmup = 1 if args.warmup is None else args.warmup
+    max_requests = int(opt("max_requests"))
+    threads = args.threads or physical_cores()
+    out_dir = Path(args.out or "runs/bench-serve")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    external = bool(args.url or args.grpc_url or args.http_url)
+    if external and not args.model:
+        raise PixelDCNError("--url needs --model: the name of the model to benchmark")
+
+    with ExitStack() as stack:
+        source: dict[str, Any]
+        onnx_path: Path | None = Path(args.onnx) if args.onnx else None
+        t_setup = time.perf_counter()
+        if external:
+            urls = _resolve_urls(args, protocols)
+            missing = [p for p in protocols if p not in urls]
+            if missing:
+                raise PixelDCNError(f"no URL for protocol(s) {missing}; give --url or "
+                                    "--grpc-url/--http-url")
+            model = args.model
+            source = {"server": "external", "urls": urls}
+        else:
+            if args.repo:
+                repo = Path(args.repo)
+                if not repo.is_dir():
+                    raise PixelDCNError(f"--repo {repo} is not a folder")
+                model = args.model or _single_model(repo)
+                source = {"server": "local tritonserver", "repo": "given (--repo)"}
+            else:
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pixeldcn-serve-")))
+                print(f"[serve] export the U-Net with {args.up} at {opt('size')}x{opt('size')} "
+                      f"(base {opt('base_channels')}, depth {opt('depth')}) and write a repository",
+                      flush=True)
+                repo, model, onnx_path = _export_default_model(
+                    tmp, {"size": opt("size"), "base_channels": opt("base_channels"),
+                          "depth": opt("depth")}, args.up, max(batches), args.seed)
+                source = {"server": "local tritonserver", "repo": "written by the benchmark",
+                          "exported": {"network": "UNet", "up": args.up, "size": opt("size"),
+                                    "base_channels": opt("base_channels"), "depth": opt("depth"),
+                                    "classes": 21}}
+            if onnx_path is None:
+                onnx_path = _find_onnx(repo, model)
+            print("[serve] start the local tritonserver", flush=True)
+            server = stack.enter_context(LocalTritonServer(repo))
+            urls = {"grpc": server.grpc_url, "http": server.http_url}
+        setup_s = time.perf_counter() - t_setup
+        clients = {p: stack.enter_context(Client(urls[p], model, protocol=p, timeout=120.0))
+                   for p in protocols}
+        stats_client = clients[protocols[0]]
+        if not external:
+            # The Python backend writes __pycache__ into the version folder when it loads
+            # model.py; the server's repository poll sees the change and reloads the model once,
+            # which resets its statistics. Let that happen before anything is counted.
+            time.sleep(2.5 * server.poll_secs)
+            stats_client.wait_ready(timeout=60.0)
+        info = stats_client.info()
+        for b in batches:
+            if info.max_batch_size and b > info.max_batch_size:
+                raise PixelDCNError(
+                    f"--batches {b}: model {model!r} accepts at most max_batch_size="
+                    f"{info.max_batch_size}")
+        inputs = {b: _input_for(info, b, opt("size"), args.seed) for b in batches}
+
+        # In-process onnxruntime on the same model file, paired with served requests.
+        in_process: dict[str, Any] = {}
+        paired: dict[str, Any] = {}
+        if onnx_path is not None and onnx_path.is_file():
+            choice = ProviderChoice("cpu", threads)
+            sess = make_session(onnx_path.read_bytes(), choice)
+            x1 = inputs[min(batches)]
+            run_local = make_runner(sess, {sess.get_inputs()[0].name: x1}, choice)
+            run_local()
+            rounds = args.rounds if args.rounds is not None else int(d["paired_rounds"])
+            for p in protocols:
+                clients[p].infer(x1)  # warm connection
+                served_t: list[float] = []
+                local_t: list[float] = []
+                before = settled_stats(stats_client, model)
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    clients[p].infer(x1)
+                    t1 = time.perf_counter()
+                    run_local()
+                    t2 = time.perf_counter()
+                    served_t.append(t1 - t0)
+                    local_t.append(t2 - t1)
+                after = settled_stats(stats_client, model, base=before, expect_success=rounds)
+                delta = stats_delta(before, after, model)
+                paired[p] = {
+                    "batch": int(x1.shape[0]),
+                    "served_ms": summarize(served_t), "in_process_ms": summarize(local_t),
+                    "served_over_in_process": paired_ratio(served_t, local_t),
+                    "server": delta,
+                    "client_requests": rounds,
+                    "lost": None if delta["reset"] else rounds - delta["success"],
+                }
+            all_local = [v for p in paired.values() for v in [p["in_process_ms"]]]
+            in_process = {"batch": int(x1.shape[0]), "threads": threads,
+                          "median_ms": float(np.median([v["median"] for v in all_local]))}
+
+        rows: list[dict[str, Any]] = []
+        levels = [(p, b, c) for p in protocols for b in batches for c in concurrencies]
+        from ._timing import progress_bar
+
+        with progress_bar(len(levels), "serve levels", not args.no_progress) as bar:
+            for p, b, c in levels:
+                x = inputs[b]
+                client = clients[p]
+                before = settled_stats(stats_client, model)
+                level = measure_level(lambda client=client, x=x: client.infer(x), c,
+                                      window_s=window_s, max_windows=max_windows,
+                                      max_requests=max_requests, min_windows=min_windows,
+                                      warmup=warmup)
+                after = settled_stats(stats_client, model, base=before,
+                                      expect_success=level.succeeded)
+                server = stats_delta(before, after, model)
+                lat = _latency_ms(level.latencies_s)
+                row = {
+                    "protocol": p, "batch": b, "concurrency": c,
+                    "latency_ms": lat,
+                    "throughput_per_s": (lat["n"] * b / level.reported_window_s)
+                    if level.reported_window_s > 0 else None,
+                    "requests_per_s": (lat["n"] / level.reported_window_s)
+                    if level.reported_window_s > 0 else None,
+                    "stable": level.stable, "stop_reason": level.stop_reason,
+                    "windows": len(level.window_throughputs),
+                    "window_requests_per_s": level.window_throughputs,
+                    "window_mean_latency_ms": level.window_latencies_ms,
+                    "client": {"sent": level.sent, "succeeded": level.succeeded,
+                               "failed": level.failed, "errors": level.errors},
+                    "server": server,
+                    "lost": None if server["reset"] else level.succeeded - server["success"],
+                }
+                if in_process and b == in_process["batch"]:
+                    row["p50_over_in_process"] = lat["p50"] / in_process["median_ms"]
+                rows.append(row)
+                bar.update(1)
+                print(f"[serve] {p:4s} b{b} c{c:<3d} p50 {fmt(lat['p50'], 1)} ms p99 "
+                      f"{fmt(lat['p99'], 1)} ms {fmt(row['throughput_per_s'], 1)} inf/s "
+                      f"{'stable' if level.stable else 'UNSTABLE (' + level.stop_reason + ')'}; "
+                      f"client {level.succeeded} ok / server {server['success']} ok", flush=True)
+        server_version = _server_version(urls[protocols[0]], protocols[0])
+
+    result: dict[str, Any] = {
+        "benchmark": "serve",
+        "schema": 1,
+        "machine": machine_info(),
+        "settings": {
+            "command": "pixeldcn bench " + " ".join(args.argv),
+            "quick": args.quick, "protocols": protocols, "batches": batches,
+            "concurrency": concurrencies, "window_s": window_s, "max_windows": max_windows,
+            "max_requests": max_requests, "min_windows": min_windows, "warmup": warmup,
+            "paired_rounds": next(iter(paired.values()))["client_requests"] if paired else 0,
+            "stability": STABILITY,
+            "stable_windows": STABLE_WINDOWS, "threads_in_process": threads,
+            "model": model, "input_shape": list(inputs[min(batches)].shape[1:]),
+            "setup_s": round(setup_s, 1), **source,
+            "server_version": server_version,
+        },
+        "in_process": in_process,
+        "paired_c1": paired,
+        "rows": rows,
+        "lost_total": sum(r["lost"] or 0 for r in rows)
+        + sum(p["lost"] or 0 for p in paired.values()),
+        # Levels whose count could not be checked: the server's statistics were reset.
+        "unchecked_levels": sum(r["lost"] is None for r in rows)
+        + sum(p["lost"] is None for p in paired.values()),
+        "title": f"Triton ({source['server']}), model {model}",
+    }
+    result["targets"] = [t.as_dict() for t in serve_targets(result)]
+    write_json(out_dir / "serve.json", result)
+    write_text(out_dir / "serve.md", serve_markdown(result) + "\n")
+    if not args.no_plots:
+        from ._plots import serve_plot
+
+        serve_plot(result, out_dir)
+    for t in result["targets"]:
+        print(f"[serve] target {t['description']}: {fmt(t['measured'])} {t['op']} "
+              f"{t['threshold']:g} -> {t['status']}")
+    print(f"[serve] wrote {out_dir}/serve.json, serve.md"
+          + ("" if args.no_plots else ", serve_latency_throughput.png")
+          + f"; requests lost: {result['lost_total']}, unchecked levels: "
+            f"{result['unchecked_levels']}")
+    return 0 if result["lost_total"] == 0 else 1
+
+
+def serve_targets(result: dict[str, Any]) -> list[Target]:
+    out = []
+    g = result["paired_c1"].get("grpc")
+    local = result["settings"]["server"].startswith("local")
+    out.append(Target(
+        "served_grpc_c1_p50_over_in_process",
+        "local Triton, gRPC, concurrency 1: served p50 / in-process onnxruntime "
+        "(median of paired ratios)",
+        g["served_over_in_process"]["median"] if g and local else None, 1.15,
+        note="" if local else "not a local server"))
+    return out
+
+
+def serve_markdown(result: dict[str, Any]) -> str:
+    m, s = result["machine"], result["settings"]
+    lines = [
+        "# Served by Triton (`pixeldcn bench serve`)",
+        "",
+        f"{m['cpu_model']}, {m['physical_cores']} cores, {m['os']}; python {m['python']}, "
+        f"onnxruntime {m['packages'].get('onnxruntime')}, tritonclient "
+        f"{m['packages'].get('tritonclient')}; server {s.get('server_version')}; {m['timestamp']}.",
+        f"Settings: `{s['command']}`; model `{s['model']}` input {s['input_shape']} per sample; "
+        f"windows of {s['window_s']} s, stable when the last {s['stable_windows']} windows' "
+        f"throughput and mean latency are within {int(100 * s['stability'])} % of their average "
+        f"(perf_analyzer's rule), at most {s['max_windows']} windows or {s['max_requests']} "
+        "requests per level; closed-loop clients (one request in flight each).",
+        "",
+    ]
+    if result["targets"]:
+        lines += ["## Targets", "", targets_table(
+            [Target(**{k: v for k, v in t.items() if k != "status"}) for t in result["targets"]]),
+            ""]
+    if result["paired_c1"]:
+        rows = []
+        for p, v in result["paired_c1"].items():
+            rows.append([p, v["batch"], fmt(v["served_ms"]["median"], 2),
+                         fmt(v["in_process_ms"]["median"], 2),
+                         f"**{fmt(v['served_over_in_process']['median'])}**",
+                         fmt(v["server"]["queue_ms"], 3), fmt(v["server"]["compute_infer_ms"], 2),
+                         v["client_requests"], v["server"]["success"]])
+        lines += ["## Serving overhead at concurrency 1 (served and in-process runs alternated)",
+                  "", markdown_table(["protocol", "batch", "served p50 ms", "in-process p50 ms",
+                                      "served / in-process", "server queue ms",
+                                      "server infer ms", "client requests",
+                                      "server successes"], rows), ""]
+    rows = []
+    for r in result["rows"]:
+        lat, sv = r["latency_ms"], r["server"]
+        rows.append([r["protocol"], r["batch"], r["concurrency"], fmt(lat["p50"], 1),
+                     fmt(lat["p90"], 1), fmt(lat["p95"], 1), fmt(lat["p99"], 1),
+                     fmt(r["throughput_per_s"], 1), "yes" if r["stable"] else "**no**",
+                     fmt(sv["queue_ms"], 2), fmt(sv["compute_infer_ms"], 1),
+                     fmt(sv["mean_executed_batch"], 2),
+                     f"{r['client']['succeeded']} / {sv['success']}"])
+    lines += ["## Concurrency sweep", "", markdown_table(
+        ["protocol", "batch", "concurrency", "p50 ms", "p90", "p95", "p99", "inferences/s",
+         "stable", "server queue ms", "server infer ms", "executed batch",
+         "client ok / server ok"], rows), "",
+        "Latency and throughput from the last three windows of each level; server times are "
+        "per request over the whole level (Triton statistics deltas). Requests lost (client "
+        f"successes - server successes): {result['lost_total']}; levels that could not be "
+        f"checked (server statistics reset by a model reload): {result['unchecked_levels']}.",
+        ""]
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=None,
+                   help="a running Triton: HOST (ports 8001 gRPC, 8000 HTTP) or HOST:PORT with "
+                        "one protocol; needs --model")
+    p.add_argument("--grpc-url", default=None, help="HOST:PORT of a running Triton's gRPC")
+    p.add_argument("--http-url", default=None, help="HOST:PORT of a running Triton's HTTP")
+    p.add_argument("--repo", default=None,
+                   help="start the local tritonserver on this model repository")
+    p.add_argument("--model", default=None, help="model name (default: the repository's only one)")
+    p.add_argument("--onnx", default=None,
+                   help="the model.onnx for the in-process comparison (default: from the repo)")
+    p.add_argument("--up", default="pixel_dcl",
+                   help="up-sampling kind of the U-Net exported when no --url/--repo is given")
+    p.add_argument("--size", type=int, default=None, help="U-Net input size (default 128)")
+    p.add_argument("--base-channels", type=int, default=None, help="U-Net width (default 16)")
+    p.add_argument("--depth", type=int, default=None, help="U-Net depth (default 5)")
+    p.add_argument("--protocols", default="grpc,http", help="grpc, http or both (default)")
+    p.add_argument("--concurrency", default=None, help="levels, default 1,2,4,8,16")
+    p.add_argument("--batches", default=None, help="batch sizes, default 1,4")
+    p.add_argument("--window", type=float, default=None, help="window seconds (default 2)")
+    p.add_argument("--max-windows", type=int, default=None,
+                   help="windows per level at most (default 8)")
+    p.add_argument("--max-requests", type=int, default=None,
+                   help="requests per level at most (default 5000)")
+    p.epilog = ("For serve, --rounds is the number of served/in-process pairs at concurrency 1 "
+                "(default 60), --warmup the warm-up requests per client and level (default 1), "
+                "--budget the most seconds per level, --min-rounds the fewest windows (>= 3).")

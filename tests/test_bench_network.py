@@ -1,0 +1,68 @@
+"""``pixeldcn bench network --quick``: every U-Net variant in both runtimes, ratios from one run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import network
+from pixeldcn_core import KINDS
+from pixeldcn_core.cli import main
+
+pytest.importorskip("torch")
+pytest.importorskip("exporters.pytorch")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    out = tmp_path_factory.mktemp("bench-network")
+    # Export verification is the exporters' own tests' job; here it would only add time.
+    rc = main(["bench", "network", "--quick", "--no-verify", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    return out, json.loads((out / "network.json").read_text())
+
+
+def test_quick_run_writes_json_markdown_and_plot(quick_run):
+    out, res = quick_run
+    assert (out / "network.md").read_text().startswith("# U-Net with each up-sampling layer")
+    assert (out / "network_ratio.png").read_bytes()[:4] == b"\x89PNG"
+    assert res["machine"]["packages"]["torch"]
+    assert res["settings"]["network"]["input_shape"] == [1, 3, 32, 32]
+
+
+def test_every_kind_is_timed_in_onnxruntime_and_in_torch(quick_run):
+    _, res = quick_run
+    expected = {v.name for v in network.network_variants(quick=True)}
+    assert {f"{k}_k{KINDS[k].default_kernel}" for k in KINDS if k != "dcl"} | {"dcl_k6"} == expected
+    got = {(r["variant"], r["runtime"]) for r in res["rows"]}
+    assert got == {(v, rt) for v in expected for rt in ("onnxruntime-cpu", "torch-cpu")}
+
+
+def test_ratios_are_paired_within_each_runtime_and_the_baseline_is_exactly_one(quick_run):
+    _, res = quick_run
+    n = res["rounds_run"]
+    assert n == network.QUICK_DEFAULTS["rounds"]
+    for r in res["rows"]:
+        assert r["times_ms"]["n"] == n == r["ratio_to_dcl_k6"]["n"]
+        if r["variant"] == "dcl_k6":
+            assert r["ratio_to_dcl_k6"]["median"] == 1.0
+            assert r["mac_ratio_to_dcl_k6"] == 1.0
+        assert r["gmacs"] > 0
+        if r["runtime"] == "torch-cpu":
+            assert r["onnxruntime_cpu_over_this"]["n"] == n
+
+
+def test_paper_ratios_and_targets_are_reported(quick_run):
+    _, res = quick_run
+    assert res["paper"] == {"dcl": 1.0, "pixel_dcl": 1.28, "ipixel_dcl": 1.56}
+    names = {t["name"]: t for t in res["targets"]}
+    assert set(names) == {"unet_pixel_dcl_k3_vs_dcl_k6", "unet_ipixel_dcl_k3_vs_dcl_k6"}
+    for t in names.values():
+        assert t["status"] in ("PASS", "MISS") and t["measured"] > 0
+
+
+def test_size_not_divisible_by_the_pooling_is_an_error(tmp_path, capsys):
+    rc = main(["bench", "network", "--quick", "--size", "30", "--out", str(tmp_path)])
+    assert rc == 1
+    assert "--size must be a multiple of 4 for a depth-3 U-Net, got 30" in capsys.readouterr().err
