@@ -257,3 +257,17 @@ def test_export_rejects_an_unsupported_opset(tmp_path):
 def test_unet_names_the_multiple_its_input_size_must_be():
     with pytest.raises(pc.InputShapeError, match="got H x W = 18 x 16, while depth=3 needs multiples of 4"):
         UNet(3, 2, base_channels=4, depth=3)(torch.randn(1, 3, 18, 16))
+
+
+def test_a_dynamic_export_at_a_size_the_unet_cannot_take_names_the_multiple(tmp_path):
+    with pytest.raises(ExportError, match=r"\(1, 3, 18, 16\)\]: UNet: H and W must be multiples of 4"):
+        export_onnx(UNet(3, 2, base_channels=4, depth=3), tmp_path / "u.onnx", (1, 3, 18, 16))
+    assert not (tmp_path / "u.onnx").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_model_exports_and_verifies_against_its_cuda_outputs(tmp_path):
+    model = _randomise_batchnorm(UNet(3, 2, base_channels=4, depth=3, up="pixel_dcl")).cuda()
+    path = export_onnx(model, tmp_path / "u.onnx", (1, 3, 16, 16))  # verify runs torch on CUDA
+    assert next(model.parameters()).device.type == "cuda"
+    _check_standard(onnx.load(str(path)))

@@ -38,7 +38,7 @@ def _weights_of(layer) -> dict[str, np.ndarray]:
     tensors = dict(layer._onnx_tensors())
     if layer.bias is not None:
         tensors["bias"] = layer.bias
-    return {k: v.detach().double().numpy() for k, v in tensors.items()}
+    return {k: v.detach().double().cpu().numpy() for k, v in tensors.items()}
 
 
 def test_modules_cover_every_registered_kind():
@@ -205,3 +205,23 @@ def test_load_onnx_weights_reports_every_bad_weight_at_once():
                                  "w2": np.zeros((2, 2, 5, 5), np.float32)})
     for k, v in layer.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA_TOL = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+
+
+@cuda
+@pytest.mark.parametrize("dtype", list(CUDA_TOL), ids=str)
+@pytest.mark.parametrize("kind", pc.layer_kinds())
+def test_cuda_forward_and_backward_match_reference(kind, dtype, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 convs
+    layer = make_layer(kind, 6, 4, bias=True).to("cuda", dtype)
+    x = torch.randn(2, 6, 7, 10, generator=torch.Generator().manual_seed(3)).to("cuda", dtype)
+    y = layer(x)
+    assert y.dtype == dtype and y.device.type == "cuda" and y.shape == (2, 4, 14, 20)
+    ref = R.apply(kind, x.double().cpu().numpy(), _weights_of(layer))
+    err = np.abs(y.detach().double().cpu().numpy() - ref).max() / np.abs(ref).max()
+    assert err <= CUDA_TOL[dtype], f"{err:.2e} of output scale ({dtype})"
+    y.float().square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())

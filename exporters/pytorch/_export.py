@@ -267,28 +267,27 @@ def export_onnx(
     )
     if len(in_names) != len(shapes):
         raise ExportError(f"input_names has {len(in_names)} names, while there are {len(shapes)} inputs")
-    with torch.no_grad():
-        try:
-            outs = stub_model(*examples)
-        except pixeldcn_core.PixelDCNError:
-            raise
-        except Exception as err:
-            raise ExportError(f"the model does not run on inputs of shape {shapes}: {err}") from err
-    n_out = len(outs) if isinstance(outs, (tuple, list)) else 1
-    out_names = list(output_names) if output_names else (
-        ["y"] if n_out == 1 else list(getattr(model, "onnx_output_names", None)
-                                      or [f"y{i}" for i in range(n_out)])
-    )
-    if len(out_names) != n_out:
-        raise ExportError(f"output_names has {len(out_names)} names, while the model returns {n_out}")
     dyn = tuple(_dynamic_dims(s) for s in shapes) if dynamic else None
     with _quiet():
         # torch.export first, with ordinary guards: a model that pins a size (the VAE encoder's
         # 64 x 64) keeps that dim static, instead of the ONNX exporter's deferred runtime asserts.
         try:
             exported = torch.export.export(stub_model, examples, dynamic_shapes=dyn)
+        except pixeldcn_core.PixelDCNError:
+            raise
         except Exception as err:
-            raise ExportError(f"torch.export failed: {_summary(err)}") from err
+            raise ExportError(
+                f"torch.export failed on inputs of shape {shapes}: {_summary(err)}"
+            ) from err
+        n_out = len(exported.graph_signature.user_outputs)
+        out_names = list(output_names) if output_names else (
+            ["y"] if n_out == 1 else list(getattr(model, "onnx_output_names", None)
+                                          or [f"y{i}" for i in range(n_out)])
+        )
+        if len(out_names) != n_out:
+            raise ExportError(
+                f"output_names has {len(out_names)} names, while the model returns {n_out}"
+            )
         try:
             program = torch.onnx.export(
                 exported,

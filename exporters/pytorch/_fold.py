@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from pixeldcn_core import LayerSpec
+from pixeldcn_core import LayerSpec, WeightError
 
 __all__ = ["batchnorm_affine", "fold_affine"]
 
@@ -45,7 +45,7 @@ def fold_affine(
     t = np.asarray(shift, np.float64).reshape(-1)
     c, cin = spec.out_channels, spec.in_channels
     if s.shape != (c,) or t.shape != (c,):
-        raise ValueError(f"scale and shift must have shape ({c},), got {s.shape}, {t.shape}")
+        raise WeightError(f"scale and shift must have shape ({c},), got {s.shape} and {t.shape}")
     out: dict[str, np.ndarray]
     if spec.kind == "dcl":
         out = {"weight": w["weight"] * s[None, :, None, None]}

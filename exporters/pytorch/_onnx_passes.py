@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -95,9 +95,10 @@ def _batchnorm_params(
     if _attr(node, "training_mode", 0) or len([o for o in node.output if o]) != 1:
         return None
     params = [consts.get(name) for name in node.input[1:5]]
-    if any(p is None for p in params):
+    found = [p for p in params if p is not None]
+    if len(found) != 4:
         return None
-    gamma, beta, mean, var = params  # type: ignore[misc]
+    gamma, beta, mean, var = found
     return batchnorm_affine(gamma, beta, mean, var, float(_attr(node, "epsilon", 1e-5)))
 
 
@@ -309,7 +310,7 @@ def _dim_names(value: onnx.ValueInfoProto, index: int) -> list[str | None]:
     prefix = "" if index == 0 else f"{value.name}_"
     if rank == 4:
         return [f"{prefix}batch", None, f"{prefix}height", f"{prefix}width"]
-    return [f"{prefix}batch"] + [f"{prefix}dim{i}" for i in range(1, rank)]
+    return [f"{prefix}batch", *(f"{prefix}dim{i}" for i in range(1, rank))]
 
 
 def finalize(model: onnx.ModelProto, *, opset: int, doc: str = "") -> onnx.ModelProto:
@@ -416,19 +417,3 @@ def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
         raise ExportError(f"float16 conversion gives an inconsistent graph: {err}") from err
     return model
 
-
-def op_types(model: onnx.ModelProto) -> list[str]:
-    """Sorted op types of the main graph."""
-    return sorted({n.op_type for n in model.graph.node})
-
-
-def domains(model: onnx.ModelProto) -> list[str]:
-    return sorted({n.domain for n in model.graph.node} | {o.domain for o in model.opset_import})
-
-
-def iter_nodes(model: onnx.ModelProto, op_type: str) -> Iterable[onnx.NodeProto]:
-    return (n for n in model.graph.node if n.op_type == op_type)
-
-
-def ensure_sequence(v: Any) -> Sequence[Any]:
-    return v if isinstance(v, (list, tuple)) else [v]

@@ -104,9 +104,6 @@ class PixelDCL2d(UpsampleLayer):
         self.conv2 = Kernel((c, c, k, k), **fk)
         self.conv3 = Kernel((c, c, k, k), **fk)
         self._make_bias(bias, **fk)
-        self.register_buffer(
-            "mask", torch.as_tensor(pixel_dcl_mask(k), dtype=torch.bool), persistent=False
-        )
         self.reset_parameters()
 
     @torch.no_grad()
@@ -115,7 +112,8 @@ class PixelDCL2d(UpsampleLayer):
         kaiming_normal_(self.conv1.weight, cin * k * k)
         kaiming_normal_(self.conv2.weight, c * k * k)
         kaiming_normal_(self.conv3.weight, c * (k * k // 2))
-        self.conv3.weight.masked_fill_(~self.mask.to(self.conv3.weight.device), 0.0)
+        mask = torch.as_tensor(pixel_dcl_mask(k), dtype=torch.bool, device=self.conv3.weight.device)
+        self.conv3.weight.masked_fill_(~mask, 0.0)
         if self.bias is not None:
             self.bias.zero_()
 

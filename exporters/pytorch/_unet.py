@@ -141,13 +141,14 @@ class UNet(nn.Module):
             )
         m = self.multiple
         h, w = x.shape[2], x.shape[3]
-        # Only concrete sizes are checked: under export / compile the sizes are symbolic and the
-        # skip concatenation carries the constraint.
-        if isinstance(h, int) and isinstance(w, int) and (h % m or w % m):
-            raise InputShapeError(
-                f"UNet: got H x W = {h} x {w}, while depth={self.depth} needs "
-                f"multiples of {m}"
-            )
+        msg = f"UNet: got H x W = {h} x {w}, while depth={self.depth} needs multiples of {m}"
+        if isinstance(h, int) and isinstance(w, int):
+            if h % m or w % m:
+                raise InputShapeError(msg)
+        else:  # symbolic sizes (export, compile): a guard, checked on the example input
+            sym = f"UNet: H and W must be multiples of {m} (depth={self.depth})"
+            torch._check(h % m == 0, lambda: sym)
+            torch._check(w % m == 0, lambda: sym)
         skips = []
         for block in self.down:
             x = block(x)

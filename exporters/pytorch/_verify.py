@@ -220,13 +220,18 @@ def verify(
 
     device, dtype = _model_device_dtype(model)
     was_training = model.training
+    # The reference runs in full float32 on GPU too: TF32 convs / matmuls would add ~1e-3 errors.
+    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     model.eval()
     try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         with torch.no_grad():
-            args = [torch.from_numpy(np.asarray(a, np.float32)).to(device, dtype) for a in feeds.values()]
+            args = [torch.from_numpy(np.asarray(a, np.float32)).to(device, dtype)
+                    for a in feeds.values()]
             torch_outs = _flatten(model(*args))
     finally:
         model.train(was_training)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
     checks = []
     if len(torch_outs) != len(onnx_outs):

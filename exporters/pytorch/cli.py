@@ -71,11 +71,14 @@ def handler(args: argparse.Namespace) -> int:
         raise SpecError(f"--out: got {str(args.out)!r}, expected a path ending in .onnx")
     shape = _parse_shape(args.input_shape) if args.input_shape else None
 
+    from torch import nn
+
     from . import VAE, UNet, export_onnx, load_weights, verify
 
     steps = 4 if args.weights else 3
     step = 1
     t0 = _stage(step, steps, f"building {args.arch} (up={kind})")
+    model: nn.Module
     if args.arch == "unet":
         base = 64 if args.base_channels is None else args.base_channels
         model = UNet(3, args.num_classes, base, args.depth, kind, up_kernel_size=args.up_kernel_size)
