@@ -271,3 +271,51 @@ def test_a_cuda_model_exports_and_verifies_against_its_cuda_outputs(tmp_path):
     path = export_onnx(model, tmp_path / "u.onnx", (1, 3, 16, 16))  # verify runs torch on CUDA
     assert next(model.parameters()).device.type == "cuda"
     _check_standard(onnx.load(str(path)))
+
+
+def test_a_layer_called_twice_is_emitted_twice(tmp_path):
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = make_layer("pixel_dcl", 2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.up(torch.relu(self.up(x)))  # [N, 2, 4H, 4W]
+
+    model = Twice()
+    path = export_onnx(model, tmp_path / "t.onnx", (1, 2, 5, 6))
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("DepthToSpace") == 2
+
+
+def test_conv_batchnorm_pairs_left_in_a_graph_are_folded_into_the_conv():
+    # y = BN(Conv(x)) == Conv'(x) with W' = s W, b' = s b + t, s = gamma / sqrt(var + eps).
+    from onnx import helper, numpy_helper
+
+    from exporters.pytorch._onnx_passes import fold_batchnorm
+
+    rng = np.random.default_rng(0)
+    inits = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(4).astype(np.float32),
+        "g": rng.uniform(0.5, 2, 4).astype(np.float32),
+        "beta": rng.standard_normal(4).astype(np.float32),
+        "mean": rng.standard_normal(4).astype(np.float32),
+        "var": rng.uniform(0.5, 2, 4).astype(np.float32),
+    }
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+         helper.make_node("BatchNormalization", ["c", "g", "beta", "mean", "var"], ["y"],
+                          epsilon=1e-3, name="bn")],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 5, 5])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 5, 5])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    x = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
+    (before,) = run_onnx(model, {"x": x})
+    folded, notes = fold_batchnorm(model)
+    assert [n.op_type for n in folded.graph.node] == ["Conv"]
+    assert notes == ["BatchNormalization bn folded into Conv conv"]
+    (after,) = run_onnx(folded, {"x": x})
+    assert np.abs(after - before).max() <= 1e-5 * np.abs(before).max()

@@ -134,7 +134,7 @@ def splice_layers(
     outputs = _graph_outputs(graph)
     taken = _all_names(graph)
     notes: list[str] = []
-    seen: set[int] = set()
+    calls: dict[int, int] = {}
     new_nodes: list[onnx.NodeProto] = []
     drop: set[int] = set()  # ids of BatchNormalization nodes folded into a layer
     for node in graph.node:
@@ -146,10 +146,7 @@ def splice_layers(
         layer_id = int(_attr(node, "layer_id", -1))
         if node.op_type != PLACEHOLDER_OP or layer_id not in layers:
             raise ExportError(f"unexpected placeholder node {node.op_type} (layer_id={layer_id})")
-        if layer_id in seen:
-            raise ExportError(f"layer {layers[layer_id][0]!r} is called more than once; export "
-                              "supports each up-sampling layer being used once")
-        seen.add(layer_id)
+        n_call = calls[layer_id] = calls.get(layer_id, 0) + 1
         path, kind, weights = layers[layer_id]
         target = node.output[0]
         weights = dict(weights)
@@ -163,7 +160,9 @@ def splice_layers(
                 target = users[0].output[0]
                 drop.add(id(users[0]))
                 note += " + BatchNormalization folded"
-        b = GraphBuilder(prefix=f"pixeldcn/{path}/", opset=opset, dtype="float32")
+        # A layer called twice (shared weights) is emitted twice, under distinct names.
+        prefix = f"pixeldcn/{path}/" if n_call == 1 else f"pixeldcn/{path}/call{n_call}/"
+        b = GraphBuilder(prefix=prefix, opset=opset, dtype="float32")
         y = emit_layer(b, kind, node.input[0], weights)
         _rename_output(b, y, target)
         clash = ({n.name for n in b.nodes} | {t.name for t in b.initializers}) & taken
@@ -172,7 +171,7 @@ def splice_layers(
         new_nodes.extend(b.nodes)
         graph.initializer.extend(b.initializers)
         notes.append(note + f" -> {len(b.nodes)} nodes ({', '.join(sorted({n.op_type for n in b.nodes}))})")
-    missing = sorted(set(layers) - seen)
+    missing = sorted(set(layers) - set(calls))
     if missing:
         raise ExportError(
             "up-sampling layers not reached by the exported graph: "
