@@ -74,9 +74,10 @@ def targets_table(targets: Sequence[Target]) -> str:
     for t in targets:
         unit = "%" if t.unit == "%" else "x"
         measured = "-" if t.measured is None else f"{t.measured:.2f}{unit}"
-        rows.append([t.description, f"{t.op} {t.threshold:g}{unit}", measured, f"**{t.status}**"])
-    return markdown_table(["target", "bound", "measured", "verdict"], rows,
-                          ["l", "r", "r", "c"])
+        rows.append([t.description, f"{t.op} {t.threshold:g}{unit}", measured, f"**{t.status}**",
+                     t.note or ""])
+    return markdown_table(["target", "bound", "measured", "verdict", "note"], rows,
+                          ["l", "r", "r", "c", "l"])
 
 
 def _clean(obj: Any) -> Any:

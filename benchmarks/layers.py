@@ -259,14 +259,25 @@ def layer_targets(result: dict[str, Any]) -> list[Target]:
         shape = f"{cfg['in_channels']}->{cfg['out_channels']} @{cfg['size']}"
         sid = f"{cfg['in_channels']}x{cfg['out_channels']}x{cfg['size']}"
         pix, ipix = _find(cfg, "pixel_dcl_k3"), _find(cfg, "ipixel_dcl_k3")
+
+        def note(v: dict[str, Any], base: str, bound: float, cfg: dict[str, Any] = cfg) -> str:
+            b = _find(cfg, base)
+            if b is None:
+                return ""
+            flops = v["useful_flops"] / b["useful_flops"]
+            return (f"useful FLOPs {flops:.3f}x {base}'s: the bound needs "
+                    f"{flops / bound:.2f}x its GFLOP/s")
+
         if pix is not None:
             out.append(Target(f"pixel_dcl_vs_dcl_k6_b1_{sid}",
                               f"PixelDCL (efficient) / DCL k=6, b1, {shape}",
-                              pix["ratio_to_dcl_k6"]["median"], 0.45))
+                              pix["ratio_to_dcl_k6"]["median"], 0.45,
+                              note=note(pix, "dcl_k6", 0.45)))
             r4 = cfg.get("pairs", {}).get("pixel_dcl_k3/dcl_k4")
             out.append(Target(f"pixel_dcl_vs_dcl_k4_b1_{sid}",
                               f"PixelDCL (efficient) / DCL k=4, b1, {shape}",
-                              None if r4 is None else r4["median"], 1.0))
+                              None if r4 is None else r4["median"], 1.0,
+                              note=note(pix, "dcl_k4", 1.0)))
             frac = pix.get("fraction_of_plain_conv")
             out.append(Target(f"pixel_dcl_plain_conv_fraction_b1_{sid}",
                               f"PixelDCL useful GFLOP/s vs plain 3x3 Conv, b1, {shape}",
@@ -275,7 +286,8 @@ def layer_targets(result: dict[str, Any]) -> list[Target]:
         if ipix is not None:
             out.append(Target(f"ipixel_dcl_vs_dcl_k6_b1_{sid}",
                               f"iPixelDCL (efficient) / DCL k=6, b1, {shape}",
-                              ipix["ratio_to_dcl_k6"]["median"], 1.1))
+                              ipix["ratio_to_dcl_k6"]["median"], 1.1,
+                              note=note(ipix, "dcl_k6", 1.1)))
     return out
 
 

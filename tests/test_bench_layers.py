@@ -129,6 +129,8 @@ def test_targets_have_a_measured_value_and_a_verdict(quick_run):
     for t in res["targets"]:
         assert t["status"] in ("PASS", "MISS")
         assert isinstance(t["measured"], float)
+        if t["unit"] == "x":  # ratio targets say what the useful-FLOP ratio asks for
+            assert t["note"].startswith("useful FLOPs ")
         assert Target(**{k: v for k, v in t.items() if k != "status"}).status == t["status"]
     md = (quick_run[0] / "layers.md").read_text()
     assert "## Targets" in md

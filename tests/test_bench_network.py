@@ -60,6 +60,8 @@ def test_paper_ratios_and_targets_are_reported(quick_run):
     assert set(names) == {"unet_pixel_dcl_k3_vs_dcl_k6", "unet_ipixel_dcl_k3_vs_dcl_k6"}
     for t in names.values():
         assert t["status"] in ("PASS", "MISS") and t["measured"] > 0
+        assert "up-sampling layers" in t["note"]
+    assert 0 < res["dcl_k6_up_sampling_mac_share"] < 1
 
 
 def test_size_not_divisible_by_the_pooling_is_an_error(tmp_path, capsys):
