@@ -113,7 +113,8 @@ def network_plot(result: dict[str, Any], out_dir: Path) -> Path:
             vals.append(row["ratio_to_dcl_k6"]["median"] if row else float("nan"))
         ax.bar([j + i * width for j in range(len(kinds))], vals, width, label=rt)
     paper = result.get("paper", {})
-    pv = [paper.get(k, float("nan")) for k in kinds]
+    kind_of = {r["variant"]: r["kind"] for r in rows}
+    pv = [paper.get(kind_of[v], float("nan")) for v in kinds]
     ax.bar([j + len(runtimes) * width for j in range(len(kinds))], pv, width,
            label="paper (K40, TF)", color="#d62728", alpha=0.6)
     ax.axhline(1.0, color="k", lw=1, ls="--")
@@ -148,6 +149,8 @@ def serve_plot(result: dict[str, Any], out_dir: Path) -> Path:
     ort_ms = result.get("in_process", {}).get("median_ms")
     if ort_ms:
         ax1.axhline(ort_ms, color="k", ls="--", lw=1, label="in-process onnxruntime (b1)")
+    ax1.set_yscale("log")
+    ax2.set_ylim(bottom=0)
     for ax, ylabel in ((ax1, "latency (ms)"), (ax2, "throughput (inferences/s)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrency (requests in flight)", fontsize=8)

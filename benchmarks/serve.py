@@ -479,6 +479,9 @@ def run_serve(args: argparse.Namespace) -> int:
                     "batch": int(x1.shape[0]),
                     "served_ms": summarize(served_t), "in_process_ms": summarize(local_t),
                     "served_over_in_process": paired_ratio(served_t, local_t),
+                    # Model-size independent: what serving adds to one request, in ms.
+                    "overhead_ms": float(np.median(1e3 * (np.asarray(served_t)
+                                                          - np.asarray(local_t)))),
                     "server": delta,
                     "client_requests": rounds,
                     "lost": None if delta["reset"] else rounds - delta["success"],
@@ -582,7 +585,10 @@ def serve_targets(result: dict[str, Any]) -> list[Target]:
         "local Triton, gRPC, concurrency 1: served p50 / in-process onnxruntime "
         "(median of paired ratios)",
         g["served_over_in_process"]["median"] if g and local else None, 1.15,
-        note="" if local else "not a local server"))
+        note=("not a local server" if not local else "" if not g else
+              f"serving adds {g['overhead_ms']:.2f} ms per request to "
+              f"{g['in_process_ms']['median']:.1f} ms in process: the bound holds for models "
+              f"of >= {g['overhead_ms'] / 0.15:.0f} ms in process")))
     return out
 
 
@@ -608,16 +614,25 @@ def serve_markdown(result: dict[str, Any]) -> str:
     if result["paired_c1"]:
         rows = []
         for p, v in result["paired_c1"].items():
+            sv = v["server"]
+            outside = (v["served_ms"]["mean"] - sv["request_ms"]) if sv["request_ms"] else None
             rows.append([p, v["batch"], fmt(v["served_ms"]["median"], 2),
                          fmt(v["in_process_ms"]["median"], 2),
                          f"**{fmt(v['served_over_in_process']['median'])}**",
-                         fmt(v["server"]["queue_ms"], 3), fmt(v["server"]["compute_infer_ms"], 2),
-                         v["client_requests"], v["server"]["success"]])
+                         fmt(v["overhead_ms"], 2), fmt(sv["request_ms"], 2),
+                         fmt(sv["queue_ms"], 3), fmt(sv["compute_input_ms"], 3),
+                         fmt(sv["compute_infer_ms"], 2), fmt(sv["compute_output_ms"], 3),
+                         fmt(outside, 2), f"{v['client_requests']} / {sv['success']}"])
         lines += ["## Serving overhead at concurrency 1 (served and in-process runs alternated)",
                   "", markdown_table(["protocol", "batch", "served p50 ms", "in-process p50 ms",
-                                      "served / in-process", "server queue ms",
-                                      "server infer ms", "client requests",
-                                      "server successes"], rows), ""]
+                                      "served / in-process", "added ms (paired median)",
+                                      "server request ms", "queue", "compute input",
+                                      "compute infer", "compute output",
+                                      "outside the server ms (mean)",
+                                      "client / server requests"], rows), "",
+                  "Server times are Triton's per-request means over these requests (statistics "
+                  "deltas); 'outside the server' is the client's mean latency minus the server's "
+                  "request time: (de)serialisation, the protocol stack and the client.", ""]
     rows = []
     for r in result["rows"]:
         lat, sv = r["latency_ms"], r["server"]

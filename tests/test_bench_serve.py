@@ -151,6 +151,7 @@ def test_serving_overhead_is_a_paired_ratio_against_in_process_onnxruntime(quick
     for p in res["paired_c1"].values():
         r = p["served_over_in_process"]
         assert r["n"] == res["settings"]["paired_rounds"] and r["median"] > 0
+        assert p["overhead_ms"] == pytest.approx(p["overhead_ms"])  # a number, not NaN
     (t,) = res["targets"]
     assert t["name"] == "served_grpc_c1_p50_over_in_process"
     assert t["measured"] == res["paired_c1"]["grpc"]["served_over_in_process"]["median"]
