@@ -13,6 +13,9 @@ from pixeldcn_core.cli import main
 pytest.importorskip("torch")
 pytest.importorskip("exporters.pytorch")
 
+# Five U-Net exports: about 30 s on 2 cores.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple:
