@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/pixeldcn layer
+	$(BIN)/pixeldcn demo
 
 test: setup
 	$(BIN)/python -m pytest -q

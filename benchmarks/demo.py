@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=256, help="square input size (multiple of 16)")
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--base-channels", type=int, default=64)
-    p.add_argument("--requests", type=int, default=20,
+    p.add_argument("--requests", type=int, default=8,
                    help="requests per concurrency level in the served benchmark")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     p.add_argument("--seed", type=int, default=0)
@@ -136,7 +136,7 @@ def served_benchmark(url: str, model: str, x: np.ndarray, requests: int,
             c.infer(x)  # warm-up: connection and first run
         per = max(1, requests // conc)
 
-        def worker(c: Any) -> list[float]:
+        def worker(c: Any, per: int = per) -> list[float]:
             out = []
             for _ in range(per):
                 t0 = time.perf_counter()
@@ -225,11 +225,11 @@ def run(args: argparse.Namespace) -> int:
         _done(t, f"{png} (input | predicted mask | overlay; logits {tuple(logits.shape)})")
         t = _step(6, f"served benchmark: {args.requests} gRPC requests per concurrency level")
         served = served_benchmark(server.grpc_url, name, x, args.requests)
-        local = inprocess_latency(onnx_path, x, max(5, args.requests // 2))
+        local = inprocess_latency(onnx_path, x, args.requests)
         _done(t)
     print()
-    print(f"| path | concurrency | p50 ms | p90 ms | requests/s | p50 / in-process |")
-    print(f"| --- | --- | --- | --- | --- | --- |")
+    print("| path | concurrency | p50 ms | p90 ms | requests/s | p50 / in-process |")
+    print("| --- | --- | --- | --- | --- | --- |")
     print(f"| onnxruntime in process | 1 | {local['p50']:.1f} | {local['p90']:.1f} | "
           f"{1e3 / local['mean']:.2f} | 1.00 |")
     for row in served:
