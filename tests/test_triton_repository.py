@@ -239,9 +239,13 @@ def test_write_repository_writes_both_flavours_and_a_runnable_version(
     version = triton_repo.write_repository(tmp_path / "repo", "unet", onnx_path)
     model_dir = tmp_path / "repo" / "unet"
     assert version == model_dir / "1"
-    assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "model.py"]
+    assert sorted(p.name for p in version.iterdir()) == ["__pycache__", "model.onnx", "model.py"]
     runner = pathlib.Path(_backend_model.__file__).read_bytes()
     assert (version / "model.py").read_bytes() == runner  # copied verbatim
+    # Its bytecode is there already, hash-checked (flags 0b11), so the stub writes nothing.
+    (pyc,) = (version / "__pycache__").iterdir()
+    assert pyc.name == f"model.{sys.implementation.cache_tag}.pyc"
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11
     assert (model_dir / "config.pbtxt").read_text() == generate("production", {})
     assert (model_dir / "configs" / "local.pbtxt").read_text() == generate("local", {})
     # No staging leftovers; y = model(x) from the version folder equals the exported model.
@@ -316,7 +320,10 @@ def save_with_external_data(model: onnx.ModelProto, folder: pathlib.Path) -> pat
 
 @pytest.mark.parametrize(
     ("mode", "files"),
-    [("auto", ["model.onnx", "model.py"]), ("keep", ["model.onnx", "model.onnx.data", "model.py"])],
+    [
+        ("auto", ["__pycache__", "model.onnx", "model.py"]),
+        ("keep", ["__pycache__", "model.onnx", "model.onnx.data", "model.py"]),
+    ],
 )
 def test_model_with_external_data_arrives_whole(tmp_path: pathlib.Path, mode: str, files: list[str]) -> None:
     path = save_with_external_data(layer_model(), tmp_path / "export")
@@ -449,6 +456,8 @@ def test_writer_killed_mid_write_leaves_no_partial_numbered_version(
         assert visible == [
             "unet",
             "unet/1",
+            "unet/1/__pycache__",
+            f"unet/1/__pycache__/model.{sys.implementation.cache_tag}.pyc",
             "unet/1/model.onnx",
             "unet/1/model.py",
             "unet/config.pbtxt",

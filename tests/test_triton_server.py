@@ -125,6 +125,20 @@ def test_server_binds_loopback_on_free_ports_and_exposes_metrics(
     assert server.log_path is not None and "Started GRPCInferenceService" in server.log_path.read_text()
 
 
+def test_serving_writes_nothing_into_the_repository(
+    server: triton_repo.LocalTritonServer, repo: pathlib.Path
+) -> None:
+    # A file appearing in a version folder (the stub's __pycache__ for model.py) is a change the
+    # polling server answers by reloading the model; serving must leave the repository as written:
+    # the writer's own hash-checked bytecode is used, no other is added.
+    triton_repo.Client(server.grpc_url, "up").infer(inputs(0, 1, 8, 8))
+    time.sleep(2 * server.poll_secs)
+    caches = sorted(str(p.relative_to(repo)) for p in repo.rglob("__pycache__/*") if "up" in p.parts)
+    assert caches == [f"up/1/__pycache__/model.{sys.implementation.cache_tag}.pyc"]
+    log = server.log_path.read_text() if server.log_path else ""
+    assert log.count("successfully loaded 'up'") == 1, "the model was reloaded after start"
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_model_repository_api_is_unusable_without_the_admin_key(
     server: triton_repo.LocalTritonServer, protocol: str

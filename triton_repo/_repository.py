@@ -6,13 +6,16 @@ Layout written for a model ``name``::
     <repo_dir>/<name>/configs/local.pbtxt   local flavour (Python backend, CPU)
     <repo_dir>/<name>/<version>/model.onnx  (+ its external data file when kept)
     <repo_dir>/<name>/<version>/model.py    the Python-backend runner
+    <repo_dir>/<name>/<version>/__pycache__ model.py compiled (hash-checked) for this Python
 
 A server polling the repository must never see half a version. A version is staged in a hidden
 folder inside the model's folder (same file system; Triton skips names that are not numbers),
 every file and folder is fsync'ed, and the staged folder is renamed to its number in one
 ``os.rename``. A brand-new model is staged whole and renamed into the repository the same way.
 Configs are replaced with temp file + ``os.replace``, and only when their text changes (a config
-change makes Triton reload every version of the model).
+change makes Triton reload every version of the model). ``model.py`` is compiled into the staged
+version: otherwise the backend stub (which ignores PYTHONDONTWRITEBYTECODE) writes ``__pycache__``
+into the live version folder on first load, and the polling server reloads the model for it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import errno
 import os
 import pathlib
+import py_compile
 import re
 import shutil
 import socket
@@ -193,7 +197,26 @@ def _fill_version_dir(version_dir: pathlib.Path, model: LoadedModel) -> None:
     else:
         _write_durable(version_dir / MODEL_FILENAME, model.proto.SerializeToString())
     _write_durable(version_dir / RUNNER_FILENAME, _RUNNER_SOURCE.read_bytes())
+    _compile_runner(version_dir / RUNNER_FILENAME)
     _fsync_dir(version_dir)
+
+
+def _compile_runner(source: pathlib.Path) -> None:
+    """Write the runner's bytecode where the stub's import looks for it, durably.
+
+    Hash-checked, so it stays valid when the folder is copied (mtimes change) and is ignored,
+    not trusted, if the source ever differs.
+    """
+    import importlib.util
+
+    cfile = pathlib.Path(importlib.util.cache_from_source(str(source)))
+    py_compile.compile(
+        str(source), cfile=str(cfile), doraise=True,
+        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+    )
+    with open(cfile, "rb") as f:
+        os.fsync(f.fileno())
+    _fsync_dir(cfile.parent)
 
 
 def _rename_noreplace(src: pathlib.Path, dst: pathlib.Path) -> bool:

@@ -335,6 +335,9 @@ class LocalTritonServer:
         # The stub runs the python3 it finds first on PATH: make it this interpreter, whose
         # site-packages hold numpy (< 2) and onnxruntime.
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        # The stub imports model.py from the version folder; a __pycache__ written there is a
+        # repository change that the polling server answers by reloading the model.
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
     def start(self) -> LocalTritonServer:
