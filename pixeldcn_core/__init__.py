@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 from . import reference
 from ._builder import DEFAULT_OPSET, DTYPES, SUPPORTED_OPSETS, GraphBuilder
-from ._emit import emit_layer
+from ._emit import INTERLEAVES, emit_layer, pixel_dcl_phase_taps
 from ._errors import InputShapeError, PixelDCNError, SpecError, UnknownKindError, WeightError
 from ._model import build_layer_model
 from ._specs import FORMS, KINDS, KindInfo, LayerSpec, get_kind, layer_kinds
@@ -27,8 +27,10 @@ __all__ = [
     "DTYPES",
     "SUPPORTED_OPSETS",
     "GraphBuilder",
+    "INTERLEAVES",
     "build_layer_model",
     "emit_layer",
+    "pixel_dcl_phase_taps",
     # errors
     "InputShapeError",
     "PixelDCNError",

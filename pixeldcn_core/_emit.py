@@ -4,8 +4,18 @@ Every emitter takes a :class:`GraphBuilder`, the name of the input tensor ``x [N
 the layer spec and its checked weights, and returns the name of ``y [N, C, 2H, 2W]``.
 
 The efficient forms compute every output phase at input resolution and interleave the four
-phases with one ``DepthToSpace(blocksize=2, mode="DCR")``: output ``(2i + a, 2j + b)`` takes
-channel block ``2a + b`` of ``Concat(y00, y01, y10, y11)``.
+phases ``y_ab`` (output ``(2i + a, 2j + b)``) in one of two ways (:data:`INTERLEAVES`):
+
+- ``"depth_to_space"`` (default): ``DepthToSpace(blocksize=2, mode="DCR")`` of
+  ``Concat(y00, y01, y10, y11)`` (channel block ``2a + b``). One well-known op that every
+  runtime and TensorRT map to a single kernel.
+- ``"concat"``: columns by ``Unsqueeze`` + ``Concat`` on a new last axis + ``Reshape``, rows by a
+  ``Concat`` of whole rows + ``Reshape``. Only copies and free reshapes: on onnxruntime's CPU
+  provider about half the time of Concat + DepthToSpace (a 6-D transpose whose innermost
+  dimension is 2), 3-15 % of a PixelDCL layer at the U-Net's decoder shapes.
+
+Sub-pixel conv keeps its ``DepthToSpace(mode="CRD")`` (pixel shuffle) and DCL its ConvTranspose
+whatever the interleave.
 """
 
 from __future__ import annotations
@@ -19,7 +29,10 @@ from ._errors import SpecError
 from ._specs import LayerSpec
 from .reference import dcl_padding, pixel_dcl_mask
 
-__all__ = ["EMITTERS", "emit_layer"]
+__all__ = ["EMITTERS", "INTERLEAVES", "emit_layer", "pixel_dcl_phase_taps"]
+
+#: How the efficient forms interleave four phases into the 2x output (see the module docstring).
+INTERLEAVES = ("depth_to_space", "concat")
 
 Taps = list[tuple[int, int]]  # (kernel index, offset in input pixels), offsets ascending
 
@@ -47,10 +60,31 @@ def _same(k: int) -> list[int]:
     return [k // 2] * 4
 
 
-def _interleave(b: GraphBuilder, phases: list[str]) -> str:
-    """``[y00, y01, y10, y11]`` (each ``[N, C, H, W]``) -> ``[N, C, 2H, 2W]``."""
-    stacked = b.op("Concat", phases, {"axis": 1})  # (N, 4C, H, W), block 2a + b = phase (a, b)
-    return b.op("DepthToSpace", [stacked], {"blocksize": 2, "mode": "DCR"})
+def _interleave(b: GraphBuilder, phases: list[str], how: str) -> str:
+    """``[y00, y01, y10, y11]`` (each ``[N, C, H, W]``) -> ``[N, C, 2H, 2W]``.
+
+    With ``how="depth_to_space"`` an entry may also hold consecutive phases stacked on channels
+    (``[y00, y01 ++ y10, y11]``); ``"concat"`` needs the four apart.
+    """
+    if how == "depth_to_space":
+        stacked = b.op("Concat", phases, {"axis": 1})  # (N, 4C, H, W), block 2a + b = (a, b)
+        return b.op("DepthToSpace", [stacked], {"blocksize": 2, "mode": "DCR"})
+    y00, y01, y10, y11 = phases
+
+    def const(values: list[int], hint: str) -> str:
+        return b.initializer(np.array(values, dtype=np.int64), hint, cast=False)
+
+    def columns(left: str, right: str) -> str:  # (N, C, H, W) x 2 -> (N, C, H, 2W)
+        axis = const([4], "axes")
+        pair = [b.op("Unsqueeze", [t, axis]) for t in (left, right)]  # (N, C, H, W, 1)
+        z = b.op("Concat", pair, {"axis": 4})  # (N, C, H, W, 2): [.., j, b] = column 2j + b
+        return b.op("Reshape", [z, const([0, 0, 0, -1], "shape")])
+
+    even, odd = columns(y00, y01), columns(y10, y11)  # output rows 2i and 2i + 1
+    rows = b.op("Concat", [even, odd], {"axis": 3})  # (N, C, H, 4W): row 2i, then row 2i + 1
+    width = b.op("Shape", [even], {"start": 3})  # [2W]
+    shape = b.op("Concat", [const([0, 0, -1], "shape"), width], {"axis": 0})
+    return b.op("Reshape", [rows, shape])  # (N, C, 2H, 2W)
 
 
 def _zeros_like(b: GraphBuilder, t: str) -> str:
@@ -100,7 +134,8 @@ def pixel_dcl_phase_taps(k: int) -> dict[str, tuple[Taps, Taps]]:
 
 
 def _emit_pixel_dcl(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
+    interleave: str,
 ) -> str:
     k = spec.k
     bias = w.get("bias")
@@ -109,7 +144,7 @@ def _emit_pixel_dcl(
     if form == "faithful":
         # Figure 6: S interleaves F1 and F2 with zeros; y = S + conv(S, w3 * mask) at 2H x 2W.
         zeros = _zeros_like(b, f1)
-        s = _interleave(b, [f1, zeros, zeros, f2])  # (N, C, 2H, 2W)
+        s = _interleave(b, [f1, zeros, zeros, f2], interleave)  # (N, C, 2H, 2W)
         # The conv's bias reaches every output pixel once: y = S + (M + bias).
         m = _conv(b, s, w["w3"] * pixel_dcl_mask(k).astype(w["w3"].dtype), _same(k), bias,
                   hint="w3")
@@ -128,11 +163,12 @@ def _emit_pixel_dcl(
     if bias is not None:
         b4 = _bias4d(b, bias)
         y00, y11 = b.op("Add", [f1, b4]), b.op("Add", [f2, b4])
-    return _interleave(b, [y00, y01, y10, y11])
+    return _interleave(b, [y00, y01, y10, y11], interleave)
 
 
 def _emit_ipixel_dcl(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
+    interleave: str,
 ) -> str:
     k, c = spec.k, spec.out_channels
     bias = w.get("bias")
@@ -150,7 +186,7 @@ def _emit_ipixel_dcl(
         for block, f in enumerate([f1, f4, f3, f2]):  # phases 00, 01, 10, 11
             phases = [zeros] * 4
             phases[block] = f
-            dilated.append(_interleave(b, phases))
+            dilated.append(_interleave(b, phases, interleave))
         y = b.op("Sum", dilated)
         return b.op("Add", [y, _bias4d(b, bias)]) if bias is not None else y
     # Efficient: reorder conv3's output channels to (F4, F3) = (y01, y10), so one Concat with
@@ -162,7 +198,11 @@ def _emit_ipixel_dcl(
     if bias is not None:
         b4 = _bias4d(b, bias)
         y00, y11 = b.op("Add", [f1, b4]), b.op("Add", [f2, b4])
-    return _interleave(b, [y00, f43, y11])
+    if interleave == "depth_to_space":
+        return _interleave(b, [y00, f43, y11], interleave)
+    split = b.initializer(np.array([c, c], dtype=np.int64), "split", cast=False)
+    y01, y10 = b.op("Split", [f43, split], {"axis": 1}, num_outputs=2)
+    return _interleave(b, [y00, y01, y10, y11], interleave)
 
 
 def resize_conv_phase_kernel(w: np.ndarray, a: int, bb: int) -> tuple[np.ndarray, list[int]]:
@@ -186,7 +226,8 @@ def resize_conv_phase_kernel(w: np.ndarray, a: int, bb: int) -> tuple[np.ndarray
 
 
 def _emit_resize_conv(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
+    interleave: str,
 ) -> str:
     bias = w.get("bias")
     if form == "faithful":
@@ -203,11 +244,12 @@ def _emit_resize_conv(
         for bb in (0, 1):
             sub, pads = resize_conv_phase_kernel(w["weight"], a, bb)
             phases.append(_conv(b, x, sub, pads, bias))
-    return _interleave(b, phases)
+    return _interleave(b, phases, interleave)
 
 
 def _emit_subpixel_conv(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
+    interleave: str,
 ) -> str:
     bias = w.get("bias")
     # Conv channel 4c + 2a + b is output channel c at phase (a, b): pixel_shuffle's CRD order.
@@ -216,7 +258,8 @@ def _emit_subpixel_conv(
 
 
 def _emit_dcl(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
+    interleave: str,
 ) -> str:
     k = spec.k
     begin, end = dcl_padding(k)
@@ -231,7 +274,8 @@ def _emit_dcl(
     )
 
 
-EMITTERS: dict[str, Callable[[GraphBuilder, str, LayerSpec, Mapping[str, np.ndarray], str], str]] = {
+Emitter = Callable[[GraphBuilder, str, LayerSpec, Mapping[str, np.ndarray], str, str], str]
+EMITTERS: dict[str, Emitter] = {
     "dcl": _emit_dcl,
     "pixel_dcl": _emit_pixel_dcl,
     "ipixel_dcl": _emit_ipixel_dcl,
@@ -247,6 +291,7 @@ def emit_layer(
     weights: Mapping[str, np.ndarray],
     *,
     form: str = "efficient",
+    interleave: str = "depth_to_space",
 ) -> str:
     """Emit one up-sampling layer into ``builder``; returns the name of its output tensor.
 
@@ -256,11 +301,24 @@ def emit_layer(
         x: name of the input tensor ``[N, Cin, H, W]`` already in the graph.
         weights: the layer's weights as numpy arrays (see :meth:`LayerSpec.weight_shapes`).
         form: "efficient" (default) or "faithful", where the kind has it.
+        interleave: how phases become the 2x output: "depth_to_space" (default) or "concat"
+            (see :data:`INTERLEAVES`); sub-pixel conv and DCL ignore it.
     """
     spec = LayerSpec.from_weights(kind, weights)
     checked = spec.check_weights(weights)
+    check_form(spec, form)
+    check_interleave(interleave)
+    return EMITTERS[spec.kind](builder, x, spec, checked, form, interleave)
+
+
+def check_form(spec: LayerSpec, form: str) -> None:
     if form not in spec.info.forms:
         raise SpecError(
             f"{spec.kind} has no form {form!r}; expected one of {', '.join(spec.info.forms)}"
         )
-    return EMITTERS[spec.kind](builder, x, spec, checked, form)
+
+
+def check_interleave(interleave: str) -> str:
+    if interleave not in INTERLEAVES:
+        raise SpecError(f"interleave={interleave!r}; expected one of {', '.join(INTERLEAVES)}")
+    return interleave

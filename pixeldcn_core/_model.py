@@ -9,8 +9,7 @@ import numpy as np
 import onnx
 
 from ._builder import GraphBuilder, check_dtype, check_opset
-from ._emit import emit_layer
-from ._errors import SpecError
+from ._emit import check_form, check_interleave, emit_layer
 from ._specs import LayerSpec
 
 __all__ = ["build_layer_model"]
@@ -23,6 +22,7 @@ def build_layer_model(
     form: str = "efficient",
     opset: int | None = None,
     dtype: str = "float32",
+    interleave: str = "depth_to_space",
 ) -> onnx.ModelProto:
     """One up-sampling layer as a standalone ONNX model of standard operators.
 
@@ -35,6 +35,8 @@ def build_layer_model(
             (the paper's Figure 6) where the kind has both.
         opset: default-domain opset (17..21); ``None`` is :data:`DEFAULT_OPSET`.
         dtype: "float32" or "float16" for the input, output and weights.
+        interleave: how the phases become the 2x output: "depth_to_space" (default: one
+            DepthToSpace) or "concat" (Unsqueeze/Concat/Reshape; faster on onnxruntime CPU).
 
     Returns:
         A model with input ``x [batch, Cin, height, width]`` and output
@@ -45,16 +47,16 @@ def build_layer_model(
     """
     spec = LayerSpec.from_weights(kind, weights)
     dtype = check_dtype(dtype)
-    if form not in spec.info.forms:
-        raise SpecError(
-            f"{spec.kind} has no form {form!r}; expected one of {', '.join(spec.info.forms)}"
-        )
+    check_form(spec, form)
+    check_interleave(interleave)
     b = GraphBuilder(opset=check_opset(opset), dtype=dtype)
     x = b.input("x", dtype, ["batch", spec.in_channels, "height", "width"])
-    y = emit_layer(b, spec.kind, x, {k: np.asarray(v) for k, v in weights.items()}, form=form)
+    y = emit_layer(b, spec.kind, x, {k: np.asarray(v) for k, v in weights.items()}, form=form,
+                   interleave=interleave)
     b.output(y, "y", ["batch", spec.out_channels, "2*height", "2*width"])
     doc = (
         f"{spec.info.title}: in_channels={spec.in_channels}, out_channels={spec.out_channels}, "
         f"kernel_size={spec.k}, bias={spec.bias}, form={form}"
+        + ("" if interleave == "depth_to_space" else f", interleave={interleave}")
     )
     return b.to_model(f"{spec.kind}_{form}", doc=doc)

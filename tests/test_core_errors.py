@@ -133,6 +133,15 @@ def test_unknown_form_lists_the_forms_of_the_kind():
         pc.build_layer_model("subpixel_conv", {"weight": _w(4, 1, 3, 3)}, form="faithful")
 
 
+def test_unknown_interleave_lists_the_interleaves():
+    w = pc.LayerSpec("pixel_dcl", 2, 2).random_weights()
+    with pytest.raises(pc.SpecError, match=r"interleave='d2s'; expected one of depth_to_space, concat"):
+        pc.build_layer_model("pixel_dcl", w, interleave="d2s")
+    b = pc.GraphBuilder()
+    with pytest.raises(pc.SpecError, match="interleave="):
+        pc.emit_layer(b, "pixel_dcl", b.input("x", "float32", [1, 2, 4, 4]), w, interleave="")
+
+
 def test_unsupported_opset_names_the_range():
     with pytest.raises(pc.SpecError, match=r"opset 13 is not supported; expected 17..21 "
                        r"\(default 18\)"):

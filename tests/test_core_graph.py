@@ -13,7 +13,7 @@ import pixeldcn_core as pc
 # no custom domains.
 ALLOWED_OPS = {
     "Add", "Concat", "ConstantOfShape", "Conv", "ConvTranspose", "DepthToSpace", "Identity",
-    "Resize", "Shape", "Split", "Sum",
+    "Reshape", "Resize", "Shape", "Split", "Sum", "Unsqueeze",
 }
 
 ALL = [
@@ -21,11 +21,18 @@ ALL = [
     for kind in pc.layer_kinds()
     for form in pc.get_kind(kind).forms
 ]
+# The same, with each interleave where the kind interleaves phases.
+ALL_INTERLEAVES = [
+    pytest.param(kind, form, il, id=f"{kind}-{form}-{il}")
+    for kind in pc.layer_kinds()
+    for form in pc.get_kind(kind).forms
+    for il in (pc.INTERLEAVES if kind in ("pixel_dcl", "ipixel_dcl", "resize_conv") else ["depth_to_space"])
+]
 
 
-def _model(kind, form, *, bias=True, seed=0, cin=4, c=3, dtype="float32"):
+def _model(kind, form, *, bias=True, seed=0, cin=4, c=3, dtype="float32", interleave="depth_to_space"):
     w = pc.LayerSpec(kind, cin, c, bias=bias).random_weights(seed=seed)
-    return pc.build_layer_model(kind, w, form=form, dtype=dtype)
+    return pc.build_layer_model(kind, w, form=form, dtype=dtype, interleave=interleave)
 
 
 def _static(model: onnx.ModelProto, n: int, h: int, w: int) -> onnx.ModelProto:
@@ -45,9 +52,9 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in vis}
 
 
-@pytest.mark.parametrize("kind,form", ALL)
-def test_emitted_graph_uses_only_allowed_standard_ops_in_the_default_domain(kind, form):
-    model = _model(kind, form)
+@pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)
+def test_emitted_graph_uses_only_allowed_standard_ops_in_the_default_domain(kind, form, interleave):
+    model = _model(kind, form, interleave=interleave)
     onnx.checker.check_model(model, full_check=True)
     ops = {n.op_type for n in model.graph.node}
     assert ops <= ALLOWED_OPS, ops - ALLOWED_OPS
@@ -55,13 +62,17 @@ def test_emitted_graph_uses_only_allowed_standard_ops_in_the_default_domain(kind
     assert [o.domain for o in model.opset_import] == [""]
     if kind != "dcl":
         assert "ConvTranspose" not in ops
-    if kind != "dcl" and (kind != "resize_conv" or form == "efficient"):
+    uses_phases = kind != "dcl" and (kind != "resize_conv" or form == "efficient")
+    if uses_phases and interleave == "depth_to_space":
         assert "DepthToSpace" in ops
+    if interleave == "concat":  # the phases are interleaved by copies and reshapes only
+        assert "DepthToSpace" not in ops
+        assert {"Reshape", "Unsqueeze"} <= ops if uses_phases else "Reshape" not in ops
 
 
-@pytest.mark.parametrize("kind,form", ALL)
-def test_input_x_and_output_y_have_dynamic_batch_height_width(kind, form):
-    model = _model(kind, form, cin=4, c=3)
+@pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)
+def test_input_x_and_output_y_have_dynamic_batch_height_width(kind, form, interleave):
+    model = _model(kind, form, cin=4, c=3, interleave=interleave)
     (inp,), (out,) = model.graph.input, model.graph.output
     assert inp.name == "x" and out.name == "y"
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
@@ -69,17 +80,18 @@ def test_input_x_and_output_y_have_dynamic_batch_height_width(kind, form):
     assert out.type.tensor_type.shape.dim[1].dim_value == 3
 
 
-@pytest.mark.parametrize("kind,form", ALL)
-def test_same_spec_and_weights_give_byte_identical_models(kind, form):
-    a = _model(kind, form, seed=3).SerializeToString()
-    b = _model(kind, form, seed=3).SerializeToString()
+@pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)
+def test_same_spec_and_weights_give_byte_identical_models(kind, form, interleave):
+    a = _model(kind, form, seed=3, interleave=interleave).SerializeToString()
+    b = _model(kind, form, seed=3, interleave=interleave).SerializeToString()
     assert a == b
     assert a != _model(kind, form, seed=4).SerializeToString()
 
 
-def test_efficient_pixel_dcl_has_no_convolution_at_2h_x_2w():
+@pytest.mark.parametrize("interleave", pc.INTERLEAVES)
+def test_efficient_pixel_dcl_has_no_convolution_at_2h_x_2w(interleave):
     """Every Conv output of the efficient form is H x W (8 x 8 here), none is 16 x 16."""
-    model = _static(_model("pixel_dcl", "efficient"), 1, 8, 8)
+    model = _static(_model("pixel_dcl", "efficient", interleave=interleave), 1, 8, 8)
     shapes = _shapes(model)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     assert len(convs) == 6  # F1, F2 and four 2-tap phase convs

@@ -21,11 +21,20 @@ def _kernels(kind: str) -> list[int]:
     return [k for k in wanted if k >= info.min_kernel and (not info.odd_kernel or k % 2)]
 
 
+# Kinds whose graphs interleave phases, and so are written both ways (the others ignore it).
+INTERLEAVING = {"pixel_dcl", "ipixel_dcl", "resize_conv"}
+
+
+def _interleaves(kind: str) -> list[str]:
+    return list(pc.INTERLEAVES) if kind in INTERLEAVING else ["depth_to_space"]
+
+
 CASES = [
-    pytest.param(kind, form, k, id=f"{kind}-{form}-k{k}")
+    pytest.param(kind, form, k, il, id=f"{kind}-{form}-k{k}" + ("" if il == "depth_to_space" else f"-{il}"))
     for kind in pc.layer_kinds()
     for form in pc.get_kind(kind).forms
     for k in _kernels(kind)
+    for il in _interleaves(kind)
 ]
 # (in_channels, out_channels, bias)
 CHANNELS = [(1, 1, False), (5, 3, True), (4, 6, False)]
@@ -33,12 +42,12 @@ CHANNELS = [(1, 1, False), (5, 3, True), (4, 6, False)]
 SHAPES = [(1, 8, 8), (2, 7, 7), (3, 6, 9), (4, 5, 4)]
 
 
-@pytest.mark.parametrize("kind,form,k", CASES)
+@pytest.mark.parametrize("kind,form,k,interleave", CASES)
 @pytest.mark.parametrize("cin,c,bias", CHANNELS, ids=lambda v: str(v))
-def test_float32_model_matches_reference_within_1e5_of_output_scale(kind, form, k, cin, c, bias):
+def test_float32_model_matches_reference_within_1e5_of_output_scale(kind, form, k, interleave, cin, c, bias):
     spec = pc.LayerSpec(kind, cin, c, k, bias=bias)
     weights = spec.random_weights(seed=k * 100 + cin)
-    model = pc.build_layer_model(kind, weights, form=form)
+    model = pc.build_layer_model(kind, weights, form=form, interleave=interleave)
     onnx.checker.check_model(model, full_check=True)
     rng = np.random.default_rng(7)
     for n, h, w in SHAPES:  # one dynamic model, every shape
@@ -49,11 +58,11 @@ def test_float32_model_matches_reference_within_1e5_of_output_scale(kind, form, 
         assert_close_to_reference(y, R.apply(kind, x, weights), "float32")
 
 
-@pytest.mark.parametrize("kind,form,k", CASES)
-def test_float16_model_matches_reference_within_5e3_of_output_scale(kind, form, k):
+@pytest.mark.parametrize("kind,form,k,interleave", CASES)
+def test_float16_model_matches_reference_within_5e3_of_output_scale(kind, form, k, interleave):
     spec = pc.LayerSpec(kind, 6, 4, k, bias=True)
     weights = spec.random_weights(seed=3)
-    model = pc.build_layer_model(kind, weights, form=form, dtype="float16")
+    model = pc.build_layer_model(kind, weights, form=form, dtype="float16", interleave=interleave)
     onnx.checker.check_model(model, full_check=True)
     # The reference sees the weights the fp16 model holds, so only compute precision differs.
     w16 = {name: v.astype(np.float16) for name, v in weights.items()}
@@ -72,6 +81,16 @@ def test_efficient_and_faithful_forms_agree_within_1e5(kind):
     (a,) = run_onnx(pc.build_layer_model(kind, weights, form="efficient"), {"x": x})
     (b,) = run_onnx(pc.build_layer_model(kind, weights, form="faithful"), {"x": x})
     assert_close_to_reference(a, b.astype(np.float64), "float32")
+
+
+@pytest.mark.parametrize("kind", sorted(INTERLEAVING))
+def test_both_interleaves_give_bit_identical_outputs(kind):
+    """The interleave only moves values: both graphs give the same bits (same convs, same adds)."""
+    weights = pc.LayerSpec(kind, 3, 5, bias=True).random_weights(seed=2)
+    x = np.random.default_rng(3).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    (a,) = run_onnx(pc.build_layer_model(kind, weights), {"x": x})
+    (b,) = run_onnx(pc.build_layer_model(kind, weights, interleave="concat"), {"x": x})
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("opset", list(pc.SUPPORTED_OPSETS))
