@@ -19,9 +19,11 @@ def test_export_unet_with_trained_weights_prints_stages_and_a_passing_report(tmp
     out = tmp_path / "unet.onnx"
     rc = main(["export", "--arch", "unet", "--up", "ipixel_dcl", "--base-channels", "4",
                "--depth", "3", "--num-classes", "3", "--input-shape", "1,3,16,16",
-               "--weights", str(tmp_path / "w.safetensors"), "--out", str(out)])
+               "--weights", str(tmp_path / "w.safetensors"), "--out", str(out),
+               "--interleave", "concat"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
+    assert "DepthToSpace" not in {n.op_type for n in onnx.load(str(out)).graph.node}  # --interleave
     for stage in ("[1/4] building unet (up=ipixel_dcl)", "[2/4] loading weights",
                   "[3/4] exporting to", "[4/4] verifying", "result: PASS"):
         assert stage in printed

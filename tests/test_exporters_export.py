@@ -139,6 +139,28 @@ def test_unet_graph_has_depth_to_space_no_conv_transpose_no_batchnorm(unet_expor
     assert "DepthToSpace" in ops and "ConvTranspose" not in ops
 
 
+@pytest.mark.parametrize("up", ["pixel_dcl", "ipixel_dcl"])
+def test_unet_exported_with_the_concat_interleave_matches_torch_and_holds_no_depth_to_space(up, tmp_path):
+    torch.manual_seed(1)
+    model = _randomise_batchnorm(UNet(3, 4, base_channels=4, depth=3, up=up)).eval()
+    path = export_onnx(model, tmp_path / "u.onnx", (1, 3, 16, 24), verify=False, interleave="concat")
+    onnx_model = onnx.load(str(path))
+    ops = _check_standard(onnx_model)
+    assert "DepthToSpace" not in ops and "ConvTranspose" not in ops
+    rng = np.random.default_rng(4)
+    for shape in [(1, 3, 16, 24), (2, 3, 32, 8)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        (y,) = run_onnx(onnx_model, {"x": x})
+        assert_close_to_reference(y, _torch(model, x), "float32")
+
+
+def test_export_rejects_an_unknown_interleave_before_tracing(tmp_path):
+    with pytest.raises(pc.SpecError, match="interleave='pixel_shuffle'; expected one of"):
+        export_onnx(make_layer("pixel_dcl", 2, 2), tmp_path / "m.onnx", (1, 2, 4, 4),
+                    interleave="pixel_shuffle")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_export_leaves_the_model_unchanged(tmp_path):
     model = _randomise_batchnorm(UNet(3, 2, base_channels=4, depth=2, up="ipixel_dcl")).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

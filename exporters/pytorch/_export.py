@@ -33,6 +33,7 @@ from torch import nn
 
 import pixeldcn_core
 from pixeldcn_core._builder import check_opset
+from pixeldcn_core._emit import check_interleave
 from pixeldcn_core._io import save_model_atomic
 
 from ._base import UpsampleLayer
@@ -225,6 +226,7 @@ def export_onnx(
     atol: float | None = None,
     rtol: float | None = None,
     verbose: bool = False,
+    interleave: str = "depth_to_space",
 ) -> Path:
     """Export ``model`` to ONNX with every up-sampling layer in the core's efficient form.
 
@@ -249,6 +251,9 @@ def export_onnx(
             ``onnx_output_names`` attribute, else ``y0, y1, ...``.
         atol, rtol: verification tolerances (``None``: per-precision defaults of ``verify``).
         verbose: print what each step did.
+        interleave: how the up-sampling layers interleave their phases: "depth_to_space"
+            (default, one DepthToSpace per layer) or "concat" (Unsqueeze/Concat/Reshape, faster
+            on onnxruntime's CPU provider); see ``pixeldcn_core.INTERLEAVES``.
 
     Returns:
         The path of the written model.
@@ -258,6 +263,7 @@ def export_onnx(
         VerificationError: onnxruntime disagrees with PyTorch beyond tolerance.
     """
     opset = check_opset(opset)
+    check_interleave(interleave)
     shapes = _normalise_shapes(input_shape)
     path = Path(path)
     stub_model, layers = prepare_for_export(model)
@@ -305,7 +311,7 @@ def export_onnx(
             raise ExportError(f"torch.onnx.export failed: {_summary(err)}") from err
     assert program is not None
     proto = program.model_proto
-    proto, notes = splice_layers(proto, layers, opset=opset)
+    proto, notes = splice_layers(proto, layers, opset=opset, interleave=interleave)
     proto, bn_notes = fold_batchnorm(proto)
     doc = (f"exported by pixeldcn {pixeldcn_core.__version__} (exporters.pytorch) from "
            f"{type(model).__name__}")

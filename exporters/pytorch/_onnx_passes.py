@@ -116,7 +116,8 @@ def _all_names(graph: onnx.GraphProto) -> set[str]:
 
 # -- 1. placeholders -> core emitter -------------------------------------------------------------
 def splice_layers(
-    model: onnx.ModelProto, layers: Mapping[int, LayerEntry], *, opset: int
+    model: onnx.ModelProto, layers: Mapping[int, LayerEntry], *, opset: int,
+    interleave: str = "depth_to_space",
 ) -> tuple[onnx.ModelProto, list[str]]:
     """Replace every placeholder node by the core's efficient form of its layer.
 
@@ -124,6 +125,7 @@ def splice_layers(
         model: the exported model holding ``pixeldcn.export::UpsampleLayer(x, layer_id=i)`` nodes.
         layers: layer id -> (module path, kind, weights in the core layout).
         opset: the default-domain opset of the model.
+        interleave: how the layers interleave their phases (see ``pixeldcn_core.INTERLEAVES``).
 
     Returns:
         The model (modified in place) and one line per layer saying what was spliced.
@@ -163,7 +165,7 @@ def splice_layers(
         # A layer called twice (shared weights) is emitted twice, under distinct names.
         prefix = f"pixeldcn/{path}/" if n_call == 1 else f"pixeldcn/{path}/call{n_call}/"
         b = GraphBuilder(prefix=prefix, opset=opset, dtype="float32")
-        y = emit_layer(b, kind, node.input[0], weights)
+        y = emit_layer(b, kind, node.input[0], weights, interleave=interleave)
         _rename_output(b, y, target)
         clash = ({n.name for n in b.nodes} | {t.name for t in b.initializers}) & taken
         if clash:
