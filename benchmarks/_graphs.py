@@ -119,43 +119,6 @@ def _d2s(b: GraphBuilder, phases: list[str]) -> str:
     return b.op("DepthToSpace", [stacked], {"blocksize": 2, "mode": "DCR"})
 
 
-def _interleave_by_concat(b: GraphBuilder, y00: str, y01: str, y10: str, y11: str) -> str:
-    """The four phases interleaved with Concat and Reshape only (no DepthToSpace):
-    columns by a Concat on a new last axis, rows by a Concat of whole rows."""
-
-    def const(values: list[int], hint: str) -> str:
-        return b.initializer(np.array(values, dtype=np.int64), hint, cast=False)
-
-    def cols(left: str, right: str) -> str:
-        pair = [b.op("Unsqueeze", [t, const([4], "axis")]) for t in (left, right)]  # (N,C,H,W,1)
-        z = b.op("Concat", pair, {"axis": 4})  # (N, C, H, W, 2)
-        return b.op("Reshape", [z, const([0, 0, 0, -1], "shape")])  # (N, C, H, 2W)
-
-    even, odd = cols(y00, y01), cols(y10, y11)  # output rows 2i and 2i + 1
-    rows = b.op("Concat", [even, odd], {"axis": 3})  # (N, C, H, 4W): row 2i, then row 2i + 1
-    width = b.op("Shape", [even], {"start": 3})  # [2W]
-    shape = b.op("Concat", [const([0, 0, -1], "shape"), width], {"axis": 0})
-    return b.op("Reshape", [rows, shape])  # (N, C, 2H, 2W)
-
-
-def _tail_core(b: GraphBuilder, f1: str, f2: str, w3: np.ndarray, taps: dict, *,
-               interleave: str) -> str:
-    """The core's tail (4 small phase convs, 2 Adds), interleaved as asked."""
-    c = w3.shape[0]
-    phases = []
-    for phase in ("01", "10"):
-        parts = []
-        for src, t in ((f1, "f1"), (f2, "f2")):
-            rows, cols = taps[f"{phase}_from_{t}"]
-            win = _Window(c, c, _span(rows), _span(cols))
-            win.place(0, 0, w3, rows, cols)
-            parts.append(_conv(b, src, win, "w3"))
-        phases.append(b.op("Add", parts))
-    if interleave == "concat":
-        return _interleave_by_concat(b, f1, phases[0], phases[1], f2)
-    return _d2s(b, [f1, phases[0], phases[1], f2])
-
-
 def _tail_pair(b: GraphBuilder, f1: str, f2: str, w3: np.ndarray, taps: dict) -> str:
     """y01 and y10 each one conv over Concat(F1, F2) on its own small window (no Add)."""
     c = w3.shape[0]
@@ -252,9 +215,8 @@ def _tail_convtranspose(b: GraphBuilder, f1: str, f2: str, w3: np.ndarray, taps:
 
 #: name -> what the variant does after F1 = conv(x, w1) (and F2 = conv(F1, w2) unless fused).
 PIXEL_DCL_VARIANTS: dict[str, str] = {
-    "core": "the core's emitter (4 small phase convs on F1, F2; 2 Add; Concat; DepthToSpace)",
-    "concat_interleave": "the core's tail, interleaved by Concat + Reshape instead of "
-                         "Concat + DepthToSpace",
+    "core": "the core's emitter (4 small phase convs on F1, F2; 2 Add; Concat; DepthToSpace); "
+            "its interleave='concat' is timed as the layer pixel_dcl_k3_concat",
     "pair": "y01, y10 each one conv over Concat(F1, F2) on its small window (no Add)",
     "stacked": "one conv of F1 and one of F2, each to (y01, y10); 1 Add",
     "fused_f2": "F2 and F1's share of (y01, y10) in one conv of F1 (3C out); Split; F2's share; 1 Add",
@@ -289,9 +251,7 @@ def pixel_dcl_variant_model(name: str, weights: Mapping[str, np.ndarray], *,
         y = _tail_fused_f2(b, f1, w2, w3, taps)
     else:
         f2 = _same_conv(b, f1, w2, "w2")  # (N, C, H, W)
-        if name == "concat_interleave":
-            y = _tail_core(b, f1, f2, w3, taps, interleave="concat")
-        elif name == "pair":
+        if name == "pair":
             y = _tail_pair(b, f1, f2, w3, taps)
         elif name == "stacked":
             y = _tail_stacked(b, f1, f2, w3, taps)

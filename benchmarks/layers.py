@@ -1,6 +1,7 @@
 """``pixeldcn bench layers``: every up-sampling layer kind, timed in onnxruntime.
 
-Every registered kind (both forms where it has two; DCL with k = 3, 4 and 6) is timed at the
+Every registered kind (both forms where it has two; the efficient form of the phase-interleaving
+kinds also with ``interleave="concat"``; DCL with k = 3, 4 and 6) is timed at the
 U-Net decoder shapes and a VAE-decoder shape. Within one configuration (shape, batch, provider)
 all variants run interleaved, one run each per round in a random order; times are reported as
 median / p90 / p99 over the rounds, as useful GFLOP/s, as a ratio to DCL (k = 6) and as a
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pixeldcn_core import KINDS, LayerSpec, PixelDCNError, build_layer_model, get_kind
+from pixeldcn_core import INTERLEAVES, KINDS, LayerSpec, PixelDCNError, build_layer_model, get_kind
 
 from ._machine import machine_info, physical_cores
 from ._report import Target, fmt, markdown_table, targets_table, write_json, write_text
@@ -53,7 +54,11 @@ QUICK_VAE_SHAPE, QUICK_VAE_BATCH = (16, 8, 8), 4
 DCL_KERNELS = (3, 4, 6)
 BASELINE = "dcl_k6"
 #: Further paired ratios reported per configuration (numerator, denominator).
-PAIRS = (("pixel_dcl_k3", "dcl_k4"), ("ipixel_dcl_k3", "dcl_k4"), ("pixel_dcl_k3", "dcl_k3"))
+PAIRS = (("pixel_dcl_k3", "dcl_k4"), ("ipixel_dcl_k3", "dcl_k4"), ("pixel_dcl_k3", "dcl_k3"),
+         ("pixel_dcl_k3_concat", "dcl_k4"), ("pixel_dcl_k3_concat", "pixel_dcl_k3"),
+         ("ipixel_dcl_k3_concat", "ipixel_dcl_k3"), ("resize_conv_k3_concat", "resize_conv_k3"))
+#: Kinds whose efficient graph interleaves phases, timed with each of the core's interleaves.
+INTERLEAVING_KINDS = ("pixel_dcl", "ipixel_dcl", "resize_conv")
 
 DEFAULTS = {"rounds": 20, "warmup": 1, "budget": 30.0, "min_rounds": 5}
 QUICK_DEFAULTS = {"rounds": 3, "warmup": 1, "budget": None, "min_rounds": 3}
@@ -80,19 +85,22 @@ class Config:
 
 @dataclasses.dataclass(frozen=True)
 class LayerVariant:
-    """One layer as built by the core: kind, kernel size and ONNX form."""
+    """One layer as built by the core: kind, kernel size, ONNX form and phase interleave."""
 
     kind: str
     k: int
     form: str
+    interleave: str = "depth_to_space"
 
     @property
     def name(self) -> str:
-        return f"{self.kind}_k{self.k}" + ("" if self.form == "efficient" else f"_{self.form}")
+        return (f"{self.kind}_k{self.k}" + ("" if self.form == "efficient" else f"_{self.form}")
+                + ("" if self.interleave == "depth_to_space" else f"_{self.interleave}"))
 
 
 def layer_variants(kinds: Sequence[str] | None = None) -> list[LayerVariant]:
-    """Every registered kind (or those in ``kinds``) in each of its forms; DCL at k = 3, 4, 6.
+    """Every registered kind (or those in ``kinds``) in each of its forms; DCL at k = 3, 4, 6;
+    the efficient form of :data:`INTERLEAVING_KINDS` with every other interleave too.
 
     DCL k = 6 (the baseline) is always included.
     """
@@ -104,6 +112,9 @@ def layer_variants(kinds: Sequence[str] | None = None) -> list[LayerVariant]:
         info = KINDS[name]
         ks = DCL_KERNELS if name == "dcl" else (info.default_kernel,)
         out += [LayerVariant(name, k, form) for k in ks for form in info.forms]
+        if name in INTERLEAVING_KINDS:
+            out += [LayerVariant(name, k, "efficient", il) for k in ks
+                    for il in INTERLEAVES if il != "depth_to_space"]
     if kinds and "dcl" not in [get_kind(k).name for k in kinds]:
         out = [v for v in out if v.kind != "dcl" or v.k == 6]
     return out
@@ -157,12 +168,14 @@ def _build_entries(cfg: Config, choice: Any, variants: Sequence[LayerVariant], *
     for v in variants:
         spec = LayerSpec(v.kind, cfg.in_channels, cfg.out_channels, v.k)
         weights = spec.random_weights(seed)
-        model = build_layer_model(v.kind, weights, form=v.form, dtype=dtype)
+        model = build_layer_model(v.kind, weights, form=v.form, dtype=dtype,
+                                  interleave=v.interleave)
         sess = make_session(model.SerializeToString(), choice)
         cout = plain_conv_channels(spec)
         conv_name = f"conv3x3_{cfg.in_channels}to{cout}"
         entries.append(_Entry(v.name, "layer", make_runner(sess, {"x": x}, choice), {
-            "kind": v.kind, "k": v.k, "form": v.form, "title": spec.info.title,
+            "kind": v.kind, "k": v.k, "form": v.form, "interleave": v.interleave,
+            "title": spec.info.title,
             "ops": _op_counts(model),
             "useful_flops": 2 * spec.macs_per_input_pixel() * pixels,
             "plain_conv": conv_name,
@@ -175,7 +188,8 @@ def _build_entries(cfg: Config, choice: Any, variants: Sequence[LayerVariant], *
                 "in_channels": cfg.in_channels, "out_channels": cout, "kernel": 3,
                 "useful_flops": 2 * 9 * cfg.in_channels * cout * pixels,
             }))
-        if v.kind == "pixel_dcl" and v.form == "efficient" and graph_variants:
+        if (v.kind, v.form, v.interleave) == ("pixel_dcl", "efficient", "depth_to_space") \
+                and graph_variants:
             for gname in PIXEL_DCL_VARIANTS:
                 if gname == "core":
                     continue  # that is the layer itself
@@ -258,7 +272,6 @@ def layer_targets(result: dict[str, Any]) -> list[Target]:
             continue
         shape = f"{cfg['in_channels']}->{cfg['out_channels']} @{cfg['size']}"
         sid = f"{cfg['in_channels']}x{cfg['out_channels']}x{cfg['size']}"
-        pix, ipix = _find(cfg, "pixel_dcl_k3"), _find(cfg, "ipixel_dcl_k3")
 
         def note(v: dict[str, Any], base: str, bound: float, cfg: dict[str, Any] = cfg) -> str:
             b = _find(cfg, base)
@@ -268,26 +281,31 @@ def layer_targets(result: dict[str, Any]) -> list[Target]:
             return (f"useful FLOPs {flops:.3f}x {base}'s: the bound needs "
                     f"{flops / bound:.2f}x its GFLOP/s")
 
-        if pix is not None:
-            out.append(Target(f"pixel_dcl_vs_dcl_k6_b1_{sid}",
-                              f"PixelDCL (efficient) / DCL k=6, b1, {shape}",
-                              pix["ratio_to_dcl_k6"]["median"], 0.45,
-                              note=note(pix, "dcl_k6", 0.45)))
-            r4 = cfg.get("pairs", {}).get("pixel_dcl_k3/dcl_k4")
-            out.append(Target(f"pixel_dcl_vs_dcl_k4_b1_{sid}",
-                              f"PixelDCL (efficient) / DCL k=4, b1, {shape}",
-                              None if r4 is None else r4["median"], 1.0,
-                              note=note(pix, "dcl_k4", 1.0)))
-            frac = pix.get("fraction_of_plain_conv")
-            out.append(Target(f"pixel_dcl_plain_conv_fraction_b1_{sid}",
-                              f"PixelDCL useful GFLOP/s vs plain 3x3 Conv, b1, {shape}",
-                              None if frac is None else 100 * frac["median"], 70.0, op=">=",
-                              unit="%"))
-        if ipix is not None:
-            out.append(Target(f"ipixel_dcl_vs_dcl_k6_b1_{sid}",
-                              f"iPixelDCL (efficient) / DCL k=6, b1, {shape}",
-                              ipix["ratio_to_dcl_k6"]["median"], 1.1,
-                              note=note(ipix, "dcl_k6", 1.1)))
+        # The efficient form with each interleave: the default DepthToSpace, then "concat".
+        for suffix, how in (("", ""), ("_concat", ", concat interleave")):
+            pix = _find(cfg, f"pixel_dcl_k3{suffix}")
+            ipix = _find(cfg, f"ipixel_dcl_k3{suffix}")
+            if pix is not None:
+                out.append(Target(f"pixel_dcl{suffix}_vs_dcl_k6_b1_{sid}",
+                                  f"PixelDCL (efficient{how}) / DCL k=6, b1, {shape}",
+                                  pix["ratio_to_dcl_k6"]["median"], 0.45,
+                                  note=note(pix, "dcl_k6", 0.45)))
+                r4 = cfg.get("pairs", {}).get(f"pixel_dcl_k3{suffix}/dcl_k4")
+                out.append(Target(f"pixel_dcl{suffix}_vs_dcl_k4_b1_{sid}",
+                                  f"PixelDCL (efficient{how}) / DCL k=4, b1, {shape}",
+                                  None if r4 is None else r4["median"], 1.0,
+                                  note=note(pix, "dcl_k4", 1.0)))
+                frac = pix.get("fraction_of_plain_conv")
+                out.append(Target(f"pixel_dcl{suffix}_plain_conv_fraction_b1_{sid}",
+                                  f"PixelDCL (efficient{how}) useful GFLOP/s vs plain 3x3 Conv, "
+                                  f"b1, {shape}",
+                                  None if frac is None else 100 * frac["median"], 70.0, op=">=",
+                                  unit="%"))
+            if ipix is not None:
+                out.append(Target(f"ipixel_dcl{suffix}_vs_dcl_k6_b1_{sid}",
+                                  f"iPixelDCL (efficient{how}) / DCL k=6, b1, {shape}",
+                                  ipix["ratio_to_dcl_k6"]["median"], 1.1,
+                                  note=note(ipix, "dcl_k6", 1.1)))
     return out
 
 
@@ -428,7 +446,7 @@ def run_layers(args: argparse.Namespace) -> int:
     variants = layer_variants(_split_list(args.kinds))
     batches = [int(b) for b in _split_list(args.batches) or []] or None
     cfgs = configs(args.quick, batches, vae=not args.no_vae)
-    breakdown = [] if args.no_breakdown else ["pixel_dcl_k3", "ipixel_dcl_k3"]
+    breakdown = [] if args.no_breakdown else ["pixel_dcl_k3", "pixel_dcl_k3_concat", "ipixel_dcl_k3"]
     out_dir = Path(args.out or "runs/bench-layers")
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {

@@ -43,18 +43,25 @@ DEFAULTS = {"rounds": 15, "warmup": 1, "budget": 300.0, "min_rounds": 5}
 QUICK_DEFAULTS = {"rounds": 3, "warmup": 1, "budget": None, "min_rounds": 3}
 
 
+#: U-Nets also exported with the core's concat interleave (onnxruntime only: torch is the same).
+INTERLEAVED_KINDS = ("pixel_dcl", "ipixel_dcl")
+
+
 @dataclasses.dataclass(frozen=True)
 class NetVariant:
     kind: str
     k: int
+    interleave: str = "depth_to_space"
 
     @property
     def name(self) -> str:
-        return f"{self.kind}_k{self.k}"
+        return f"{self.kind}_k{self.k}" + (
+            "" if self.interleave == "depth_to_space" else f"_{self.interleave}")
 
 
 def network_variants(kinds: list[str] | None = None, *, quick: bool = False) -> list[NetVariant]:
-    """Every registered kind (default kernel; DCL at k = 3 and 6, only 6 when quick)."""
+    """Every registered kind (default kernel; DCL at k = 3 and 6, only 6 when quick), and
+    PixelDCL and iPixelDCL also exported with ``interleave="concat"``."""
     names = list(KINDS) if not kinds else [get_kind(k).name for k in kinds]
     if "dcl" not in names:
         names.insert(0, "dcl")
@@ -62,6 +69,8 @@ def network_variants(kinds: list[str] | None = None, *, quick: bool = False) -> 
     for name in dict.fromkeys(names):
         ks = ((6,) if quick else DCL_KERNELS) if name == "dcl" else (KINDS[name].default_kernel,)
         out += [NetVariant(name, k) for k in ks]
+        if name in INTERLEAVED_KINDS:
+            out += [NetVariant(name, k, "concat") for k in ks]
     return out
 
 
@@ -72,7 +81,9 @@ def network_targets(result: dict[str, Any]) -> list[Target]:
     out = []
     share = result.get("dcl_k6_up_sampling_mac_share")
     for name, title, bound, paper in (("pixel_dcl_k3", "PixelDCL", 0.78, 1.28),
-                                      ("ipixel_dcl_k3", "iPixelDCL", 1.0, 1.56)):
+                                      ("ipixel_dcl_k3", "iPixelDCL", 1.0, 1.56),
+                                      ("pixel_dcl_k3_concat", "PixelDCL (concat interleave)", 0.78, 1.28),
+                                      ("ipixel_dcl_k3_concat", "iPixelDCL (concat interleave)", 1.0, 1.56)):
         row = rows.get((name, "onnxruntime-cpu"))
         out.append(Target(
             f"unet_{name}_vs_dcl_k6", f"U-Net {size}x{size} with {title} / with DCL k=6 "
@@ -155,7 +166,7 @@ def run_network(args: argparse.Namespace) -> int:
                          up_kernel_size=v.k).eval()
             print(f"[network] export {i + 1}/{len(variants)}: U-Net with {v.name}", flush=True)
             path = export_onnx(model, Path(tmp) / f"unet_{v.name}.onnx", input_shape=shape,
-                               verify=not args.no_verify)
+                               verify=not args.no_verify, interleave=v.interleave)
             proto = onnx.load(str(path))
             by_op = conv_macs(proto, {proto.graph.input[0].name: shape})
             macs = None if by_op is None else sum(by_op.values())
@@ -168,16 +179,18 @@ def run_network(args: argparse.Namespace) -> int:
                 key = f"{v.name}|onnxruntime-{choice.name}"
                 runners[key] = make_runner(sess, {sess.get_inputs()[0].name: x}, choice)
                 info[key] = {"variant": v.name, "kind": v.kind, "k": v.k,
+                             "interleave": v.interleave,
                              "runtime": f"onnxruntime-{choice.name}", "gmacs": macs and macs / 1e9,
                              "parameters": params}
-            if not args.no_torch:
+            if not args.no_torch and v.interleave == "depth_to_space":
                 dev = args.torch_device
                 tm = model.to(dev)
                 tx = torch.from_numpy(x).to(dev)
                 key = f"{v.name}|torch-{dev}"
                 runners[key] = _torch_runner(tm, tx, dev)
                 info[key] = {"variant": v.name, "kind": v.kind, "k": v.k,
-                             "runtime": f"torch-{dev}", "gmacs": macs and macs / 1e9,
+                             "interleave": v.interleave, "runtime": f"torch-{dev}",
+                             "gmacs": macs and macs / 1e9,
                              "parameters": params}
         build_s = time.perf_counter() - t_build
         t0 = time.perf_counter()

@@ -67,6 +67,9 @@ def test_every_registered_kind_and_form_is_timed_in_every_config(quick_run):
             "ipixel_dcl_k3", "ipixel_dcl_k3_faithful"} <= expected
     for kind, info in KINDS.items():
         assert {v.form for v in layers.layer_variants() if v.kind == kind} == set(info.forms)
+    # the efficient form of every phase-interleaving kind, also with the concat interleave
+    assert {v.name for v in layers.layer_variants() if v.interleave == "concat"} == {
+        "pixel_dcl_k3_concat", "ipixel_dcl_k3_concat", "resize_conv_k3_concat"}
     assert len(res["configs"]) == len(layers.configs(quick=True))
     for cfg in res["configs"]:
         got = {v["name"] for v in cfg["variants"] if v["role"] == "layer"}
@@ -114,9 +117,11 @@ def test_breakdown_and_graph_variants_are_recorded_for_batch_1(quick_run):
             assert gvs == set(PIXEL_DCL_VARIANTS) - {"core"}
             assert all(v["ratio_to_core"]["n"] == cfg["rounds_run"]
                        for v in cfg["variants"] if v["role"] == "graph_variant")
-            assert {v["of"] for v in nodes} == {"pixel_dcl_k3", "ipixel_dcl_k3"}
+            assert {v["of"] for v in nodes} == {"pixel_dcl_k3", "pixel_dcl_k3_concat", "ipixel_dcl_k3"}
             pix = [v for v in nodes if v["of"] == "pixel_dcl_k3"]
             assert [v["op_type"] for v in pix].count("Conv") == 6  # F1, F2, 4 phase convs
+            ops = [v["op_type"] for v in nodes if v["of"] == "pixel_dcl_k3_concat"]
+            assert ops.count("Conv") == 6 and "DepthToSpace" not in ops and "Reshape" in ops
             assert all("ratio_to_whole" in v for v in nodes)
         else:
             assert not nodes and not gvs
@@ -125,7 +130,9 @@ def test_breakdown_and_graph_variants_are_recorded_for_batch_1(quick_run):
 def test_targets_have_a_measured_value_and_a_verdict(quick_run):
     _, res = quick_run
     decoder_b1 = [c for c in res["configs"] if c["role"] == "decoder" and c["batch"] == 1]
-    assert len(res["targets"]) == 4 * len(decoder_b1)
+    # 3 PixelDCL + 1 iPixelDCL targets, for each interleave of the efficient form
+    assert len(res["targets"]) == 2 * 4 * len(decoder_b1)
+    assert sum("concat interleave" in t["description"] for t in res["targets"]) == 4 * len(decoder_b1)
     for t in res["targets"]:
         assert t["status"] in ("PASS", "MISS")
         assert isinstance(t["measured"], float)
@@ -240,7 +247,7 @@ def test_bench_layers_runs_with_torch_tritonclient_and_the_other_packages_blocke
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads((tmp_path / "layers.json").read_text())
     assert {v["name"] for v in res["configs"][0]["variants"] if v["role"] == "layer"} == {
-        "dcl_k6", "pixel_dcl_k3", "pixel_dcl_k3_faithful"}
+        "dcl_k6", "pixel_dcl_k3", "pixel_dcl_k3_faithful", "pixel_dcl_k3_concat"}
 
 
 def test_bench_help_lists_the_three_benchmarks(capsys):

@@ -37,9 +37,12 @@ def test_quick_run_writes_json_markdown_and_plot(quick_run):
 def test_every_kind_is_timed_in_onnxruntime_and_in_torch(quick_run):
     _, res = quick_run
     expected = {v.name for v in network.network_variants(quick=True)}
-    assert {f"{k}_k{KINDS[k].default_kernel}" for k in KINDS if k != "dcl"} | {"dcl_k6"} == expected
+    plain = {f"{k}_k{KINDS[k].default_kernel}" for k in KINDS if k != "dcl"} | {"dcl_k6"}
+    concat = {"pixel_dcl_k3_concat", "ipixel_dcl_k3_concat"}  # the core's other interleave
+    assert plain | concat == expected
     got = {(r["variant"], r["runtime"]) for r in res["rows"]}
-    assert got == {(v, rt) for v in expected for rt in ("onnxruntime-cpu", "torch-cpu")}
+    assert got == {(v, rt) for v in plain for rt in ("onnxruntime-cpu", "torch-cpu")} | {
+        (v, "onnxruntime-cpu") for v in concat}
 
 
 def test_ratios_are_paired_within_each_runtime_and_the_baseline_is_exactly_one(quick_run):
@@ -60,7 +63,8 @@ def test_paper_ratios_and_targets_are_reported(quick_run):
     _, res = quick_run
     assert res["paper"] == {"dcl": 1.0, "pixel_dcl": 1.28, "ipixel_dcl": 1.56}
     names = {t["name"]: t for t in res["targets"]}
-    assert set(names) == {"unet_pixel_dcl_k3_vs_dcl_k6", "unet_ipixel_dcl_k3_vs_dcl_k6"}
+    assert set(names) == {"unet_pixel_dcl_k3_vs_dcl_k6", "unet_ipixel_dcl_k3_vs_dcl_k6",
+                          "unet_pixel_dcl_k3_concat_vs_dcl_k6", "unet_ipixel_dcl_k3_concat_vs_dcl_k6"}
     for t in names.values():
         assert t["status"] in ("PASS", "MISS") and t["measured"] > 0
         assert "up-sampling layers" in t["note"]
