@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pixeldcn_core import PixelDCNError, layer_kinds
+from pixeldcn_core import INTERLEAVES, PixelDCNError, layer_kinds
 
 STEPS = 6
 
@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--up", default="pixel_dcl", choices=layer_kinds(), help="up-sampling layer")
+    p.add_argument("--interleave", default="depth_to_space", choices=INTERLEAVES,
+                   help="how the up-sampling layers interleave phases in ONNX (concat: faster on CPU)")
     p.add_argument("--weights", type=Path, default=None,
                    help="trained checkpoint (.safetensors, or a torch file loaded weights-only)")
     p.add_argument("--image", type=Path, default=None,
@@ -200,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
     _done(t, f"{params / 1e6:.1f} M parameters, {origin}")
 
     t = _step(2, "export to ONNX (standard ops only) and verify against PyTorch")
-    onnx_path = export_onnx(net, out / f"{name}.onnx", input_shape=(1, 3, args.size, args.size))
+    onnx_path = export_onnx(net, out / f"{name}.onnx", input_shape=(1, 3, args.size, args.size),
+                            interleave=args.interleave)
     import onnx
 
     ops = sorted({n.op_type for n in onnx.load(str(onnx_path)).graph.node})
@@ -236,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"| Triton gRPC | {row['concurrency']} | {row['p50']:.1f} | {row['p90']:.1f} | "
               f"{row['throughput_per_s']:.2f} | {row['p50'] / local['p50']:.2f} |")
     summary = {
-        "model": name, "up": args.up, "size": args.size, "parameters": params, "weights": origin,
+        "model": name, "up": args.up, "interleave": args.interleave, "size": args.size, "parameters": params, "weights": origin,
         "image": source, "onnx": str(onnx_path), "repository": str(repo),
         "prediction_png": str(png), "class_pixels": hist,
         "inprocess_ms": local, "served": served,

@@ -1,0 +1,68 @@
+"""``pixeldcn demo`` end to end, small: U-Net export, repository, real local Triton, gRPC, PNG.
+
+Parity: the served prediction (its class histogram, saved in demo.json) equals the argmax of the
+same ONNX model run in process by onnxruntime on the same photograph (float32, same graph, so the
+argmax agrees exactly).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from benchmarks.demo import load_image, to_input
+from pixeldcn_core.cli import main
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+SIZE, CLASSES = 32, 5
+
+
+def test_demo_runs_end_to_end_and_serves_what_onnxruntime_computes(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    rc = main(["demo", "--size", str(SIZE), "--base-channels", "4", "--num-classes", str(CLASSES),
+               "--requests", "2", "--interleave", "concat", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    for step in range(1, 7):
+        assert f"[{step}/6]" in printed
+    assert "| Triton gRPC | 1 |" in printed and "| onnxruntime in process | 1 |" in printed
+
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["up"] == "pixel_dcl" and summary["interleave"] == "concat"
+    assert [row["concurrency"] for row in summary["served"]] == [1, 2]
+    assert all(row["n"] == 2 and row["p50"] > 0 for row in summary["served"])
+    # The files it names exist: the model, the repository's first version, the picture.
+    onnx_path = out / "unet_pixel_dcl.onnx"
+    assert summary["onnx"] == str(onnx_path) and onnx_path.is_file()
+    assert (out / "model_repository" / "unet_pixel_dcl" / "1" / "model.onnx").is_file()
+    png = Image.open(out / "prediction.png")
+    assert png.size == (3 * SIZE + 2 * 8, SIZE)  # input | mask | overlay, 8-pixel gaps
+
+    # What the server predicted is what the model computes in process.
+    rgb, _ = load_image(None, SIZE)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(None, {"x": to_input(rgb)})
+    values, counts = np.unique(logits.argmax(axis=1)[0], return_counts=True)
+    expected = {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
+    assert summary["class_pixels"] == expected
+    assert sum(expected.values()) == SIZE * SIZE
+
+    # The server is down: its gRPC port no longer answers.
+    port = int(re.search(r"gRPC 127\.0\.0\.1:(\d+)", printed).group(1))
+    with socket.socket() as s, pytest.raises(OSError):
+        s.settimeout(2)
+        s.connect(("127.0.0.1", port))
+
+
+def test_demo_refuses_a_size_the_unet_cannot_take(tmp_path, capsys) -> None:
+    rc = main(["demo", "--size", "40", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "--size must be a multiple of 16" in err and "got 40" in err
