@@ -31,6 +31,8 @@ import socket
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 
+from pixeldcn_core._io import write_bytes_atomic
+
 from . import _config
 from ._errors import ModelNameError, RepositoryError
 from ._onnx_io import LoadedModel, load_model
@@ -125,19 +127,7 @@ def _replace_durable(path: pathlib.Path, text: str) -> bool:
     data = text.encode("utf-8")
     if path.is_file() and path.read_bytes() == data:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    write_bytes_atomic(path, data)  # temp file + fsync + rename + fsync of the folder
     return True
 
 
