@@ -239,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"| Triton gRPC | {row['concurrency']} | {row['p50']:.1f} | {row['p90']:.1f} | "
               f"{row['throughput_per_s']:.2f} | {row['p50'] / local['p50']:.2f} |")
     summary = {
-        "model": name, "up": args.up, "interleave": args.interleave, "size": args.size, "parameters": params, "weights": origin,
+        "model": name, "up": args.up, "interleave": args.interleave, "size": args.size,
+        "parameters": params, "weights": origin,
         "image": source, "onnx": str(onnx_path), "repository": str(repo),
         "prediction_png": str(png), "class_pixels": hist,
         "inprocess_ms": local, "served": served,
