@@ -145,6 +145,9 @@ def test_config_from_text_raise_error_on_a_syntax_error() -> None:
         (dict(num_versions=0), r"num_versions=0; expected in \[1, 1000\]"),
         (dict(intra_op_threads=0), r"intra_op_threads=0; expected in \[1, 1024\]"),
         (dict(max_queue_delay_us=1.5), r"max_queue_delay_us=1.5; expected an integer"),
+        (dict(trt_cache_path="/models/trt"), r"trt_cache_path='/models/trt' needs tensorrt=True"),
+        (dict(tensorrt=True, trt_cache_path="trt"), r"trt_cache_path='trt'; expected an absolute path"),
+        (dict(tensorrt=True, trt_cache_path="/models/../etc"), r"without '\.\.'"),
     ],
 )
 def test_write_repository_raise_config_error_for_out_of_range_arguments(
@@ -153,6 +156,14 @@ def test_write_repository_raise_config_error_for_out_of_range_arguments(
     with pytest.raises(triton_repo.ConfigError, match=match):
         triton_repo.write_repository(tmp_path / "repo", "unet", onnx_path, **kwargs)
     assert not (tmp_path / "repo" / "unet").exists()
+
+
+def test_tensorrt_without_a_cache_path_caches_no_engines() -> None:
+    # The server deserialises the engines it finds in the cache folder: only one the user names.
+    text = generate("production", dict(tensorrt=True))
+    assert 'name: "tensorrt"' in text and "precision_mode" in text
+    assert "trt_engine_cache" not in text
+    assert "trt_engine_cache_path" in generate("production", GOLDEN_CASES["production_gpu_tensorrt_fp16"][1])
 
 
 def test_write_repository_raise_error_when_batch_dim_is_static_and_batching_is_on(

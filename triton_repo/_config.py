@@ -79,8 +79,10 @@ class ServingOptions:
         tensorrt: use ONNX Runtime's TensorRT execution provider (production, GPU only).
         fp16: let TensorRT build FP16 engines (needs ``tensorrt``).
         trt_workspace_bytes: TensorRT's ``max_workspace_size_bytes``.
-        trt_cache_path: where TensorRT caches its engines inside the server's file system;
-            default ``/tmp/pixeldcn_trt_cache/<name>``.
+        trt_cache_path: absolute folder, inside the server's file system (a mounted volume),
+            where TensorRT caches its engines; ``None`` (default) caches nothing, so engines are
+            rebuilt at every load (during warm-up). Never a world-writable shared folder: the
+            server deserialises whatever engines it finds there.
         warmup: warm-up requests at batch 1 and at ``max_batch_size`` (production config).
         warmup_shape: dims of one warm-up sample without the batch dim, e.g. ``(3, 256, 256)``,
             or a mapping from input name to such dims; default: the model's dims with every
@@ -131,6 +133,15 @@ class ServingOptions:
                 "TensorRT execution accelerator"
             )
         _check_int("trt_workspace_bytes", self.trt_workspace_bytes, 1 << 20)
+        if self.trt_cache_path is not None:
+            path = str(self.trt_cache_path)
+            if not self.tensorrt:
+                raise ConfigError(f"trt_cache_path={path!r} needs tensorrt=True")
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise ConfigError(
+                    f"trt_cache_path={path!r}; expected an absolute path inside the server's file "
+                    "system without '..', e.g. '/models/trt_cache/<name>' on a mounted volume"
+                )
         if self.warmup_data not in _WARMUP_DATA:
             raise ConfigError(f"warmup_data={self.warmup_data!r}; expected one of {_WARMUP_DATA}")
         _check_int("num_versions", self.num_versions, 1, 1000)
@@ -208,13 +219,13 @@ def _set_optimization(config: mc.ModelConfig, name: str, options: ServingOptions
         return
     accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add()
     accelerator.name = "tensorrt"
-    cache = options.trt_cache_path or f"/tmp/pixeldcn_trt_cache/{name}"
     parameters = {
         "precision_mode": "FP16" if options.fp16 else "FP32",
         "max_workspace_size_bytes": str(options.trt_workspace_bytes),
-        "trt_engine_cache_enable": "1",
-        "trt_engine_cache_path": cache,
     }
+    if options.trt_cache_path is not None:  # only where the user says: engines are loaded from it
+        parameters["trt_engine_cache_enable"] = "1"
+        parameters["trt_engine_cache_path"] = str(options.trt_cache_path)
     for key, value in parameters.items():
         accelerator.parameters[key] = value
 
