@@ -75,7 +75,9 @@ class ProviderChoice:
             return ["CPUExecutionProvider"]
         if self.name == "cuda":
             return [cuda, "CPUExecutionProvider"]
-        cache = self.cache_dir or os.path.join(tempfile.gettempdir(), "pixeldcn-trt-cache")
+        # Engines found in the cache are deserialised: the folder given (resolve_providers makes
+        # a private one per run), never a shared name in the world-writable temp folder.
+        cache = self.cache_dir or tempfile.mkdtemp(prefix="pixeldcn-trt-")
         os.makedirs(cache, exist_ok=True)
         trt = ("TensorrtExecutionProvider", {
             "device_id": 0,
@@ -213,6 +215,8 @@ def resolve_providers(
     """
     usable: list[ProviderChoice] = []
     skipped: dict[str, str] = {}
+    if cache_dir is None and "tensorrt" in names:
+        cache_dir = tempfile.mkdtemp(prefix="pixeldcn-trt-")  # private (0700), this run only
     for name in names:
         choice = ProviderChoice(name, threads, cache_dir=cache_dir, fp16=fp16)
         reason = probe(choice)
