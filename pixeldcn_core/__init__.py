@@ -5,7 +5,7 @@ Depends on numpy and onnx only; never on torch or tritonclient.
 
 __version__ = "0.1.0"
 
-from . import reference
+from . import io, reference
 from ._builder import DEFAULT_OPSET, DTYPES, SUPPORTED_OPSETS, GraphBuilder
 from ._emit import INTERLEAVES, emit_layer, pixel_dcl_phase_taps
 from ._errors import InputShapeError, PixelDCNError, SpecError, UnknownKindError, WeightError
@@ -22,6 +22,8 @@ __all__ = [
     "layer_kinds",
     # numpy reference
     "reference",
+    # shared file and process helpers
+    "io",
     # ONNX
     "DEFAULT_OPSET",
     "DTYPES",

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"parity     max |y - y_ref| = {err:.3e}, {err / scale:.3e} of max |y_ref|; "
           f"tolerance {tol:g} -> {'PASS' if ok else 'FAIL'}")
     if args.out is not None:
-        from ._io import save_model_atomic
+        from .io import save_model_atomic
 
         save_model_atomic(model, args.out)
         print(f"saved      {args.out}")

@@ -31,7 +31,7 @@ import socket
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 
-from pixeldcn_core._io import write_bytes_atomic
+from pixeldcn_core.io import write_bytes_atomic
 
 from . import _config
 from ._errors import ModelNameError, RepositoryError

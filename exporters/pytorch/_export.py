@@ -34,7 +34,7 @@ from torch import nn
 import pixeldcn_core
 from pixeldcn_core._builder import check_opset
 from pixeldcn_core._emit import check_interleave
-from pixeldcn_core._io import save_model_atomic
+from pixeldcn_core.io import save_model_atomic
 
 from ._base import UpsampleLayer
 from ._errors import ExportError

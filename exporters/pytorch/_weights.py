@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import pixeldcn_core
-from pixeldcn_core._io import write_bytes_atomic
+from pixeldcn_core.io import write_bytes_atomic
 
 from ._errors import CheckpointError
 
