@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         from exporters.pytorch import UNet, export_onnx, load_weights
-        from triton_repo import Client, LocalTritonServer, write_repository
+        from triton_repo import Client, LocalTritonServer, ServingOptions, write_repository
     except ImportError as err:
         raise PixelDCNError(f"the demo needs every extra: pip install 'pixeldcn[all]' ({err})") from err
     if args.size % 16 or args.size < 32:
@@ -211,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
 
     t = _step(3, "write the Triton model repository (GPU production config + local CPU flavour)")
     repo = out / "model_repository"
-    version_dir = write_repository(repo, name, onnx_path, max_batch_size=4,
-                                   warmup_shape=(3, args.size, args.size))
+    version_dir = write_repository(repo, name, onnx_path, options=ServingOptions(
+        max_batch_size=4, warmup_shape=(3, args.size, args.size)))
     _done(t, f"{version_dir}")
 
     rgb, source = load_image(args.image, args.size)

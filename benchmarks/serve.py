@@ -279,7 +279,7 @@ def _export_default_model(tmp: Path, opts: dict[str, Any], up: str, max_batch: i
         import torch
 
         from exporters.pytorch import UNet, export_onnx
-        from triton_repo import write_repository
+        from triton_repo import ServingOptions, write_repository
     except ImportError as exc:
         raise PixelDCNError(
             f"bench serve without --url/--repo exports a U-Net: it needs torch and the exporters "
@@ -291,8 +291,8 @@ def _export_default_model(tmp: Path, opts: dict[str, Any], up: str, max_batch: i
     onnx_path = export_onnx(net, tmp / "unet.onnx", input_shape=(1, 3, size, size))
     name = f"unet_{up}"
     repo = tmp / "model_repository"
-    write_repository(repo, name, onnx_path, max_batch_size=max_batch, kind="cpu",
-                     warmup_shape=(3, size, size))
+    write_repository(repo, name, onnx_path, options=ServingOptions(
+        max_batch_size=max_batch, kind="cpu", warmup_shape=(3, size, size)))
     return repo, name, onnx_path
 
 

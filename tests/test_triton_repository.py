@@ -154,7 +154,9 @@ def test_write_repository_raise_config_error_for_out_of_range_arguments(
     tmp_path: pathlib.Path, onnx_path: pathlib.Path, kwargs: dict, match: str
 ) -> None:
     with pytest.raises(triton_repo.ConfigError, match=match):
-        triton_repo.write_repository(tmp_path / "repo", "unet", onnx_path, **kwargs)
+        triton_repo.write_repository(
+            tmp_path / "repo", "unet", onnx_path, options=triton_repo.ServingOptions(**kwargs)
+        )
     assert not (tmp_path / "repo" / "unet").exists()
 
 
@@ -177,11 +179,27 @@ def test_write_repository_raise_error_when_batch_dim_is_static_and_batching_is_o
         triton_repo.write_repository(tmp_path / "repo", "unet", path)
     # Without batching the model's own dims are kept, batch dim included.
     version = triton_repo.write_repository(
-        tmp_path / "repo", "unet", path, max_batch_size=0, dynamic_batching=False
+        tmp_path / "repo", "unet", path,
+        options=triton_repo.ServingOptions(max_batch_size=0, dynamic_batching=False),
     )
     config = triton_repo.config_from_text((version.parent / "config.pbtxt").read_text())
     assert list(config.input[0].dims) == [1, 3, -1, -1]
     assert list(config.model_warmup[0].inputs["x"].dims) == [1, 3, 256, 256]
+
+
+def test_write_repository_raise_error_naming_the_old_keyword_and_the_new_call(
+    tmp_path: pathlib.Path, onnx_path: pathlib.Path
+) -> None:
+    # write_repository(..., max_batch_size=4) was the pre-0.2 call; options=ServingOptions(...) now.
+    with pytest.raises(TypeError, match=r"got \['kind', 'max_batch_size'\].*options=ServingOptions\("
+                       r"kind='cpu', max_batch_size=4\)") as info:
+        triton_repo.write_repository(tmp_path / "repo", "unet", onnx_path, max_batch_size=4, kind="cpu")
+    assert isinstance(info.value, triton_repo.ConfigError)
+    with pytest.raises(triton_repo.ConfigError, match=r"unexpected keyword argument\(s\) \['batch'\]"):
+        triton_repo.write_repository(tmp_path / "repo", "unet", onnx_path, batch=4)
+    with pytest.raises(triton_repo.ConfigError, match="options is a dict; expected triton_repo.ServingOptions"):
+        triton_repo.write_repository(tmp_path / "repo", "unet", onnx_path, options={"max_batch_size": 4})
+    assert not (tmp_path / "repo").exists()
 
 
 @pytest.mark.parametrize(
@@ -224,7 +242,11 @@ def test_valid_name_with_dots_dashes_and_underscores_is_accepted(
         ("missing", {}, "is not a file"),
         ("garbage", {}, "is not a valid ONNX model"),
         ("ok", dict(version=0), r"version=0; expected an integer >= 1 or None"),
-        ("ok", dict(keep_versions=1, num_versions=2), r"keep_versions=1; expected None or an integer"),
+        (
+            "ok",
+            dict(keep_versions=1, options=triton_repo.ServingOptions(num_versions=2)),
+            r"keep_versions=1; expected None or an integer",
+        ),
         ("ok", dict(external_data="copy"), "external_data='copy'; expected one of"),
     ],
 )
@@ -289,11 +311,13 @@ def test_version_policy_serves_latest_n_and_keep_versions_prunes_older_folders(
 ) -> None:
     repo = tmp_path / "repo"
     for _ in range(4):
-        triton_repo.write_repository(repo, "unet", onnx_path, num_versions=2)
+        triton_repo.write_repository(repo, "unet", onnx_path, options=triton_repo.ServingOptions(num_versions=2))
     config = triton_repo.config_from_text((repo / "unet" / "config.pbtxt").read_text())
     assert config.version_policy.latest.num_versions == 2
     assert triton_repo.list_versions(repo / "unet") == [1, 2, 3, 4]
-    triton_repo.write_repository(repo, "unet", onnx_path, num_versions=2, keep_versions=3)
+    triton_repo.write_repository(
+        repo, "unet", onnx_path, options=triton_repo.ServingOptions(num_versions=2), keep_versions=3
+    )
     assert triton_repo.list_versions(repo / "unet") == [3, 4, 5]
     assert [p.name for p in (repo / "unet").iterdir() if p.name.startswith(".")] == []
 
@@ -307,7 +331,7 @@ def test_unchanged_config_is_not_rewritten_so_the_server_does_not_reload(
     before = config.stat().st_mtime_ns, config.stat().st_ino
     triton_repo.write_repository(repo, "unet", onnx_path)
     assert (config.stat().st_mtime_ns, config.stat().st_ino) == before
-    triton_repo.write_repository(repo, "unet", onnx_path, max_batch_size=4)
+    triton_repo.write_repository(repo, "unet", onnx_path, options=triton_repo.ServingOptions(max_batch_size=4))
     assert triton_repo.config_from_text(config.read_text()).max_batch_size == 4
 
 

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.server
 
 ATOL = 1e-5  # served vs in-process onnxruntime, float32
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+SERVING = triton_repo.ServingOptions(max_batch_size=8)
 PROTOCOLS = ["grpc", "http"]
 
 
@@ -78,10 +79,10 @@ def fragile_model() -> onnx.ModelProto:
 def repo(tmp_path_factory: pytest.TempPathFactory, exports: dict[str, Exported]) -> pathlib.Path:
     repo = tmp_path_factory.mktemp("model_repository")
     for name in ("up", "load", "swap", "steady"):
-        triton_repo.write_repository(repo, name, exports["seed0"].path, max_batch_size=8)
+        triton_repo.write_repository(repo, name, exports["seed0"].path, options=SERVING)
     fragile = tmp_path_factory.mktemp("fragile") / "fragile.onnx"
     onnx.save(fragile_model(), fragile)
-    triton_repo.write_repository(repo, "fragile", fragile, max_batch_size=8)
+    triton_repo.write_repository(repo, "fragile", fragile, options=SERVING)
     return repo
 
 
@@ -208,7 +209,7 @@ def test_torch_export_is_served_like_in_process_onnxruntime(
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.PixelShuffle(2)).eval()
     path = pathlib.Path(export_onnx(module, tmp_path / "sub.onnx", input_shape=(1, 3, 16, 16)))
-    triton_repo.write_repository(repo, "torch_sub", path, max_batch_size=4)
+    triton_repo.write_repository(repo, "torch_sub", path, options=triton_repo.ServingOptions(max_batch_size=4))
     client = triton_repo.Client(server.grpc_url, "torch_sub").wait_ready(timeout=60)
     x = inputs(3, 4, 16, 16)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -399,7 +400,7 @@ def test_new_version_written_while_serving_replaces_the_old_one_without_a_failur
         t.start()
     try:
         wait_for(lambda: all(len(seen.get(w, [])) >= 5 for w in range(4)), 30, "first answers")
-        version = triton_repo.write_repository(repo, "swap", exports["seed1"].path, max_batch_size=8)
+        version = triton_repo.write_repository(repo, "swap", exports["seed1"].path, options=SERVING)
         assert version.name == "2"
         wait_for(lambda: all("new" in seen[w][-3:] for w in range(4)) or errors, 60, "the new version")
     finally:
@@ -442,7 +443,7 @@ def test_broken_new_version_fails_to_load_and_the_old_one_keeps_serving(
         np.testing.assert_allclose(client.infer(x), exports["seed0"](x), rtol=0, atol=ATOL)
     assert state("1").get("state") == "READY"
     # A good version 3 replaces both.
-    triton_repo.write_repository(repo, "steady", exports["seed2"].path, max_batch_size=8)
+    triton_repo.write_repository(repo, "steady", exports["seed2"].path, options=SERVING)
     wait_for(lambda: state("3").get("state") == "READY", 60, "version 3")
     np.testing.assert_allclose(client.infer(x), exports["seed2"](x), rtol=0, atol=ATOL)
 

@@ -16,6 +16,7 @@ from ._errors import (
     InferenceInputError,
     ModelNameError,
     ModelNotFoundError,
+    OptionsKeywordError,
     RepositoryError,
     ServerError,
     ServerStartError,
@@ -52,4 +53,5 @@ __all__ = [
     "ServerTimeoutError",
     "ServerError",
     "ModelNotFoundError",
+    "OptionsKeywordError",
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "InferenceInputError",
     "ModelNameError",
     "ModelNotFoundError",
+    "OptionsKeywordError",
     "RepositoryError",
     "ServerError",
     "ServerStartError",
@@ -38,6 +39,11 @@ class ModelNameError(TritonRepoError, ValueError):
 
 class ConfigError(TritonRepoError, ValueError):
     """A repository or config argument out of range (batch size, instance kind, warm-up...)."""
+
+
+class OptionsKeywordError(ConfigError, TypeError):
+    """A serving option passed to ``write_repository`` as a keyword (the pre-0.2 call); the
+    message shows the ``options=ServingOptions(...)`` call to make instead."""
 
 
 class RepositoryError(TritonRepoError, ValueError):

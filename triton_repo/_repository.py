@@ -21,6 +21,7 @@ into the live version folder on first load, and the polling server reloads the m
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import pathlib
@@ -29,12 +30,12 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 
 from pixeldcn_core.io import write_bytes_atomic
 
 from . import _config
-from ._errors import ModelNameError, RepositoryError
+from ._errors import ConfigError, ModelNameError, OptionsKeywordError, RepositoryError
 from ._onnx_io import LoadedModel, load_model
 
 __all__ = [
@@ -238,29 +239,20 @@ def _prune(model_dir: pathlib.Path, keep: int) -> list[int]:
 # ------------------------------------------------------------------------------ public API
 
 
+#: ``ServingOptions`` fields that ``write_repository`` took as keywords before 0.2.
+_MOVED_KEYWORDS = frozenset(f.name for f in dataclasses.fields(_config.ServingOptions))
+
+
 def write_repository(
     repo_dir: str | os.PathLike[str],
     name: str,
     onnx_path: str | os.PathLike[str],
     *,
+    options: _config.ServingOptions | None = None,
     version: int | None = None,
-    max_batch_size: int = 8,
-    dynamic_batching: bool = True,
-    kind: str = "gpu",
-    instances: int = 1,
-    tensorrt: bool = False,
-    fp16: bool = False,
-    warmup: bool = True,
-    warmup_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
-    warmup_data: str = "random",
-    num_versions: int = 1,
     keep_versions: int | None = None,
-    preferred_batch_sizes: Sequence[int] | None = None,
-    max_queue_delay_us: int = 100,
-    trt_workspace_bytes: int = 1 << 30,
-    trt_cache_path: str | None = None,
-    intra_op_threads: int | None = None,
     external_data: str = "auto",
+    **moved: object,
 ) -> pathlib.Path:
     """Write ``onnx_path`` as a new version of model ``name`` in the repository ``repo_dir``.
 
@@ -273,57 +265,37 @@ def write_repository(
         name: model name and folder; letters, digits, ``_``, ``-``, ``.``.
         onnx_path: the exported model. External data beside it (``model.onnx.data``) is
             inlined when the model stays under 2 GB, else copied with it (see ``external_data``).
+        options: how the model is served (batching, instances, TensorRT, warm-up, version
+            policy, request limits): a :class:`ServingOptions`, documented there; default
+            ``ServingOptions()``.
         version: version number; ``None`` takes the largest existing version + 1.
-        max_batch_size: largest batch; 0 for a model without a batch dim.
-        dynamic_batching: let Triton merge requests (needs ``max_batch_size > 0``).
-        kind: ``"gpu"`` or ``"cpu"``: the production config's instance kind.
-        instances: instances per device.
-        tensorrt: production config uses ONNX Runtime's TensorRT accelerator.
-        fp16: TensorRT precision FP16 (needs ``tensorrt``).
-        warmup: production config warms up at batch 1 and ``max_batch_size``.
-        warmup_shape: dims of one warm-up sample without the batch dim, e.g. ``(3, 256, 256)``
-            (or a mapping input name -> dims); default: dynamic dims set to 256.
-        warmup_data: ``"random"`` or ``"zero"``.
-        num_versions: version policy: Triton serves the latest ``num_versions`` versions.
         keep_versions: remove older version folders, keeping the newest ``keep_versions``
-            (at least ``num_versions``); ``None`` keeps them all (roll back by deleting the
-            newest one).
-        preferred_batch_sizes: dynamic batcher's preferred sizes (default ``mbs // 2, mbs``).
-        max_queue_delay_us: dynamic batcher's queue delay in microseconds.
-        trt_workspace_bytes: TensorRT workspace.
-        trt_cache_path: TensorRT engine cache folder inside the serving container.
-        intra_op_threads: ONNX Runtime intra-op threads per instance (both flavours).
+            (at least ``options.num_versions``); ``None`` keeps them all (see :func:`rollback`).
         external_data: ``"auto"``, ``"inline"`` or ``"keep"`` (see :func:`load_model`).
 
     Returns:
         The new version folder ``<repo_dir>/<name>/<version>``.
 
     Raises:
+        ConfigError: ``options`` is not a ``ServingOptions``, a serving option was passed as a
+            keyword (the pre-0.2 call; the error shows the new one), or the model's dims do not
+            fit the options.
         ModelNameError: ``name`` is not a valid model name.
-        ConfigError: an argument is out of range, or the model's dims do not fit them.
         RepositoryError: the model is invalid, its external data is missing or outside its
             folder, or ``version`` exists already.
     """
+    if moved:
+        raise _moved_keywords_error(moved)
+    if options is None:
+        options = _config.ServingOptions()
+    if not isinstance(options, _config.ServingOptions):
+        raise ConfigError(
+            f"options is a {type(options).__name__}; expected triton_repo.ServingOptions(...)"
+        )
     validate_model_name(name)
-    options = _config.ServingOptions(
-        max_batch_size=max_batch_size,
-        dynamic_batching=dynamic_batching,
-        preferred_batch_sizes=None if preferred_batch_sizes is None else tuple(preferred_batch_sizes),
-        max_queue_delay_us=max_queue_delay_us,
-        kind=kind,
-        instances=instances,
-        tensorrt=tensorrt,
-        fp16=fp16,
-        trt_workspace_bytes=trt_workspace_bytes,
-        trt_cache_path=trt_cache_path,
-        warmup=warmup,
-        warmup_shape=warmup_shape,
-        warmup_data=warmup_data,
-        num_versions=num_versions,
-        intra_op_threads=intra_op_threads,
-    )
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise RepositoryError(f"version={version!r}; expected an integer >= 1 or None")
+    num_versions = options.num_versions
     if keep_versions is not None and (
         isinstance(keep_versions, bool) or not isinstance(keep_versions, int) or keep_versions < num_versions
     ):
@@ -345,6 +317,23 @@ def write_repository(
         if created is not None:
             return created
     return _add_version(model_dir, model, production, local, version, keep_versions)
+
+
+def _moved_keywords_error(moved: Mapping[str, object]) -> ConfigError:
+    """The error for ``write_repository(..., max_batch_size=4)``: shows the call to make instead."""
+    serving = sorted(k for k in moved if k in _MOVED_KEYWORDS)
+    unknown = sorted(k for k in moved if k not in _MOVED_KEYWORDS)
+    if unknown:
+        return OptionsKeywordError(
+            f"write_repository() got unexpected keyword argument(s) {unknown}; expected options=, "
+            "version=, keep_versions=, external_data="
+        )
+    args = ", ".join(f"{k}={moved[k]!r}" for k in serving)
+    return OptionsKeywordError(
+        f"write_repository() no longer takes serving options as keywords (got {serving}); "
+        f"pass them as options: write_repository(repo_dir, name, onnx_path, "
+        f"options=ServingOptions({args}))"
+    )
 
 
 def _create_model(
