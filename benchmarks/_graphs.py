@@ -61,7 +61,7 @@ Taps = list[tuple[int, int]]  # (kernel index, offset in input pixels)
 
 
 def _phase_taps(k: int) -> dict[str, tuple[Taps, Taps]]:
-    from pixeldcn_core._emit import pixel_dcl_phase_taps  # the core's own derivation
+    from pixeldcn_core import pixel_dcl_phase_taps  # the core's own derivation
 
     return pixel_dcl_phase_taps(k)
 

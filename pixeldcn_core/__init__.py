@@ -5,22 +5,53 @@ Depends on numpy and onnx only; never on torch or tritonclient.
 
 __version__ = "0.1.0"
 
-from . import io, reference
-from ._builder import DEFAULT_OPSET, DTYPES, SUPPORTED_OPSETS, GraphBuilder
-from ._emit import INTERLEAVES, emit_layer, pixel_dcl_phase_taps
+from . import (
+    _kinds,  # noqa: F401  (registers the built-in kinds)
+    io,
+    reference,
+)
+from ._builder import (
+    DEFAULT_OPSET,
+    DTYPES,
+    SUPPORTED_OPSETS,
+    GraphBuilder,
+    check_dtype,
+    check_opset,
+    ir_version_for,
+)
+from ._emit import INTERLEAVES, check_form, check_interleave, emit_layer, pixel_dcl_phase_taps
 from ._errors import InputShapeError, PixelDCNError, SpecError, UnknownKindError, WeightError
+from ._fold import batchnorm_affine, fold_affine
 from ._model import build_layer_model
-from ._specs import FORMS, KINDS, KindInfo, LayerSpec, get_kind, layer_kinds
+from ._specs import (
+    FORMS,
+    KINDS,
+    Emitter,
+    KindInfo,
+    LayerSpec,
+    get_kind,
+    layer_kinds,
+    register_kind,
+    registered_kind,
+    unregister_kind,
+)
 from .quality import checkerboard_index, checkerboard_map, overlap_map
 
 __all__ = [
     # layer kinds and specs
     "FORMS",
     "KINDS",
+    "Emitter",
     "KindInfo",
     "LayerSpec",
     "get_kind",
     "layer_kinds",
+    "register_kind",
+    "registered_kind",
+    "unregister_kind",
+    # folding a per-channel affine map (BatchNorm) into a layer
+    "batchnorm_affine",
+    "fold_affine",
     # numpy reference
     "reference",
     # shared file and process helpers
@@ -37,7 +68,12 @@ __all__ = [
     "GraphBuilder",
     "INTERLEAVES",
     "build_layer_model",
+    "check_dtype",
+    "check_form",
+    "check_interleave",
+    "check_opset",
     "emit_layer",
+    "ir_version_for",
     "pixel_dcl_phase_taps",
     # errors
     "InputShapeError",

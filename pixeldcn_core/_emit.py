@@ -20,7 +20,7 @@ whatever the interleave.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from ._errors import SpecError
 from ._specs import LayerSpec
 from .reference import dcl_padding, pixel_dcl_mask
 
-__all__ = ["EMITTERS", "INTERLEAVES", "emit_layer", "pixel_dcl_phase_taps"]
+__all__ = ["INTERLEAVES", "check_form", "check_interleave", "emit_layer", "pixel_dcl_phase_taps"]
 
 #: How the efficient forms interleave four phases into the 2x output (see the module docstring).
 INTERLEAVES = ("depth_to_space", "concat")
@@ -133,22 +133,32 @@ def pixel_dcl_phase_taps(k: int) -> dict[str, tuple[Taps, Taps]]:
     }
 
 
-def _emit_pixel_dcl(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
-    interleave: str,
+def _pixel_dcl_f12(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray]
+                   ) -> tuple[str, str]:
+    f1 = _conv(b, x, w["w1"], _same(spec.k), hint="w1")  # (N, C, H, W)
+    f2 = _conv(b, f1, w["w2"], _same(spec.k), hint="w2")  # (N, C, H, W)
+    return f1, f2
+
+
+def pixel_dcl_faithful(
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
 ) -> str:
-    k = spec.k
-    bias = w.get("bias")
-    f1 = _conv(b, x, w["w1"], _same(k), hint="w1")  # (N, C, H, W)
-    f2 = _conv(b, f1, w["w2"], _same(k), hint="w2")  # (N, C, H, W)
-    if form == "faithful":
-        # Figure 6: S interleaves F1 and F2 with zeros; y = S + conv(S, w3 * mask) at 2H x 2W.
-        zeros = _zeros_like(b, f1)
-        s = _interleave(b, [f1, zeros, zeros, f2], interleave)  # (N, C, 2H, 2W)
-        # The conv's bias reaches every output pixel once: y = S + (M + bias).
-        m = _conv(b, s, w["w3"] * pixel_dcl_mask(k).astype(w["w3"].dtype), _same(k), bias,
-                  hint="w3")
-        return b.op("Add", [s, m])
+    """Figure 6: S interleaves F1 and F2 with zeros; ``y = S + conv(S, w3 * mask)`` at 2H x 2W."""
+    k, bias = spec.k, w.get("bias")
+    f1, f2 = _pixel_dcl_f12(b, x, spec, w)
+    zeros = _zeros_like(b, f1)
+    s = _interleave(b, [f1, zeros, zeros, f2], interleave)  # (N, C, 2H, 2W)
+    # The conv's bias reaches every output pixel once: y = S + (M + bias).
+    m = _conv(b, s, w["w3"] * pixel_dcl_mask(k).astype(w["w3"].dtype), _same(k), bias, hint="w3")
+    return b.op("Add", [s, m])
+
+
+def pixel_dcl_efficient(
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
+) -> str:
+    """F1, F2 and four sub-kernel convs of ``w3`` (masked taps never multiplied), interleaved."""
+    k, bias = spec.k, w.get("bias")
+    f1, f2 = _pixel_dcl_f12(b, x, spec, w)
     taps = pixel_dcl_phase_taps(k)
     w3 = w["w3"]
     y01 = b.op("Add", [
@@ -166,30 +176,42 @@ def _emit_pixel_dcl(
     return _interleave(b, [y00, y01, y10, y11], interleave)
 
 
-def _emit_ipixel_dcl(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
-    interleave: str,
-) -> str:
-    k, c = spec.k, spec.out_channels
-    bias = w.get("bias")
+def _ipixel_dcl_f12(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray]
+                    ) -> tuple[str, str, str]:
+    k = spec.k
     f1 = _conv(b, x, w["w1"], _same(k), hint="w1")
     f2 = _conv(b, b.op("Concat", [x, f1], {"axis": 1}), w["w2"], _same(k), hint="w2")
     x12 = b.op("Concat", [x, f1, f2], {"axis": 1})  # (N, Cin + 2C, H, W)
-    if form == "faithful":
-        # The authors' code: split conv3 into F3, F4, dilate each map to 2H x 2W at its phase
-        # with zeros, and add the four.
-        f34 = _conv(b, x12, w["w3"], _same(k), hint="w3")
-        split = b.initializer(np.array([c, c], dtype=np.int64), "split", cast=False)
-        f3, f4 = b.op("Split", [f34, split], {"axis": 1}, num_outputs=2)
-        zeros = _zeros_like(b, f1)
-        dilated = []
-        for block, f in enumerate([f1, f4, f3, f2]):  # phases 00, 01, 10, 11
-            phases = [zeros] * 4
-            phases[block] = f
-            dilated.append(_interleave(b, phases, interleave))
-        y = b.op("Sum", dilated)
-        return b.op("Add", [y, _bias4d(b, bias)]) if bias is not None else y
-    # Efficient: reorder conv3's output channels to (F4, F3) = (y01, y10), so one Concat with
+    return f1, f2, x12
+
+
+def ipixel_dcl_faithful(
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
+) -> str:
+    """The authors' code: split conv3 into F3, F4, dilate each map to 2H x 2W at its phase with
+    zeros, and add the four."""
+    k, c, bias = spec.k, spec.out_channels, w.get("bias")
+    f1, f2, x12 = _ipixel_dcl_f12(b, x, spec, w)
+    f34 = _conv(b, x12, w["w3"], _same(k), hint="w3")
+    split = b.initializer(np.array([c, c], dtype=np.int64), "split", cast=False)
+    f3, f4 = b.op("Split", [f34, split], {"axis": 1}, num_outputs=2)
+    zeros = _zeros_like(b, f1)
+    dilated = []
+    for block, f in enumerate([f1, f4, f3, f2]):  # phases 00, 01, 10, 11
+        phases = [zeros] * 4
+        phases[block] = f
+        dilated.append(_interleave(b, phases, interleave))
+    y = b.op("Sum", dilated)
+    return b.op("Add", [y, _bias4d(b, bias)]) if bias is not None else y
+
+
+def ipixel_dcl_efficient(
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
+) -> str:
+    """F1, F2 and one conv for (F4, F3) at input resolution, interleaved."""
+    k, c, bias = spec.k, spec.out_channels, w.get("bias")
+    f1, f2, x12 = _ipixel_dcl_f12(b, x, spec, w)
+    # Reorder conv3's output channels to (F4, F3) = (y01, y10), so one Concat with
     # F1 and F2 gives the phase order of DepthToSpace without a Split.
     w3 = np.concatenate([w["w3"][c:], w["w3"][:c]], axis=0)
     b34 = None if bias is None else np.concatenate([bias, bias])
@@ -225,20 +247,26 @@ def resize_conv_phase_kernel(w: np.ndarray, a: int, bb: int) -> tuple[np.ndarray
     return sub.astype(w.dtype), [-r0, -c0, max(rows), max(cols)]
 
 
-def _emit_resize_conv(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
-    interleave: str,
+def resize_conv_faithful(
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
 ) -> str:
+    """Resize(nearest, x2) then the k x k conv at 2H x 2W."""
     bias = w.get("bias")
-    if form == "faithful":
-        scales = b.initializer(np.array([1, 1, 2, 2], dtype=np.float32), "scales", cast=False)
-        up = b.op(
-            "Resize",
-            [x, "", scales],
-            {"mode": "nearest", "nearest_mode": "floor",
-             "coordinate_transformation_mode": "asymmetric"},
-        )  # (N, Cin, 2H, 2W)
-        return _conv(b, up, w["weight"], _same(spec.k), bias)
+    scales = b.initializer(np.array([1, 1, 2, 2], dtype=np.float32), "scales", cast=False)
+    up = b.op(
+        "Resize",
+        [x, "", scales],
+        {"mode": "nearest", "nearest_mode": "floor",
+         "coordinate_transformation_mode": "asymmetric"},
+    )  # (N, Cin, 2H, 2W)
+    return _conv(b, up, w["weight"], _same(spec.k), bias)
+
+
+def resize_conv_efficient(
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
+) -> str:
+    """Each phase one conv at input resolution with the summed sub-kernel, interleaved."""
+    bias = w.get("bias")
     phases = []
     for a in (0, 1):
         for bb in (0, 1):
@@ -247,20 +275,20 @@ def _emit_resize_conv(
     return _interleave(b, phases, interleave)
 
 
-def _emit_subpixel_conv(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
-    interleave: str,
+def subpixel_conv_efficient(
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
 ) -> str:
+    """One conv to 4C channels, then DepthToSpace CRD (pixel shuffle) whatever ``interleave``."""
     bias = w.get("bias")
     # Conv channel 4c + 2a + b is output channel c at phase (a, b): pixel_shuffle's CRD order.
     z = _conv(b, x, w["weight"], _same(spec.k), None if bias is None else np.repeat(bias, 4))
     return b.op("DepthToSpace", [z], {"blocksize": 2, "mode": "CRD"})
 
 
-def _emit_dcl(
-    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], form: str,
-    interleave: str,
+def dcl_efficient(
+    b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
 ) -> str:
+    """One ConvTranspose with TF 'SAME' pads whatever ``interleave``."""
     k = spec.k
     begin, end = dcl_padding(k)
     inputs = [x, b.initializer(w["weight"], "w")]
@@ -272,16 +300,6 @@ def _emit_dcl(
         inputs,
         {"kernel_shape": [k, k], "strides": [2, 2], "pads": [begin, begin, end, end]},
     )
-
-
-Emitter = Callable[[GraphBuilder, str, LayerSpec, Mapping[str, np.ndarray], str, str], str]
-EMITTERS: dict[str, Emitter] = {
-    "dcl": _emit_dcl,
-    "pixel_dcl": _emit_pixel_dcl,
-    "ipixel_dcl": _emit_ipixel_dcl,
-    "resize_conv": _emit_resize_conv,
-    "subpixel_conv": _emit_subpixel_conv,
-}
 
 
 def emit_layer(
@@ -308,7 +326,7 @@ def emit_layer(
     checked = spec.check_weights(weights)
     check_form(spec, form)
     check_interleave(interleave)
-    return EMITTERS[spec.kind](builder, x, spec, checked, form, interleave)
+    return spec.info.emitters[form](builder, x, spec, checked, interleave)
 
 
 def check_form(spec: LayerSpec, form: str) -> None:

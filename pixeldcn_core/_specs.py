@@ -1,27 +1,41 @@
 """Layer kinds, their registry, and frozen layer specifications.
 
-One registry (:data:`KINDS`) lists every up-sampling layer kind the project knows. The reference
-(``pixeldcn_core.reference``), the ONNX emitters and the test matrix are all driven by it, so a new
-kind cannot ship without a reference, an emitter and tests.
+One registry lists every up-sampling layer kind the project knows. A kind's :class:`KindInfo`
+holds everything the project knows about it: spec validation and defaults, the numpy reference,
+the ONNX emitter of each form, whether it interleaves phases, how an affine map folds into it,
+its initialisations. Every other module (the reference's :func:`~pixeldcn_core.reference.apply`,
+:func:`~pixeldcn_core.emit_layer`, the exporters, the benchmarks and the test matrix) reads the
+registry instead of naming kinds, so a kind registered with :func:`register_kind` reaches all of
+them, and a new kind cannot ship without a reference, an emitter and tests.
+
+The built-in kinds are registered by :mod:`pixeldcn_core._kinds` when the package is imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._errors import SpecError, UnknownKindError, WeightError
 
+if TYPE_CHECKING:
+    from ._builder import GraphBuilder
+
 __all__ = [
     "FORMS",
     "KINDS",
+    "Emitter",
     "KindInfo",
     "LayerSpec",
     "get_kind",
     "layer_kinds",
+    "register_kind",
+    "registered_kind",
+    "unregister_kind",
 ]
 
 #: The ways a layer can be written as ONNX. ``efficient``: every output phase computed at input
@@ -29,25 +43,53 @@ __all__ = [
 #: interleaved 2H x 2W map followed by a full-resolution (masked) convolution.
 FORMS = ("efficient", "faithful")
 
+#: ``emitter(builder, x, spec, weights, interleave) -> y``: writes one form of a kind into a graph
+#: (weights already checked against ``spec``) and returns the name of its output tensor.
+Emitter = Callable[["GraphBuilder", str, "LayerSpec", Mapping[str, np.ndarray], str], str]
+#: ``fold(spec, weights, scale) -> weights``: the layer ``scale[c] * layer(x)`` per output channel
+#: (float64, bias excluded; the caller adds ``scale * bias + shift``), or ``None`` when the kind
+#: cannot absorb it exactly.
+Fold = Callable[["LayerSpec", Mapping[str, np.ndarray], np.ndarray], "dict[str, np.ndarray] | None"]
+
 
 def _odd(k: int) -> bool:
     return k % 2 == 1
 
 
+def _fan_in_conv(name: str, shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape[1:]))
+
+
+def _channels_conv(shape: tuple[int, ...]) -> tuple[int, int]:
+    return int(shape[1]), int(shape[0])  # [C, Cin, k, k]
+
+
 @dataclasses.dataclass(frozen=True)
 class KindInfo:
-    """What the registry knows about one up-sampling layer kind.
+    """Everything the project knows about one up-sampling layer kind.
 
     Attributes:
-        name: registry name, e.g. ``"pixel_dcl"``.
+        name: registry name, e.g. ``"pixel_dcl"`` (lowercase, ``_`` separated).
         title: human-readable name.
         default_kernel: kernel size used when none is given.
         min_kernel: smallest kernel size allowed.
         odd_kernel: whether the kernel size must be odd ('same' padding needs it).
-        forms: ONNX forms the builder can write for this kind; the first is the default.
-        weight_shapes: ``(in_channels, out_channels, k) -> {name: shape}`` of the required weights.
-        flops_per_input_pixel: ``(in_channels, out_channels, k) -> MACs`` of useful work per input
+        weight_shapes: ``(in_channels, out_channels, k) -> {name: shape}`` of the required
+            weights, in the order the PyTorch functional form takes them.
+        macs_per_input_pixel: ``(in_channels, out_channels, k) -> MACs`` of useful work per input
             pixel (masked or structurally zero taps not counted), per batch element.
+        reference: the numpy oracle ``f(x, **weights) -> y`` (float64).
+        emitters: form -> :data:`Emitter`; the first form is the default.
+        channels: the first weight's shape -> ``(in_channels, out_channels)``.
+        interleaves: whether the efficient form interleaves four phases (so that the
+            ``interleave`` option applies to it).
+        fold: how a per-channel affine map after the layer folds into its weights (:data:`Fold`),
+            or ``None`` when it cannot.
+        fan_in: ``(weight name, shape) -> fan-in`` of the seeded random weights (He scale).
+        inits: names of the initialisations the PyTorch module accepts; the first is the default.
+        aliases: other spellings :func:`get_kind` accepts (after lower-casing, ``-`` -> ``_``).
+        scale: the up-sampling factor (output is ``scale * H x scale * W``).
+        paper: where the kind comes from, for docs and reports.
     """
 
     name: str
@@ -55,9 +97,40 @@ class KindInfo:
     default_kernel: int
     min_kernel: int
     odd_kernel: bool
-    forms: tuple[str, ...]
     weight_shapes: Callable[[int, int, int], dict[str, tuple[int, ...]]]
     macs_per_input_pixel: Callable[[int, int, int], int]
+    reference: Callable[..., np.ndarray]
+    emitters: Mapping[str, Emitter]
+    channels: Callable[[tuple[int, ...]], tuple[int, int]] = _channels_conv
+    interleaves: bool = False
+    fold: Fold | None = None
+    fan_in: Callable[[str, tuple[int, ...]], int] = _fan_in_conv
+    inits: tuple[str, ...] = ("default",)
+    aliases: tuple[str, ...] = ()
+    scale: int = 2
+    paper: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.lower() or not self.name.isidentifier():
+            raise SpecError(f"kind name {self.name!r}: expected a lowercase identifier")
+        if not self.emitters:
+            raise SpecError(f"{self.name}: expected at least one ONNX form in emitters")
+        unknown = sorted(set(self.emitters) - set(FORMS))
+        if unknown:
+            raise SpecError(f"{self.name}: unknown forms {unknown}; expected some of {FORMS}")
+        if not self.inits:
+            raise SpecError(f"{self.name}: inits must name at least the default initialisation")
+        object.__setattr__(self, "emitters", dict(self.emitters))
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """ONNX forms the builder can write for this kind; the first is the default."""
+        return tuple(self.emitters)
+
+    @property
+    def first_weight(self) -> str:
+        """The weight whose shape tells the spec (``weight`` or ``w1``)."""
+        return next(iter(self.weight_shapes(1, 1, self.default_kernel)))
 
     def check_kernel(self, k: Any) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -73,80 +146,46 @@ class KindInfo:
         return k
 
 
-def _mask_taps(k: int) -> int:
-    """Number of taps of a k x k kernel with r + c odd (the PixelDCL mask)."""
-    return (k * k) // 2
+#: The registry: kind name -> :class:`KindInfo`, in registration order. Read it through
+#: :func:`layer_kinds` and :func:`get_kind`; change it through :func:`register_kind`.
+KINDS: dict[str, KindInfo] = {}
 
 
-KINDS: dict[str, KindInfo] = {
-    info.name: info
-    for info in (
-        KindInfo(
-            name="dcl",
-            title="deconvolution (transposed conv, TF 'SAME')",
-            default_kernel=6,
-            min_kernel=2,
-            odd_kernel=False,
-            forms=("efficient",),
-            weight_shapes=lambda cin, c, k: {"weight": (cin, c, k, k)},
-            macs_per_input_pixel=lambda cin, c, k: cin * c * k * k,
-        ),
-        KindInfo(
-            name="pixel_dcl",
-            title="PixelDCL",
-            default_kernel=3,
-            min_kernel=3,
-            odd_kernel=True,
-            forms=("efficient", "faithful"),
-            weight_shapes=lambda cin, c, k: {
-                "w1": (c, cin, k, k),
-                "w2": (c, c, k, k),
-                "w3": (c, c, k, k),
-            },
-            macs_per_input_pixel=lambda cin, c, k: (
-                k * k * cin * c + k * k * c * c + 2 * _mask_taps(k) * c * c
-            ),
-        ),
-        KindInfo(
-            name="ipixel_dcl",
-            title="iPixelDCL",
-            default_kernel=3,
-            min_kernel=1,
-            odd_kernel=True,
-            forms=("efficient", "faithful"),
-            weight_shapes=lambda cin, c, k: {
-                "w1": (c, cin, k, k),
-                "w2": (c, cin + c, k, k),
-                "w3": (2 * c, cin + 2 * c, k, k),
-            },
-            macs_per_input_pixel=lambda cin, c, k: (
-                k * k * (c * cin + c * (cin + c) + 2 * c * (cin + 2 * c))
-            ),
-        ),
-        KindInfo(
-            name="resize_conv",
-            title="resize-convolution (nearest x2 + conv)",
-            default_kernel=3,
-            min_kernel=1,
-            odd_kernel=True,
-            forms=("efficient", "faithful"),
-            weight_shapes=lambda cin, c, k: {"weight": (c, cin, k, k)},
-            # Nearest x2 then a k x k conv: each output phase is a ((k+1)/2)^2-tap conv at input
-            # resolution (the k x k taps that read the same input pixel add up).
-            macs_per_input_pixel=lambda cin, c, k: 4 * cin * c * ((k + 1) // 2) ** 2,
-        ),
-        KindInfo(
-            name="subpixel_conv",
-            title="sub-pixel convolution (conv + pixel shuffle)",
-            default_kernel=3,
-            min_kernel=1,
-            odd_kernel=True,
-            forms=("efficient",),
-            weight_shapes=lambda cin, c, k: {"weight": (4 * c, cin, k, k)},
-            macs_per_input_pixel=lambda cin, c, k: 4 * c * cin * k * k,
-        ),
+def _normalise(kind: str) -> str:
+    return kind.strip().lower().replace("-", "_")
+
+
+def register_kind(info: KindInfo, *, replace: bool = False) -> KindInfo:
+    """Add a layer kind to the registry; every part of pixeldcn sees it from then on.
+
+    Raises:
+        SpecError: ``info`` is not a :class:`KindInfo`, or the name (or an alias) is taken and
+            ``replace`` is false.
+    """
+    if not isinstance(info, KindInfo):
+        raise SpecError(f"register_kind expects a KindInfo, got {type(info).__name__}")
+    taken = {info.name, *(_normalise(a) for a in info.aliases)} & (
+        set(KINDS) | {_normalise(a) for i in KINDS.values() for a in i.aliases}
     )
-}
+    if taken and not replace and not (info.name in KINDS and KINDS[info.name] is info):
+        raise SpecError(f"kind {info.name!r}: {sorted(taken)} already registered")
+    KINDS[info.name] = info
+    return info
+
+
+def unregister_kind(kind: str) -> KindInfo:
+    """Remove a kind from the registry (tests and plugins); returns its entry."""
+    return KINDS.pop(get_kind(kind).name)
+
+
+@contextmanager
+def registered_kind(info: KindInfo) -> Iterator[KindInfo]:
+    """Register ``info`` for the duration of a ``with`` block (a test's toy kind)."""
+    register_kind(info)
+    try:
+        yield info
+    finally:
+        KINDS.pop(info.name, None)
 
 
 def layer_kinds() -> tuple[str, ...]:
@@ -155,16 +194,23 @@ def layer_kinds() -> tuple[str, ...]:
 
 
 def get_kind(kind: str) -> KindInfo:
-    """The registry entry of ``kind``; raises :class:`UnknownKindError` listing the valid names."""
+    """The registry entry of ``kind``; raises :class:`UnknownKindError` listing the valid names.
+
+    Accepts any case, ``-`` for ``_`` and each kind's aliases (``"PixelDCL"``, ``"pixel-dcl"``).
+    """
+    if isinstance(kind, KindInfo):
+        return get_kind(kind.name)
     if not isinstance(kind, str):
         raise UnknownKindError(f"kind must be a str, got {kind!r} ({type(kind).__name__})")
-    normalised = kind.strip().lower().replace("-", "_")
-    normalised = {"pixeldcl": "pixel_dcl", "ipixeldcl": "ipixel_dcl"}.get(normalised, normalised)
-    if normalised not in KINDS:
-        raise UnknownKindError(
-            f"unknown up-sampling layer kind {kind!r}; expected one of {', '.join(KINDS)}"
-        )
-    return KINDS[normalised]
+    normalised = _normalise(kind)
+    if normalised in KINDS:
+        return KINDS[normalised]
+    for info in KINDS.values():
+        if normalised in (_normalise(a) for a in info.aliases):
+            return info
+    raise UnknownKindError(
+        f"unknown up-sampling layer kind {kind!r}; expected one of {', '.join(KINDS)}"
+    )
 
 
 def _positive_int(field: str, value: Any) -> int:
@@ -236,11 +282,12 @@ class LayerSpec:
             raise WeightError(
                 f"{info.name}: weights must be a dict of arrays, got {type(weights).__name__}"
             )
-        first = "weight" if "weight" in info.weight_shapes(1, 1, 1) else "w1"
+        first = info.first_weight
         if first not in weights:
             raise WeightError(
                 f"{info.name}: missing weight {first!r}; expected keys "
-                f"{sorted(info.weight_shapes(1, 1, 1))} (+ optional 'bias'), got {sorted(weights)}"
+                f"{sorted(info.weight_shapes(1, 1, info.default_kernel))} (+ optional 'bias'), "
+                f"got {sorted(weights)}"
             )
         w = np.asarray(weights[first])
         if w.ndim != 4 or w.shape[2] != w.shape[3]:
@@ -248,17 +295,7 @@ class LayerSpec:
                 f"{info.name}: {first} must be 4-D with a square kernel, got shape {tuple(w.shape)}"
             )
         k = int(w.shape[2])
-        if info.name == "dcl":
-            cin, c = int(w.shape[0]), int(w.shape[1])
-        elif info.name == "subpixel_conv":
-            if w.shape[0] % 4:
-                raise WeightError(
-                    f"subpixel_conv: weight.shape[0] must be 4*C (a multiple of 4), "
-                    f"got {w.shape[0]}"
-                )
-            cin, c = int(w.shape[1]), int(w.shape[0]) // 4
-        else:
-            cin, c = int(w.shape[1]), int(w.shape[0])
+        cin, c = info.channels(tuple(int(d) for d in w.shape))
         try:
             spec = cls(info.name, cin, c, k, bias=weights.get("bias") is not None)
         except SpecError as err:
@@ -309,7 +346,7 @@ class LayerSpec:
             if name == "bias":
                 out[name] = rng.standard_normal(shape).astype(np.float32) * 0.1
                 continue
-            fan_in = int(np.prod(shape[1:])) if self.kind != "dcl" else shape[0] * shape[2] ** 2 // 4
+            fan_in = self.info.fan_in(name, shape)
             std = scale if scale is not None else float(np.sqrt(2.0 / max(fan_in, 1)))
             out[name] = (rng.standard_normal(shape) * std).astype(np.float32)
         return out

@@ -9,7 +9,7 @@ conv is a cross-correlation with zero 'same' padding and stride 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -204,21 +204,8 @@ def subpixel_conv(x: Any, weight: Any, bias: Any = None) -> np.ndarray:
     return _add_bias(pixel_shuffle(conv2d(x64, w)), bias)
 
 
-_BY_KIND: dict[str, Callable[..., np.ndarray]] = {
-    "dcl": dcl,
-    "pixel_dcl": pixel_dcl,
-    "ipixel_dcl": ipixel_dcl,
-    "resize_conv": resize_conv,
-    "subpixel_conv": subpixel_conv,
-}
-
-
 def apply(kind: str, x: Any, weights: Mapping[str, Any]) -> np.ndarray:
     """Run the reference of ``kind`` on ``x`` with a weight dict (as :func:`build_layer_model` takes)."""
     spec = LayerSpec.from_weights(kind, weights)
     checked = spec.check_weights(weights)
-    return _BY_KIND[spec.kind](x, **checked)
-
-
-
-
+    return spec.info.reference(x, **checked)

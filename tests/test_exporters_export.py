@@ -26,7 +26,7 @@ from exporters.pytorch import (
     make_layer,
     verify,
 )
-from exporters.pytorch._fold import fold_affine
+from pixeldcn_core import fold_affine
 from pixeldcn_core import reference as R
 
 from .conftest import assert_close_to_reference, run_onnx

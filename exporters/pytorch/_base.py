@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -74,6 +74,8 @@ class UpsampleLayer(nn.Module):
     """
 
     kind: ClassVar[str]
+    #: The functional form ``f(x, *weights, bias)`` (weights in the core's order).
+    function: ClassVar[Callable[..., torch.Tensor]]
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int | None, bias: bool
@@ -133,6 +135,18 @@ class UpsampleLayer(nn.Module):
         layer = cls(spec.in_channels, spec.out_channels, spec.k, bias=spec.bias, **kwargs)
         layer.load_onnx_weights(weights)
         return layer
+
+    @classmethod
+    def from_deconv(cls, old: nn.ConvTranspose2d, **kwargs: Any) -> tuple[UpsampleLayer, str]:
+        """The replacement of an x2 ``ConvTranspose2d`` (see :func:`convert_deconvs`): same
+        channels, bias, device and dtype, freshly initialised. Returns the layer and a note.
+
+        A kind that can reproduce the deconvolution exactly (DCL) overrides this to copy it.
+        """
+        w = old.weight
+        layer = cls(old.in_channels, old.out_channels, bias=old.bias is not None,
+                    device=w.device, dtype=w.dtype, **kwargs)
+        return layer, "freshly initialised"
 
     def extra_repr(self) -> str:
         return (

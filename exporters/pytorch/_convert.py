@@ -5,13 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
 from torch import nn
 
 from pixeldcn_core import get_kind
-from pixeldcn_core.reference import dcl_padding
 
-from ._registry import MODULES
+from ._registry import module_for
 
 __all__ = ["ConversionReport", "convert_deconvs", "upsamples_by_two"]
 
@@ -70,22 +68,16 @@ def upsamples_by_two(m: nn.ConvTranspose2d) -> str | None:
     return None
 
 
-def _same_as_dcl(m: nn.ConvTranspose2d) -> bool:
-    """Whether ``m`` computes exactly :class:`DCL2d` with its kernel (TF 'SAME' crop)."""
-    k, p = _pair(m.kernel_size), _pair(m.padding)
-    return k[0] == k[1] and dcl_padding(k[0])[0] == p[0] == p[1]
-
-
 def convert_deconvs(model: nn.Module, kind: str = "pixel_dcl", **kwargs: Any) -> ConversionReport:
     """Replace, in place, every ``nn.ConvTranspose2d`` of ``model`` that up-samples by exactly 2.
 
     A deconvolution qualifies when it has stride 2, groups 1, dilation 1, zero padding mode and an
     output of exactly 2H x 2W (kernel, padding and output_padding agree). It becomes a layer of
     ``kind`` with the same in / out channels, a bias if it had one, on the same device and dtype
-    and in the same train / eval mode. The new layer is freshly initialised, except for
-    ``kind="dcl"`` (which keeps the deconvolution's kernel size unless ``kernel_size`` is given)
-    when the deconvolution already computes the same function (square even kernel
-    with padding ``(k - 2) / 2``): then its weights are copied. A ``ConvTranspose2d`` called with
+    and in the same train / eval mode, built by the kind's ``from_deconv``: freshly
+    initialised, except that DCL keeps the deconvolution's kernel size unless ``kernel_size`` is
+    given, and copies its weights when it already computes the same function (square kernel with
+    padding ``dcl_padding(k)``). A ``ConvTranspose2d`` called with
     an explicit ``output_size`` is not visible here: check such models by hand.
 
     Args:
@@ -101,7 +93,7 @@ def convert_deconvs(model: nn.Module, kind: str = "pixel_dcl", **kwargs: Any) ->
         SpecError: ``kwargs`` are invalid for the kind.
     """
     info = get_kind(kind)
-    cls = MODULES[info.name]
+    cls = module_for(info.name)
     report = ConversionReport(info.name)
     if isinstance(model, nn.ConvTranspose2d):
         report.skipped.append(("", "the root module cannot be replaced in place; wrap it"))
@@ -121,7 +113,9 @@ def convert_deconvs(model: nn.Module, kind: str = "pixel_dcl", **kwargs: Any) ->
     built: dict[int, tuple[nn.Module, str]] = {}
     for _, _, _, old in targets:
         if id(old) not in built:
-            built[id(old)] = _build(cls, info.name, old, kwargs)
+            layer, note = cls.from_deconv(old, **kwargs)
+            layer.train(old.training)
+            built[id(old)] = (layer, note)
     done: set[int] = set()  # a deconv shared by two parents stays shared
     for full, parent, name, old in targets:
         layer, note = built[id(old)]
@@ -132,25 +126,3 @@ def convert_deconvs(model: nn.Module, kind: str = "pixel_dcl", **kwargs: Any) ->
         done.add(id(old))
         report.replaced.append((full, f"{type(layer).__name__}({layer.extra_repr()}), {note}"))
     return report
-
-
-def _build(cls: type, kind: str, old: nn.ConvTranspose2d, kwargs: dict[str, Any]
-           ) -> tuple[nn.Module, str]:
-    w = old.weight
-    kw = dict(kwargs)
-    ks = _pair(old.kernel_size)
-    if kind == "dcl" and "kernel_size" not in kw and ks[0] == ks[1]:
-        kw["kernel_size"] = ks[0]  # DCL keeps the deconv's kernel size unless told
-    layer = cls(
-        old.in_channels, old.out_channels, bias=old.bias is not None,
-        device=w.device, dtype=w.dtype, **kw,
-    )
-    note = "freshly initialised"
-    if kind == "dcl" and layer.kernel_size == ks[0] and _same_as_dcl(old):
-        with torch.no_grad():
-            layer.weight.copy_(w)
-            if old.bias is not None:
-                layer.bias.copy_(old.bias)
-        note = "weights copied (same function)"
-    layer.train(old.training)
-    return layer, note

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from torch import nn
 from pixeldcn_core.reference import dcl_padding
 
 from ._base import UpsampleLayer, check_input, kaiming_normal_
+from ._inits import check_init, dcl_bilinear_
 
 __all__ = ["DCL2d", "dcl2d"]
 
@@ -43,17 +44,23 @@ class DCL2d(UpsampleLayer):
 
     Parameters: ``weight [Cin, C, k, k]`` (as ``nn.ConvTranspose2d``), ``bias [C]``.
 
-    Initialisation: He normal with fan_in = Cin * k^2 / 4, the number of weights reaching one output
-    pixel of a stride-2 transposed conv (each output phase sees a quarter of the taps).
+    Initialisation (``init``): ``"default"``, He normal with fan_in = Cin * k^2 / 4, the number of
+    weights reaching one output pixel of a stride-2 transposed conv (each output phase sees a
+    quarter of the taps); or ``"bilinear"``, bilinear interpolation then a He-random
+    ``(k-2) x (k-2)`` conv, which starts the layer free of checkerboard artifacts (see
+    ``exporters.pytorch._inits``).
 
     Args:
         in_channels: Cin.
         out_channels: C.
         kernel_size: k >= 2 (default 6, as in the paper's experiments).
         bias: add a learnable per-channel bias.
+        init: one of :attr:`inits` (``None``: the first).
     """
 
     kind = "dcl"
+    inits: ClassVar[tuple[str, ...]] = ("default", "bilinear")
+    function = staticmethod(dcl2d)
 
     def __init__(
         self,
@@ -62,10 +69,12 @@ class DCL2d(UpsampleLayer):
         kernel_size: int = 6,
         bias: bool = False,
         *,
+        init: str | None = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, bias)
+        self.init = check_init(self.kind, init, self.inits)
         fk = {"device": device, "dtype": dtype}
         k = self.kernel_size
         self.weight = nn.Parameter(torch.empty(self.in_channels, self.out_channels, k, k, **fk))
@@ -74,7 +83,10 @@ class DCL2d(UpsampleLayer):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        kaiming_normal_(self.weight, self.in_channels * self.kernel_size**2 // 4)
+        if self.init == "bilinear":
+            dcl_bilinear_(self.weight)
+        else:
+            kaiming_normal_(self.weight, self.in_channels * self.kernel_size**2 // 4)
         if self.bias is not None:
             self.bias.zero_()
 
@@ -84,3 +96,21 @@ class DCL2d(UpsampleLayer):
 
     def _onnx_tensors(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight}
+
+    @classmethod
+    def from_deconv(cls, old: nn.ConvTranspose2d, **kwargs: Any) -> tuple[UpsampleLayer, str]:
+        """Keeps the deconvolution's (square) kernel size unless ``kernel_size`` is given, and its
+        weights when it already computes the same function (padding ``dcl_padding(k)``)."""
+        ks = tuple(old.kernel_size)
+        if "kernel_size" not in kwargs and ks[0] == ks[1]:
+            kwargs = {**kwargs, "kernel_size": ks[0]}
+        layer, note = super().from_deconv(old, **kwargs)
+        assert isinstance(layer, DCL2d)
+        pad = tuple(old.padding)
+        if layer.kernel_size == ks[0] == ks[1] and dcl_padding(ks[0])[0] == pad[0] == pad[1]:
+            with torch.no_grad():
+                layer.weight.copy_(old.weight)
+                if old.bias is not None and layer.bias is not None:
+                    layer.bias.copy_(old.bias)
+            note = "weights copied (same function)"
+        return layer, note

@@ -32,8 +32,7 @@ import torch
 from torch import nn
 
 import pixeldcn_core
-from pixeldcn_core._builder import check_opset
-from pixeldcn_core._emit import check_interleave
+from pixeldcn_core import check_interleave, check_opset, get_kind
 from pixeldcn_core.io import save_model_atomic
 
 from ._base import UpsampleLayer
@@ -47,7 +46,7 @@ from ._onnx_passes import (
     splice_layers,
     to_float16,
 )
-from ._registry import FUNCTIONS, MODULES
+from ._registry import FUNCTIONS
 
 __all__ = ["export_onnx", "prepare_for_export"]
 
@@ -86,17 +85,9 @@ def _translate(x: Any, weights: Any, bias: Any = None, layer_id: int = 0) -> Any
     return getattr(_PLACEHOLDER, PLACEHOLDER_OP)(x, layer_id=layer_id)
 
 
-def _out_channels(kind: str, first_weight: torch.Tensor) -> int:
-    """C of a layer from its first weight in the core layout."""
-    if kind == "dcl":
-        return int(first_weight.shape[1])  # [Cin, C, k, k]
-    if kind == "subpixel_conv":
-        return int(first_weight.shape[0]) // 4  # [4C, Cin, k, k]
-    return int(first_weight.shape[0])  # [C, Cin, k, k]
-
-
 def _define_op(kind: str) -> Any:
     fn = FUNCTIONS[kind]
+    channels = get_kind(kind).channels
 
     def impl(x: torch.Tensor, weights: list[torch.Tensor], bias: torch.Tensor | None,
              layer_id: int) -> torch.Tensor:
@@ -105,7 +96,9 @@ def _define_op(kind: str) -> Any:
     def fake(x: torch.Tensor, weights: list[torch.Tensor], bias: torch.Tensor | None,
              layer_id: int) -> torch.Tensor:
         n, _, h, w = x.shape
-        return x.new_empty((n, _out_channels(kind, weights[0]), 2 * h, 2 * w))
+        scale = get_kind(kind).scale
+        c = channels(tuple(int(d) for d in weights[0].shape))[1]
+        return x.new_empty((n, c, scale * h, scale * w))
 
     op = torch.library.custom_op(
         f"pixeldcn::{kind}",
@@ -117,9 +110,19 @@ def _define_op(kind: str) -> Any:
     return op
 
 
-#: kind -> the custom op ``pixeldcn::<kind>`` used during export.
-OPS = {kind: _define_op(kind) for kind in MODULES}
-TRANSLATIONS = {getattr(torch.ops.pixeldcn, kind).default: _translate for kind in MODULES}
+#: kind -> the custom op ``pixeldcn::<kind>`` used during export, defined on first use (so a
+#: kind registered after import is exported like the built-in ones).
+OPS: dict[str, Any] = {}
+
+
+def _op(kind: str) -> Any:
+    if kind not in OPS:
+        OPS[kind] = _define_op(kind)
+    return OPS[kind]
+
+
+def _translations(kinds: set[str]) -> dict[Any, Any]:
+    return {getattr(torch.ops.pixeldcn, kind).default: _translate for kind in sorted(kinds)}
 
 
 class _ExportStub(nn.Module):
@@ -129,10 +132,11 @@ class _ExportStub(nn.Module):
         super().__init__()
         self.layer = layer
         self.layer_id = layer_id
+        _op(layer.kind)  # defined now, not while torch.export traces
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = list(self.layer._onnx_tensors().values())
-        return OPS[self.layer.kind](x, weights, self.layer.bias, self.layer_id)
+        return _op(self.layer.kind)(x, weights, self.layer.bias, self.layer_id)
 
 
 def prepare_for_export(model: nn.Module) -> tuple[nn.Module, dict[int, LayerEntry]]:
@@ -302,7 +306,7 @@ def export_onnx(
                 input_names=in_names,
                 output_names=out_names,
                 opset_version=opset,
-                custom_translation_table=TRANSLATIONS,
+                custom_translation_table=_translations({k for _, k, _ in layers.values()}),
                 optimize=True,
                 verbose=False,
                 external_data=False,

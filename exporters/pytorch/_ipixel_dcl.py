@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ._base import Kernel, UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
+from ._inits import check_init, ipixel_dcl_bilinear_
 
 __all__ = ["IPixelDCL2d", "ipixel_dcl2d"]
 
@@ -51,16 +52,21 @@ class IPixelDCL2d(UpsampleLayer):
     ``bias [C]``.
 
     Initialisation: He normal, std = sqrt(2 / fan_in) with fan_in = input channels x k^2 of each
-    kernel; bias zero.
+    kernel; bias zero (``init="default"``). ``init="bilinear"``: w1 He-random, w2 and w3 fixed
+    averages of F1 so that the layer starts as a conv followed by exact bilinear x2 interpolation,
+    free of checkerboard artifacts (see ``exporters.pytorch._inits``).
 
     Args:
         in_channels: Cin.
         out_channels: C.
         kernel_size: odd k (default 3).
         bias: add a learnable per-channel bias.
+        init: one of :attr:`inits` (``None``: the first).
     """
 
     kind = "ipixel_dcl"
+    inits: ClassVar[tuple[str, ...]] = ("default", "bilinear")
+    function = staticmethod(ipixel_dcl2d)
 
     def __init__(
         self,
@@ -69,10 +75,12 @@ class IPixelDCL2d(UpsampleLayer):
         kernel_size: int = 3,
         bias: bool = False,
         *,
+        init: str | None = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, bias)
+        self.init = check_init(self.kind, init, self.inits)
         fk = {"device": device, "dtype": dtype}
         c, cin, k = self.out_channels, self.in_channels, self.kernel_size
         self.conv1 = Kernel((c, cin, k, k), **fk)
@@ -83,9 +91,12 @@ class IPixelDCL2d(UpsampleLayer):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        for conv in (self.conv1, self.conv2, self.conv3):
-            w = conv.weight
-            kaiming_normal_(w, w.shape[1] * w.shape[2] * w.shape[3])
+        if self.init == "bilinear":
+            ipixel_dcl_bilinear_(self.conv1.weight, self.conv2.weight, self.conv3.weight)
+        else:
+            for conv in (self.conv1, self.conv2, self.conv3):
+                w = conv.weight
+                kaiming_normal_(w, w.shape[1] * w.shape[2] * w.shape[3])
         if self.bias is not None:
             self.bias.zero_()
 

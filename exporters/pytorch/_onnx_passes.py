@@ -21,11 +21,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from pixeldcn_core import GraphBuilder, emit_layer
-from pixeldcn_core._builder import ir_version_for
+from pixeldcn_core import GraphBuilder, batchnorm_affine, emit_layer, fold_affine, ir_version_for
 
 from ._errors import ExportError
-from ._fold import batchnorm_affine, fold_affine
 
 __all__ = [
     "PLACEHOLDER_DOMAIN",

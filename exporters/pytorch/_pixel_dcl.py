@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from pixeldcn_core._emit import pixel_dcl_phase_taps
+from pixeldcn_core import pixel_dcl_phase_taps
 from pixeldcn_core.reference import pixel_dcl_mask
 
 from ._base import Kernel, UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
+from ._inits import check_init, pixel_dcl_bilinear_
 
 __all__ = ["PixelDCL2d", "pixel_dcl2d"]
 
@@ -76,16 +77,22 @@ class PixelDCL2d(UpsampleLayer):
 
     Initialisation: He normal (std = sqrt(2 / fan_in)) where fan_in counts the weights reaching
     one output value: ``Cin k^2`` for w1, ``C k^2`` for w2 and ``C * (k^2 // 2)`` for the used taps
-    of w3; the masked taps of w3 start at zero and, receiving zero gradient, stay there.
+    of w3; the masked taps of w3 start at zero and, receiving zero gradient, stay there
+    (``init="default"``). ``init="bilinear"``: w1 He-random, w2 and w3 fixed averages so that the
+    layer starts as a conv followed by bilinear x2 interpolation, free of checkerboard artifacts
+    (see ``exporters.pytorch._inits``).
 
     Args:
         in_channels: Cin.
         out_channels: C.
         kernel_size: odd k >= 3 (default 3).
         bias: add a learnable per-channel bias.
+        init: one of :attr:`inits` (``None``: the first).
     """
 
     kind = "pixel_dcl"
+    inits: ClassVar[tuple[str, ...]] = ("default", "bilinear")
+    function = staticmethod(pixel_dcl2d)
 
     def __init__(
         self,
@@ -94,10 +101,12 @@ class PixelDCL2d(UpsampleLayer):
         kernel_size: int = 3,
         bias: bool = False,
         *,
+        init: str | None = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, bias)
+        self.init = check_init(self.kind, init, self.inits)
         fk = {"device": device, "dtype": dtype}
         c, cin, k = self.out_channels, self.in_channels, self.kernel_size
         self.conv1 = Kernel((c, cin, k, k), **fk)
@@ -109,9 +118,12 @@ class PixelDCL2d(UpsampleLayer):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         c, cin, k = self.out_channels, self.in_channels, self.kernel_size
-        kaiming_normal_(self.conv1.weight, cin * k * k)
-        kaiming_normal_(self.conv2.weight, c * k * k)
-        kaiming_normal_(self.conv3.weight, c * (k * k // 2))
+        if self.init == "bilinear":
+            pixel_dcl_bilinear_(self.conv1.weight, self.conv2.weight, self.conv3.weight)
+        else:
+            kaiming_normal_(self.conv1.weight, cin * k * k)
+            kaiming_normal_(self.conv2.weight, c * k * k)
+            kaiming_normal_(self.conv3.weight, c * (k * k // 2))
         mask = torch.as_tensor(pixel_dcl_mask(k), dtype=torch.bool, device=self.conv3.weight.device)
         self.conv3.weight.masked_fill_(~mask, 0.0)
         if self.bias is not None:

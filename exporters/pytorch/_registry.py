@@ -1,45 +1,84 @@
-"""Kind name -> module class and functional form; the factory the networks and converters use."""
+"""Kind name -> PyTorch module class: the torch side of the core's kind registry.
+
+The core (:func:`pixeldcn_core.register_kind`) describes a kind without torch; this registry adds
+its ``nn.Module`` (a subclass of :class:`UpsampleLayer` whose ``kind`` names the core entry and
+whose ``function`` is the functional form). Networks, :func:`convert_deconvs` and the exporter
+read both registries, so a kind registered in both reaches all of them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 
-from pixeldcn_core import get_kind, layer_kinds
+from pixeldcn_core import UnknownKindError, get_kind
 
 from ._base import UpsampleLayer
-from ._dcl import DCL2d, dcl2d
-from ._ipixel_dcl import IPixelDCL2d, ipixel_dcl2d
-from ._pixel_dcl import PixelDCL2d, pixel_dcl2d
-from ._resize_conv import ResizeConv2d, resize_conv2d
-from ._subpixel_conv import SubPixelConv2d, subpixel_conv2d
+from ._dcl import DCL2d
+from ._ipixel_dcl import IPixelDCL2d
+from ._pixel_dcl import PixelDCL2d
+from ._resize_conv import ResizeConv2d
+from ._subpixel_conv import SubPixelConv2d
 
-__all__ = ["FUNCTIONS", "MODULES", "make_layer"]
+__all__ = ["FUNCTIONS", "MODULES", "make_layer", "module_for", "register_module",
+           "unregister_module"]
 
-#: Every registered kind -> its ``nn.Module`` class.
-MODULES: dict[str, type[UpsampleLayer]] = {
-    "dcl": DCL2d,
-    "pixel_dcl": PixelDCL2d,
-    "ipixel_dcl": IPixelDCL2d,
-    "resize_conv": ResizeConv2d,
-    "subpixel_conv": SubPixelConv2d,
-}
+#: Every kind with a PyTorch module -> its ``nn.Module`` class (fill with :func:`register_module`).
+MODULES: dict[str, type[UpsampleLayer]] = {}
 
-#: Every registered kind -> its functional form ``f(x, *weights, bias=None)``, weights in the
-#: order of :meth:`pixeldcn_core.LayerSpec.weight_shapes`.
-FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
-    "dcl": dcl2d,
-    "pixel_dcl": pixel_dcl2d,
-    "ipixel_dcl": ipixel_dcl2d,
-    "resize_conv": resize_conv2d,
-    "subpixel_conv": subpixel_conv2d,
-}
 
-_missing = set(layer_kinds()) ^ set(MODULES)
-if _missing:  # pragma: no cover - caught by the registry test as well
-    raise ImportError(f"exporters.pytorch has no module for kinds {sorted(_missing)}")
+class _Functions(Mapping[str, Callable[..., torch.Tensor]]):
+    """Kind -> functional form ``f(x, *weights, bias=None)``, weights in the order of
+    :meth:`pixeldcn_core.LayerSpec.weight_shapes`; a live view of :data:`MODULES`."""
+
+    def __getitem__(self, kind: str) -> Callable[..., torch.Tensor]:
+        return MODULES[kind].function
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MODULES)
+
+    def __len__(self) -> int:
+        return len(MODULES)
+
+
+FUNCTIONS: Mapping[str, Callable[..., torch.Tensor]] = _Functions()
+
+
+def register_module(cls: type[UpsampleLayer]) -> type[UpsampleLayer]:
+    """Register ``cls`` as the PyTorch module of the core kind ``cls.kind`` (usable as a decorator).
+
+    Raises:
+        UnknownKindError: ``cls.kind`` is not registered in the core.
+        TypeError: ``cls`` is not an :class:`UpsampleLayer` with a ``function``.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, UpsampleLayer)):
+        raise TypeError(f"register_module expects an UpsampleLayer subclass, got {cls!r}")
+    if not callable(getattr(cls, "function", None)):
+        raise TypeError(f"{cls.__name__}.function must be the layer's functional form")
+    MODULES[get_kind(cls.kind).name] = cls
+    return cls
+
+
+def unregister_module(kind: str) -> None:
+    """Forget the module of ``kind`` (tests and plugins)."""
+    MODULES.pop(get_kind(kind).name, None)
+
+
+def module_for(kind: str) -> type[UpsampleLayer]:
+    """The module class of ``kind`` (aliases accepted).
+
+    Raises:
+        UnknownKindError: the kind is unknown to the core, or has no PyTorch module yet.
+    """
+    info = get_kind(kind)
+    if info.name not in MODULES:
+        raise UnknownKindError(
+            f"kind {info.name!r} has no PyTorch module; expected one of {', '.join(MODULES)} "
+            "(register one with exporters.pytorch.register_module)"
+        )
+    return MODULES[info.name]
 
 
 def make_layer(
@@ -58,4 +97,8 @@ def make_layer(
     """
     info = get_kind(kind)
     k = info.default_kernel if kernel_size is None else kernel_size
-    return MODULES[info.name](in_channels, out_channels, k, bias, **kwargs)
+    return module_for(info.name)(in_channels, out_channels, k, bias, **kwargs)
+
+
+for _cls in (DCL2d, PixelDCL2d, IPixelDCL2d, ResizeConv2d, SubPixelConv2d):
+    register_module(_cls)

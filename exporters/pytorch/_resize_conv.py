@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._base import UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
+from ._inits import check_init
 
 __all__ = ["ResizeConv2d", "resize_conv2d"]
 
@@ -68,9 +69,12 @@ class ResizeConv2d(UpsampleLayer):
         out_channels: C.
         kernel_size: odd k (default 3).
         bias: add a learnable per-channel bias.
+        init: ``"default"`` (the only one: nearest up-sampling already starts it artifact-free).
     """
 
     kind = "resize_conv"
+    inits: ClassVar[tuple[str, ...]] = ("default",)
+    function = staticmethod(resize_conv2d)
 
     def __init__(
         self,
@@ -79,10 +83,12 @@ class ResizeConv2d(UpsampleLayer):
         kernel_size: int = 3,
         bias: bool = False,
         *,
+        init: str | None = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, bias)
+        self.init = check_init(self.kind, init, self.inits)
         fk = {"device": device, "dtype": dtype}
         k = self.kernel_size
         self.weight = nn.Parameter(torch.empty(self.out_channels, self.in_channels, k, k, **fk))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from torch import nn
 from pixeldcn_core import SpecError
 
 from ._base import UpsampleLayer, add_bias, check_input, kaiming_normal_
+from ._inits import check_init
 
 __all__ = ["SubPixelConv2d", "icnr_", "subpixel_conv2d"]
 
@@ -51,17 +52,21 @@ class SubPixelConv2d(UpsampleLayer):
     Parameters: ``weight [4C, Cin, k, k]`` in ``pixel_shuffle`` channel order (weights trained with
     ``nn.Conv2d`` + ``nn.PixelShuffle(2)`` map over unchanged), ``bias [C]``.
 
-    Initialisation: ICNR (``icnr=True``, default) or plain He normal (fan_in = Cin * k^2).
+    Initialisation (``init``): ``"icnr"`` (default) or ``"default"``, plain He normal (fan_in =
+    Cin * k^2). ``icnr=False`` is the older spelling of ``init="default"``.
 
     Args:
         in_channels: Cin.
         out_channels: C.
         kernel_size: odd k (default 3).
         bias: add a learnable per-channel bias.
-        icnr: initialise with ICNR.
+        icnr: initialise with ICNR (``False``: ``init="default"``); ignored when ``init`` is given.
+        init: one of :attr:`inits` (``None``: ``"icnr"`` unless ``icnr=False``).
     """
 
     kind = "subpixel_conv"
+    inits: ClassVar[tuple[str, ...]] = ("icnr", "default")
+    function = staticmethod(subpixel_conv2d)
 
     def __init__(
         self,
@@ -71,13 +76,15 @@ class SubPixelConv2d(UpsampleLayer):
         bias: bool = False,
         icnr: bool = True,
         *,
+        init: str | None = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, bias)
         if not isinstance(icnr, bool):
             raise SpecError(f"icnr must be a bool, got {icnr!r}")
-        self.icnr = icnr
+        self.init = check_init(self.kind, init, self.inits if icnr else ("default", "icnr"))
+        self.icnr = self.init == "icnr"
         fk = {"device": device, "dtype": dtype}
         k = self.kernel_size
         self.weight = nn.Parameter(
