@@ -50,6 +50,7 @@ register_kind(KindInfo(
     channels=_dcl_channels,
     fold=fold.fold_dcl,
     fan_in=_dcl_fan_in,
+    inits=("default", "bilinear"),  # "bilinear": artifact-free start (exporters _inits)
     aliases=("deconv", "deconvolution", "conv_transpose"),
     paper="the baseline: TF conv2d_transpose, stride 2, 'SAME'",
 ))
@@ -68,6 +69,7 @@ register_kind(KindInfo(
     emitters={"efficient": emit.pixel_dcl_efficient, "faithful": emit.pixel_dcl_faithful},
     interleaves=True,
     fold=fold.fold_pixel_dcl,
+    inits=("default", "bilinear"),  # "bilinear": artifact-free start (exporters _inits)
     aliases=("pixeldcl",),
     paper="Gao et al. 2017, Eqn. 3 and Figure 6 (authors' pixel_dcl)",
 ))
@@ -90,6 +92,7 @@ register_kind(KindInfo(
     emitters={"efficient": emit.ipixel_dcl_efficient, "faithful": emit.ipixel_dcl_faithful},
     interleaves=True,
     fold=fold.fold_ipixel_dcl,
+    inits=("default", "bilinear"),  # "bilinear": artifact-free start (exporters _inits)
     aliases=("ipixeldcl",),
     paper="Gao et al. 2017, Eqn. 2 with F3, F4 in parallel (authors' ipixel_dcl)",
 ))
