@@ -12,30 +12,37 @@ import pytest
 import pixeldcn_core as pc
 from pixeldcn_core import reference as R
 
-from .conftest import REL_TOL, assert_close_to_reference, run_onnx
+from .conftest import assert_close_to_reference, run_onnx
 
 
 def _kernels(kind: str) -> list[int]:
     info = pc.get_kind(kind)
-    wanted = (3, 4, 5, 6) if kind == "dcl" else (3, 5)
+    wanted = (3, 5) if info.odd_kernel else (3, 4, 5, 6)
     return [k for k in wanted if k >= info.min_kernel and (not info.odd_kernel or k % 2)]
 
 
-# Kinds whose graphs interleave phases, and so are written both ways (the others ignore it).
-INTERLEAVING = {"pixel_dcl", "ipixel_dcl", "resize_conv"}
+def interleaving_kinds() -> list[str]:
+    """Kinds whose graphs interleave phases, and so are written both ways (the others ignore it)."""
+    return [kind for kind in pc.layer_kinds() if pc.get_kind(kind).interleaves]
 
 
 def _interleaves(kind: str) -> list[str]:
-    return list(pc.INTERLEAVES) if kind in INTERLEAVING else ["depth_to_space"]
+    return list(pc.INTERLEAVES) if pc.get_kind(kind).interleaves else ["depth_to_space"]
 
 
-CASES = [
-    pytest.param(kind, form, k, il, id=f"{kind}-{form}-k{k}" + ("" if il == "depth_to_space" else f"-{il}"))
-    for kind in pc.layer_kinds()
-    for form in pc.get_kind(kind).forms
-    for k in _kernels(kind)
-    for il in _interleaves(kind)
-]
+def parity_cases(kinds) -> list:
+    """(kind, form, k, interleave) for every form x kernel x interleave of ``kinds``."""
+    return [
+        pytest.param(kind, form, k, il,
+                     id=f"{kind}-{form}-k{k}" + ("" if il == "depth_to_space" else f"-{il}"))
+        for kind in kinds
+        for form in pc.get_kind(kind).forms
+        for k in _kernels(kind)
+        for il in _interleaves(kind)
+    ]
+
+
+CASES = parity_cases(pc.layer_kinds())
 # (in_channels, out_channels, bias)
 CHANNELS = [(1, 1, False), (5, 3, True), (4, 6, False)]
 # (batch, H, W): even, odd, non-square, and batch 1..4
@@ -50,11 +57,12 @@ def test_float32_model_matches_reference_within_1e5_of_output_scale(kind, form, 
     model = pc.build_layer_model(kind, weights, form=form, interleave=interleave)
     onnx.checker.check_model(model, full_check=True)
     rng = np.random.default_rng(7)
+    scale = spec.info.scale
     for n, h, w in SHAPES:  # one dynamic model, every shape
         x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
         (y,) = run_onnx(model, {"x": x})
         assert y.dtype == np.float32
-        assert y.shape == (n, c, 2 * h, 2 * w)
+        assert y.shape == (n, c, scale * h, scale * w)
         assert_close_to_reference(y, R.apply(kind, x, weights), "float32")
 
 
@@ -67,13 +75,21 @@ def test_float16_model_matches_reference_within_5e3_of_output_scale(kind, form, 
     # The reference sees the weights the fp16 model holds, so only compute precision differs.
     w16 = {name: v.astype(np.float16) for name, v in weights.items()}
     x = np.random.default_rng(11).standard_normal((2, 6, 7, 10)).astype(np.float16)
+    # The whole graph is float16 (input, output, every float initializer), not a float32 graph
+    # with float16 ends: otherwise this would test float32 compute.
+    fp16 = onnx.TensorProto.FLOAT16
+    assert model.graph.input[0].type.tensor_type.elem_type == fp16
+    assert model.graph.output[0].type.tensor_type.elem_type == fp16
+    kernels = {name for node in model.graph.node if node.op_type in ("Conv", "ConvTranspose")
+               for name in node.input[1:]}
+    weights = [t for t in model.graph.initializer if t.name in kernels]
+    assert weights and all(t.data_type == fp16 for t in weights)
     (y,) = run_onnx(model, {"x": x})
     assert y.dtype == np.float16
     assert_close_to_reference(y, R.apply(kind, x, w16), "float16")
-    assert REL_TOL["float16"] > REL_TOL["float32"]
 
 
-@pytest.mark.parametrize("kind", ["pixel_dcl", "ipixel_dcl", "resize_conv"])
+@pytest.mark.parametrize("kind", [k for k in pc.layer_kinds() if len(pc.get_kind(k).forms) > 1])
 def test_efficient_and_faithful_forms_agree_within_1e5(kind):
     spec = pc.LayerSpec(kind, 3, 5, bias=True)
     weights = spec.random_weights(seed=5)
@@ -83,7 +99,7 @@ def test_efficient_and_faithful_forms_agree_within_1e5(kind):
     assert_close_to_reference(a, b.astype(np.float64), "float32")
 
 
-@pytest.mark.parametrize("kind", sorted(INTERLEAVING))
+@pytest.mark.parametrize("kind", interleaving_kinds())
 def test_both_interleaves_give_bit_identical_outputs(kind):
     """The interleave only moves values: both graphs give the same bits (same convs, same adds)."""
     weights = pc.LayerSpec(kind, 3, 5, bias=True).random_weights(seed=2)

@@ -87,9 +87,32 @@ def test_dcl_of_a_unit_impulse_places_the_kernel_at_tf_same_offset(k, begin):
     )
 
 
+def _full_transposed_conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Stride-2 transposed conv with no cropping: ``2(H-1) + k`` rows (input (i, j) scatters its
+    kernel to (2i + p, 2j + q)), written independently of the reference."""
+    n, _, h, wd = x.shape
+    k = w.shape[2]
+    full = np.zeros((n, w.shape[1], 2 * (h - 1) + k, 2 * (wd - 1) + k))
+    for i in range(h):
+        for j in range(wd):
+            full[:, :, 2 * i : 2 * i + k, 2 * j : 2 * j + k] += np.einsum(
+                "ni,iopq->nopq", x[:, :, i, j], w
+            )
+    return full
+
+
 def test_dcl_k3_is_not_pytorch_padding1_output_padding1():
-    """The tempting padding=1, output_padding=1 is shifted by one pixel: (0, 1) is right."""
-    assert R.dcl_padding(3) == (0, 1)
+    """TF 'SAME' keeps rows [0, 2H) of the full k = 3 transposed conv; the tempting PyTorch
+    padding=1, output_padding=1 keeps rows [1, 2H + 1): same size, shifted by one pixel."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 2, 5, 4)), rng.standard_normal((2, 3, 3, 3))
+    full = _full_transposed_conv(x, w)
+    tempting = full[:, :, 1 : 1 + 10, 1 : 1 + 8]  # padding=1 cropped at the start, +1 at the end
+    y = R.dcl(x, w)
+    assert y.shape == tempting.shape == (1, 3, 10, 8)
+    np.testing.assert_allclose(y, full[:, :, :10, :8], rtol=0, atol=TOL)
+    assert np.abs(y - tempting).max() > 0.1  # not the same map ...
+    np.testing.assert_allclose(y[:, :, 1:, 1:], tempting[:, :, :-1, :-1], rtol=0, atol=TOL)  # ... shifted
 
 
 def test_pixel_shuffle_takes_channel_4c_plus_2a_plus_b():

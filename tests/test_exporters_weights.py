@@ -101,10 +101,20 @@ def test_non_finite_weights_are_refused(tmp_path):
 
 
 def test_num_batches_tracked_may_be_absent(tmp_path):
-    model = _small()
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    """A checkpoint without the BatchNorm counters loads every other tensor (counters kept)."""
+    trained = _small()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)  # distinct from a fresh model's values
+    state = {k: v for k, v in trained.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert len(state) < len(trained.state_dict())  # the counters really are absent
     torch.save(state, tmp_path / "w.pt")
+    model = _small()
+    counters = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
     load_weights(model, tmp_path / "w.pt")
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert all(torch.equal(loaded[k], v) for k, v in counters.items())
 
 
 def test_unknown_extension_missing_file_and_garbage_are_checkpoint_errors(tmp_path):
