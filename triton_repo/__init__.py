@@ -4,6 +4,8 @@
   backend on GPU (production) and ``configs/local.pbtxt`` for the Python backend on CPU (local),
   generated through Triton's own ``ModelConfig`` protobuf; every export becomes a new version,
   written atomically.
+- :func:`push_repository` publishes a repository to ``s3://BUCKET/PREFIX`` so that a polling
+  server never loads a half-uploaded version; :class:`LocalTritonServer` serves either.
 - :class:`LocalTritonServer` runs the ``tritonserver`` shipped in nvidia-pytriton on that
   repository (CPU, no Docker).
 - :class:`Client` sends arrays to a served model, checked against its metadata first.
@@ -26,6 +28,7 @@ from ._errors import (
     TritonRepoError,
 )
 from ._repository import list_versions, validate_model_name, write_repository
+from ._s3 import S3Error, S3LocationError, list_repository, push_repository, remove_version
 from ._server import LocalTritonServer
 
 __all__ = [
@@ -36,6 +39,10 @@ __all__ = [
     "ServingOptions",
     "config_from_text",
     "config_to_text",
+    # object storage (s3://BUCKET/PREFIX)
+    "push_repository",
+    "list_repository",
+    "remove_version",
     # serving
     "LocalTritonServer",
     # client
@@ -54,4 +61,6 @@ __all__ = [
     "ServerError",
     "ModelNotFoundError",
     "OptionsKeywordError",
+    "S3Error",
+    "S3LocationError",
 ]

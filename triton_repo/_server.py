@@ -8,6 +8,12 @@ The launcher prepares the server the way pytriton does (``pytriton/triton.py``):
 owns gets a copy of the Python backend with the stub built for the running interpreter; the
 wheel's bundled libraries go on ``LD_LIBRARY_PATH``; the interpreter's folder goes first on
 ``PATH`` because the stub finds numpy and onnxruntime through the ``python3`` it sees there.
+
+The server runs in explicit model-control mode under a :class:`~triton_repo._supervisor.Supervisor`
+thread that loads what the repository holds, restarts dead stubs and a crashed server, and keeps
+:meth:`LocalTritonServer.readiness` truthful; a reaper process (``_reaper.py``) takes the server
+down with its launcher, whichever thread started it. The server runs with umask 077, so its
+shared-memory files are private (0600).
 """
 
 from __future__ import annotations
@@ -32,8 +38,12 @@ import urllib.error
 import urllib.request
 from types import TracebackType
 
+from pixeldcn_core.io import pid_alive
+
+from . import _supervisor
 from ._errors import TRITON_EXTRA_HINT, ConfigError, ServerStartError, TritonNotInstalledError
-from ._repository import LOCAL_CONFIG_NAME
+from ._repository import LOCAL_CONFIG_NAME, ModelNameError, remove_stale_staging, validate_model_name
+from ._s3 import ServerRepository
 
 __all__ = ["RESTRICTED_APIS", "LocalTritonServer", "TritonDistribution", "find_tritonserver"]
 
@@ -49,6 +59,10 @@ _ERROR_LINE_CHARS = 1000
 # Error lines every CPU-only start prints; they explain nothing.
 _LOG_NOISE = ("CudaDriverHelper has not been initialized",)
 _PORT_IN_USE_MARKERS = ("address already in use", "already in use", "failed to start")
+_SERVER_PID_FILE = "server.pid"
+_REAPER = pathlib.Path(__file__).with_name("_reaper.py")
+#: Default ``max_shm_bytes``: a stub whose shared memory grew past this is restarted.
+DEFAULT_MAX_SHM_BYTES = 512 << 20
 
 
 class TritonDistribution:
@@ -120,30 +134,44 @@ def check_backend_python() -> None:
         )
 
 
-def _pid_alive(pid: int) -> bool:
+def _server_alive(workdir: pathlib.Path) -> bool:
+    """Whether the tritonserver started from ``workdir`` (its pid file) still runs."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        pid = int((workdir / _SERVER_PID_FILE).read_text())
+    except (OSError, ValueError):
         return False
-    except PermissionError:  # alive, someone else's
+    if not pid_alive(pid):
+        return False
+    try:  # a reused pid: some other program
+        return b"tritonserver" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return True
-    return True
 
 
 def _remove_orphans() -> None:
-    """Remove temp folders and shared memory left by launchers that were killed (SIGKILL)."""
-    for folder, prefix in ((pathlib.Path(tempfile.gettempdir()), _WORKDIR_PREFIX),
-                           (pathlib.Path("/dev/shm"), _SHM_PREFIX)):  # fmt: skip
-        if not folder.is_dir():
+    """Remove temp folders and shared memory left by launchers that were killed (SIGKILL).
+
+    Only where the launcher is dead *and* its server too: files of a live server stay.
+    Folders are ``<prefix><launcher pid>-<tag>-...``; the shared memory of the server started
+    from a folder shares its ``<launcher pid>-<tag>``.
+    """
+    tmp, shm = pathlib.Path(tempfile.gettempdir()), pathlib.Path("/dev/shm")
+    live_tags = set()
+    for entry in tmp.glob(f"{_WORKDIR_PREFIX}*"):
+        launcher, _, rest = entry.name[len(_WORKDIR_PREFIX) :].partition("-")
+        tag = f"{launcher}-{rest.split('-', 1)[0]}"
+        if not launcher.isdigit() or pid_alive(int(launcher)) or _server_alive(entry):
+            live_tags.add(tag)
             continue
-        for entry in folder.glob(f"{prefix}*"):
-            pid = entry.name[len(prefix) :].split("-", 1)[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        entry.unlink()
+        shutil.rmtree(entry, ignore_errors=True)
+    if not shm.is_dir():
+        return
+    for entry in shm.glob(f"{_SHM_PREFIX}*"):
+        launcher, _, rest = entry.name[len(_SHM_PREFIX) :].partition("-")
+        tag = f"{launcher}-{rest.split('-', 1)[0]}"
+        if launcher.isdigit() and not pid_alive(int(launcher)) and tag not in live_tags:
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 def _free_port(host: str) -> int:
@@ -172,7 +200,9 @@ class LocalTritonServer:
 
     Binds HTTP, gRPC and metrics to ``host`` (loopback by default) on free ports unless given,
     polls the repository so new versions are picked up, and restricts the model-repository,
-    shared-memory, logging and trace APIs to callers sending :meth:`admin_headers`.
+    shared-memory, logging and trace APIs to callers sending :meth:`admin_headers`. A supervisor
+    thread restarts dead stubs and a crashed server and keeps :meth:`readiness` truthful; the
+    server dies with its launcher whichever thread started it.
 
     Example::
 
@@ -194,6 +224,13 @@ class LocalTritonServer:
         log_path: server log file; default: in the launcher's temp folder (removed on stop).
         log_verbose: tritonserver ``--log-verbose`` level.
         shm_bytes: initial shared memory per Python-backend instance.
+        max_shm_bytes: a stub whose shared memory grew past this (a huge request, even refused,
+            grows it for good) is restarted so the server's memory returns to its baseline;
+            ``None`` never restarts. Default :data:`DEFAULT_MAX_SHM_BYTES` (512 MiB).
+        restart_on_crash: restart tritonserver (same ports) when it dies while serving.
+        health_port: serve ``GET /readyz`` and ``GET /healthz`` on this port (0: a free one;
+            ``None``: no health endpoint), e.g. for a Kubernetes readiness probe.
+        watchdog_interval: seconds between two looks at the stubs.
 
     Attributes:
         http_url, grpc_url: ``"127.0.0.1:PORT"``, as tritonclient wants them.
@@ -217,10 +254,20 @@ class LocalTritonServer:
         log_path: str | os.PathLike[str] | None = None,
         log_verbose: int = 0,
         shm_bytes: int = 16 << 20,
+        max_shm_bytes: int | None = DEFAULT_MAX_SHM_BYTES,
+        restart_on_crash: bool = True,
+        health_port: int | None = None,
+        watchdog_interval: float = 0.1,
     ):
-        self.repo_dir = pathlib.Path(repo_dir).resolve()
-        if not self.repo_dir.is_dir():
-            raise ServerStartError(f"repo_dir {str(repo_dir)!r} is not a folder")
+        # s3://BUCKET/PREFIX: object storage (triton_repo._s3: endpoint, credentials, copies).
+        self.s3: ServerRepository | None = None
+        if isinstance(repo_dir, str) and repo_dir.startswith("s3://"):
+            self.s3 = ServerRepository.from_url(repo_dir)
+            self.repo_dir = repo_dir  # type: ignore[assignment]
+        else:
+            self.repo_dir = pathlib.Path(repo_dir).resolve()
+            if not self.repo_dir.is_dir():
+                raise ServerStartError(f"repo_dir {str(repo_dir)!r} is not a folder")
         for field, port in (
             ("http_port", http_port),
             ("grpc_port", grpc_port),
@@ -240,12 +287,25 @@ class LocalTritonServer:
         self.exit_on_error = exit_on_error
         self.log_verbose = int(log_verbose)
         self.shm_bytes = int(shm_bytes)
+        if max_shm_bytes is not None and max_shm_bytes < self.shm_bytes:
+            raise ServerStartError(f"max_shm_bytes={max_shm_bytes}; expected None or >= shm_bytes ({shm_bytes})")
+        if health_port is not None and not (0 <= health_port < 65536):
+            raise ServerStartError(f"health_port={health_port}; expected a port in [0, 65535] or None")
+        self.max_shm_bytes = max_shm_bytes
+        self.restart_on_crash = bool(restart_on_crash)
+        self.health_port = health_port
+        self.watchdog_interval = float(watchdog_interval)
+        self._supervisor: _supervisor.Supervisor | None = None
+        self._health: _supervisor.HealthServer | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self._lifecycle = threading.RLock()
         self._ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
         self._user_log_path = pathlib.Path(log_path) if log_path is not None else None
         self._dist = find_tritonserver()
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: pathlib.Path | None = None
-        self._shm_prefix = f"{_SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+        self._tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._shm_prefix = f"{_SHM_PREFIX}{self._tag}-"
         self._admin_key = secrets.token_urlsafe(24)
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.log_path: pathlib.Path | None = None
@@ -281,11 +341,66 @@ class LocalTritonServer:
     def is_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def health_url(self) -> str | None:
+        """``"http://127.0.0.1:PORT"`` of the health endpoint, or None without ``health_port``."""
+        if self._health is None:
+            return None
+        return f"http://{_url_host(self.host)}:{self._health.port}"
+
+    def readiness(self) -> tuple[bool, str]:
+        """``(ready, reason)``: True only while every valid request to every model can succeed.
+
+        Unlike Triton's ``/v2/health/ready`` it is false while a stub is dead or restarting and
+        stays true while a new version loads beside the served one (what ``GET /readyz`` of the
+        health endpoint answers).
+        """
+        return _supervisor.readiness(self)
+
+    def is_ready(self) -> bool:
+        """``readiness()[0]``."""
+        return self.readiness()[0]
+
+    @property
+    def supervisor(self) -> _supervisor.Supervisor | None:
+        """The watchdog thread (its ``events`` list what it did), or None when not started."""
+        return self._supervisor
+
+    # ------------------------------------------------------------------------ model control
+
+    def _admin_request(self, path: str, body: bytes | None = None, timeout: float | None = None):
+        request = urllib.request.Request(
+            f"http://{self.http_url}{path}", data=body, headers=self.admin_headers("http"),
+            method="POST" if body is not None else "GET",
+        )  # fmt: skip
+        return urllib.request.urlopen(request, timeout=timeout or self.ready_timeout)
+
+    def _control(self, action: str, model: str) -> tuple[bool, str]:
+        """Load or unload ``model`` through the model-control API; ``(ok, server message)``."""
+        try:
+            with self._admin_request(f"/v2/repository/models/{model}/{action}", b"{}"):
+                return True, ""
+        except urllib.error.HTTPError as exc:
+            return False, exc.read().decode(errors="replace")[:_ERROR_LINE_CHARS]
+        except (urllib.error.URLError, OSError) as exc:
+            return False, repr(exc)
+
+    def _repository_index(self) -> list[dict]:
+        import json
+
+        with self._admin_request("/v2/repository/index", b"{}", timeout=5) as response:
+            return json.loads(response.read())
+
+    def _repository_models(self) -> dict[str, tuple]:
+        if self.s3 is not None:
+            return {}
+        return _supervisor.repository_models(self.repo_dir, _is_model_name)
+
     # ---------------------------------------------------------------------------- lifecycle
 
     def _prepare_workdir(self) -> pathlib.Path:
         _remove_orphans()
-        workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-"))
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{self._tag}-"))
         backends = workdir / "backends"
         shutil.copytree(
             self._dist.backends,
@@ -300,11 +415,10 @@ class LocalTritonServer:
         assert self._workdir is not None
         return [
             str(self._dist.binary),
-            f"--model-repository={self.repo_dir}",
+            f"--model-repository={self.s3.triton_url if self.s3 else self.repo_dir}",
             f"--backend-directory={self._workdir / 'backends'}",
             f"--cache-directory={self._dist.caches}",
-            "--model-control-mode=poll",
-            f"--repository-poll-secs={self.poll_secs}",
+            *self._control_mode(),
             f"--model-config-name={LOCAL_CONFIG_NAME}",
             "--disable-auto-complete-config",
             "--strict-readiness=true",
@@ -326,6 +440,14 @@ class LocalTritonServer:
             f"--log-verbose={self.log_verbose}",
         ]
 
+    def _control_mode(self) -> list[str]:
+        """Explicit mode, every model of the repository loaded at start and then by the
+        supervisor (one load at a time); object storage keeps Triton's own polling."""
+        if self.s3 is not None:
+            return ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_secs}"]
+        models = sorted(self._repository_models())
+        return ["--model-control-mode=explicit", *(f"--load-model={m}" for m in models)]
+
     def _env(self) -> dict[str, str]:
         env = os.environ.copy()
         libs = str(self._dist.libs)
@@ -338,6 +460,11 @@ class LocalTritonServer:
         # The stub imports model.py from the version folder; a __pycache__ written there is a
         # repository change that the polling server answers by reloading the model.
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # Give large buffers (a huge request) back to the system when they are freed.
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 20))
+        env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 20))
+        if self.s3 is not None and self._workdir is not None:  # credentials: environment only
+            env = self.s3.server_env(env, self._workdir / "s3-copies")
         return env
 
     def start(self) -> LocalTritonServer:

@@ -1,0 +1,348 @@
+"""Model repositories in object storage, against a real S3 API server and the real tritonserver.
+
+The S3 API server is moto's standalone server (``moto[server]``) on a free loopback port; boto3
+reaches it through the standard ``AWS_ENDPOINT_URL`` variable, tritonserver through
+``s3://127.0.0.1:PORT/bucket/prefix``. No mocks: pushes, listings and deletions go over HTTP.
+
+Parity tolerance: served outputs equal in-process onnxruntime within ATOL = 1e-5 (float32).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import onnx
+import pytest
+
+import triton_repo
+from triton_repo import _s3
+
+from .scale_helpers import CREDENTIALS, MotoS3Server, layer_model, reference
+
+ATOL = 1e-5
+BUCKET = "pixeldcn-models"
+URL = f"s3://{BUCKET}/prod"
+SETTLE = 2.0  # > one poll of the test servers (poll_secs=1, ~2 s per S3 poll measured)
+CPU = triton_repo.ServingOptions(kind="cpu", max_batch_size=4)
+X = np.random.default_rng(7).standard_normal((2, 3, 8, 8), dtype=np.float32)
+
+
+# ------------------------------------------------------------------------ no server needed
+
+
+def test_s3_location_rejects_what_triton_cannot_read() -> None:
+    assert _s3.S3Location.parse("s3://bucket-1/a/b_c/d.e/") == _s3.S3Location("bucket-1", "a/b_c/d.e")
+    with pytest.raises(_s3.S3LocationError, match=r"expected s3://BUCKET/PREFIX"):
+        _s3.S3Location.parse("/local/folder")
+    with pytest.raises(_s3.S3LocationError, match=r"bucket 'Bad_Bucket'"):
+        _s3.S3Location.parse("s3://Bad_Bucket/p")
+    with pytest.raises(_s3.S3LocationError, match=r"names an endpoint .*AWS_ENDPOINT_URL"):
+        _s3.S3Location.parse("s3://127.0.0.1:9000/bucket/p")
+    with pytest.raises(_s3.S3LocationError, match=r"prefix part 'a b'.*\[0-9a-zA-Z._-\]"):
+        _s3.S3Location.parse("s3://bucket/a b/c")
+    with pytest.raises(_s3.S3LocationError, match=r"prefix part '\.\.'"):
+        _s3.S3Location.parse("s3://bucket/a/../c")
+    assert issubclass(_s3.S3LocationError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        (None, "s3://bucket/p/q"),  # AWS itself: no endpoint in the URL
+        ("http://127.0.0.1:9000", "s3://127.0.0.1:9000/bucket/p/q"),
+        ("https://minio.example:443", "s3://https://minio.example:443/bucket/p/q"),
+        ("http://minio.local", "s3://minio.local:80/bucket/p/q"),
+    ],
+)
+def test_triton_url_puts_a_custom_endpoint_inside_the_url(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str | None, expected: str
+) -> None:
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = _s3.s3_client(endpoint_url=endpoint)
+    assert _s3.triton_url("s3://bucket/p/q", client) == expected
+
+
+def test_triton_url_rejects_an_ipv6_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = _s3.s3_client(endpoint_url="http://[::1]:9000")
+    with pytest.raises(_s3.S3LocationError, match=r"endpoint host '::1'"):
+        _s3.triton_url("s3://bucket/p", client)
+
+
+def test_pinning_rewrites_only_the_version_policy(tmp_path: pathlib.Path) -> None:
+    onnx.save(layer_model(1), tmp_path / "m.onnx")
+    triton_repo.write_repository(tmp_path / "repo", "m", tmp_path / "m.onnx", options=CPU)
+    text = (tmp_path / "repo" / "m" / "config.pbtxt").read_text()
+    pinned = _s3._with_policy(text, [3, 1])
+    assert "specific" in pinned and _s3._policy_text(pinned) == "pinned [1, 3]"
+    assert _s3._served(pinned, [1, 2, 3, 4]) == [1, 3]
+    assert _s3._served(text, [1, 2, 3]) == [3]  # latest 1
+    released = _s3._with_policy(pinned, None, 1)
+    assert triton_repo.config_from_text(released) == triton_repo.config_from_text(text)
+
+
+# ------------------------------------------------------------------------- against moto + Triton
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    server = MotoS3Server(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+            mp.delenv(key, raising=False)
+        for key, value in server.env().items():
+            mp.setenv(key, value)
+        _s3.s3_client().create_bucket(Bucket=BUCKET)
+        yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[int, pathlib.Path]:
+    folder = tmp_path_factory.mktemp("onnx")
+    paths = {}
+    for seed in (1, 2, 3):
+        paths[seed] = folder / f"seed{seed}.onnx"
+        onnx.save(layer_model(seed), paths[seed])
+    return paths
+
+
+def _local_repo(
+    tmp: pathlib.Path, name: str, models: dict[int, pathlib.Path], seeds: list[int]
+) -> pathlib.Path:
+    repo = tmp / "repo"
+    for seed in seeds:
+        triton_repo.write_repository(repo, name, models[seed], options=CPU)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def server(moto: MotoS3Server, models, tmp_path_factory):  # type: ignore[no-untyped-def]
+    repo = _local_repo(tmp_path_factory.mktemp("first"), "first", models, [1])
+    _s3.push_repository(repo, URL, settle_secs=0)
+    with triton_repo.LocalTritonServer(URL, ready_timeout=90) as srv:
+        yield srv
+
+
+def _output_seed(y: np.ndarray) -> int | None:
+    """Which seed's model produced ``y`` for input X (None: neither)."""
+    for seed in (1, 2, 3):
+        if np.allclose(y, reference(layer_model(seed), X), atol=ATOL, rtol=0):
+            return seed
+    return None
+
+
+def _wait_seed(client: triton_repo.Client, seed: int, timeout: float = 60.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if _output_seed(client.infer(X)) == seed:
+                return time.monotonic() - start
+        except triton_repo.TritonRepoError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"seed {seed} not served after {timeout}s")
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_server_on_s3_serves_the_pushed_model(server: triton_repo.LocalTritonServer, protocol: str) -> None:
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    client = triton_repo.Client(url, "first", protocol=protocol).wait_ready(60)
+    y = client.infer(X)
+    np.testing.assert_allclose(y, reference(layer_model(1), X), atol=ATOL, rtol=0)
+    assert server.s3 is not None and server.s3.triton_url.startswith("s3://127.0.0.1:")
+
+
+@pytest.mark.server
+def test_credentials_reach_the_server_only_through_its_environment(
+    server: triton_repo.LocalTritonServer,
+) -> None:
+    secret = CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    cmdline = pathlib.Path(f"/proc/{server.pid}/cmdline").read_bytes().decode()
+    assert secret not in cmdline and CREDENTIALS["AWS_ACCESS_KEY_ID"] not in cmdline
+    assert f"--model-repository={server.s3.triton_url}" in cmdline.split("\0")
+    assert secret not in server.log_path.read_text(errors="replace")
+    environ = pathlib.Path(f"/proc/{server.pid}/environ").read_bytes().decode().split("\0")
+    assert f"AWS_SECRET_ACCESS_KEY={secret}" in environ
+    mount = [v for v in environ if v.startswith("TRITON_AWS_MOUNT_DIRECTORY=")]
+    assert len(mount) == 1
+    mount_dir = pathlib.Path(mount[0].split("=", 1)[1])
+    assert mount_dir.is_dir() and (mount_dir.stat().st_mode & 0o077) == 0  # private
+    assert any(mount_dir.iterdir()), "Triton's copies of the S3 model are not in the private folder"
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_new_version_under_load_fails_no_request(
+    server: triton_repo.LocalTritonServer, models, tmp_path: pathlib.Path
+) -> None:
+    repo = _local_repo(tmp_path, "swap", models, [1])
+    _s3.push_repository(repo, URL, settle_secs=0)
+    clients = [
+        triton_repo.Client(server.grpc_url, "swap").wait_ready(60),
+        triton_repo.Client(server.http_url, "swap", protocol="http").wait_ready(60),
+    ]
+    stop = threading.Event()
+    seen: list[int | None] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def load(client: triton_repo.Client) -> None:
+        for _ in range(5000):  # bounded; ends when told
+            if stop.is_set():
+                return
+            try:
+                seed = _output_seed(client.infer(X))
+                with lock:
+                    seen.append(seed)
+            except Exception as exc:  # every failure is counted, none hidden
+                with lock:
+                    failures.append(repr(exc))
+
+    threads = [threading.Thread(target=load, args=(c,)) for c in clients for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        triton_repo.write_repository(repo, "swap", models[2], options=CPU)
+        report = _s3.push_repository(repo, URL, settle_secs=SETTLE)
+        assert report.uploaded == {"swap": [2]} and report.pinned == {"swap": [1]}
+        pushed = time.monotonic()
+        while time.monotonic() - pushed < 60:
+            with lock:
+                if seen[-8:].count(2) == 8:
+                    break
+            time.sleep(0.2)
+        switch = time.monotonic() - pushed
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    print(f"\nS3 swap under load: {len(seen)} requests, {len(failures)} failed, new version served "
+          f"{switch:.1f}s after the push ended (poll_secs={server.poll_secs})")
+    assert failures == []
+    assert None not in seen, "a response matched neither version"
+    assert seen[-1] == 2 and seen.count(1) > 0
+    first2 = seen.index(2)
+    assert 1 not in seen[first2 + 8 * len(threads) :], "the old version came back"
+    assert _s3.list_repository(URL)["swap"].policy == "latest 1"
+
+
+_KILLED_PUSH = """
+import os, sys, time
+from triton_repo import _s3
+def progress(event, key):
+    if event == "upload":
+        open(sys.argv[3], "w").write(key)
+        time.sleep(600)  # killed here, mid-upload
+_s3.push_repository(sys.argv[1], sys.argv[2], settle_secs=float(sys.argv[4]), progress=progress)
+"""
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_push_killed_mid_upload_never_exposes_the_partial_version(
+    server: triton_repo.LocalTritonServer, models, tmp_path: pathlib.Path
+) -> None:
+    repo = _local_repo(tmp_path, "kill", models, [1])
+    _s3.push_repository(repo, URL, settle_secs=0)
+    client = triton_repo.Client(server.grpc_url, "kill").wait_ready(60)
+    assert _output_seed(client.infer(X)) == 1
+    triton_repo.write_repository(repo, "kill", models[2], options=CPU)
+    marker = tmp_path / "uploading"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_PUSH, str(repo), URL, str(marker), str(SETTLE)],
+        env=os.environ.copy(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), "the push never started uploading"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    remote = _s3.list_repository(URL)["kill"]
+    assert remote.versions == (1, 2) and remote.policy == "pinned [1]"
+    assert len(remote.files[2]) < 3, "version 2 should be partial"
+    # The running server keeps serving version 1, for several polls, and stays ready.
+    for _ in range(10):
+        assert _output_seed(client.infer(X)) == 1
+        time.sleep(0.5)
+    assert client.is_ready() and server.is_alive()
+    # A server restarted on the bucket now loads version 1 only, and stays responsive.
+    with triton_repo.LocalTritonServer(URL, ready_timeout=90) as restarted:
+        fresh = triton_repo.Client(restarted.http_url, "kill", protocol="http").wait_ready(60)
+        assert _output_seed(fresh.infer(X)) == 1
+        assert triton_repo.Client(restarted.http_url, "kill", protocol="http", version=2).is_ready() is False
+        # Pushing again completes version 2 and releases the pin: both servers switch.
+        report = _s3.push_repository(repo, URL, settle_secs=SETTLE)
+        assert report.uploaded == {"kill": [2]} and report.skipped == {"kill": [1]}
+        _wait_seed(fresh, 2)
+        _wait_seed(client, 2)
+        code = restarted.stop()
+        assert code is not None and code >= 0, f"exit {code}: needed SIGTERM/SIGKILL (a hung load?)"
+    assert _s3.list_repository(URL)["kill"].policy == "latest 1"
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_remove_version_rolls_back_to_the_previous_one(
+    server: triton_repo.LocalTritonServer, models, tmp_path: pathlib.Path
+) -> None:
+    repo = _local_repo(tmp_path, "rm", models, [1, 3])
+    _s3.push_repository(repo, URL, settle_secs=0)
+    client = triton_repo.Client(server.grpc_url, "rm").wait_ready(60)
+    _wait_seed(client, 3)
+    assert _s3.remove_version(URL, "rm", 2, settle_secs=SETTLE) == [1]  # version 2 holds seed 3
+    _wait_seed(client, 1)
+    remote = _s3.list_repository(URL)["rm"]
+    assert remote.versions == (1,) and remote.policy == "latest 1"
+    with pytest.raises(_s3.S3LocationError, match=r"only version of model 'rm'"):
+        _s3.remove_version(URL, "rm", 1, settle_secs=0)
+    with pytest.raises(_s3.S3LocationError, match=r"version 7 of model 'rm' is not in .*found \[1\]"):
+        _s3.remove_version(URL, "rm", 7, settle_secs=0)
+    with pytest.raises(_s3.S3LocationError, match=r"model 'nothere' is not in"):
+        _s3.remove_version(URL, "nothere", 1, settle_secs=0)
+
+
+def _cli(*argv: str) -> int:
+    from pixeldcn_core.cli import main
+
+    return main(list(argv))
+
+
+def test_repo_cli_push_ls_rm(moto: MotoS3Server, models, tmp_path: pathlib.Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    repo = _local_repo(tmp_path, "cli", models, [1, 2])
+    url = f"s3://{BUCKET}/cli-test"
+    assert _cli("repo", "push", str(repo), url, "--settle-secs", "0") == 0
+    out = capsys.readouterr().out
+    assert "uploaded cli versions [1, 2]" in out
+    assert _cli("repo", "push", str(repo), url, "--settle-secs", "0") == 0
+    assert "skipped  cli versions [1, 2]" in capsys.readouterr().out
+    assert _cli("repo", "ls", url) == 0
+    assert "cli\tversions 1 2\tlatest 1" in capsys.readouterr().out
+    assert _cli("repo", "rm", url, "cli", "2", "--settle-secs", "0") == 0
+    assert "versions left: [1]" in capsys.readouterr().out
+    assert _cli("repo", "rm", url, "cli", "1", "--settle-secs", "0") == 2
+    assert "only version of model 'cli'" in capsys.readouterr().err
+    assert _cli("repo", "push", str(tmp_path / "missing"), url) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert _cli("repo", "ls", "s3://UPPER/x") == 2
+    assert "bucket 'UPPER'" in capsys.readouterr().err
+    assert _cli("repo", "push", str(repo), url, "--model", "other") == 2
+    assert "model 'other' is not in" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        _cli("repo", "rm", url, "cli", "notanumber")
+    assert exc.value.code == 2
