@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import onnx
@@ -154,6 +154,30 @@ class GraphBuilder:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
         return name
 
+    @overload
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        num_outputs: Literal[1] = 1,
+        name: str | None = None,
+        outputs: Sequence[str] | None = None,
+    ) -> str: ...
+
+    @overload
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        num_outputs: Literal[2, 3, 4, 5, 6, 7, 8],
+        name: str | None = None,
+        outputs: Sequence[str] | None = None,
+    ) -> tuple[str, ...]: ...
+
     def op(
         self,
         op_type: str,
@@ -163,8 +187,17 @@ class GraphBuilder:
         num_outputs: int = 1,
         name: str | None = None,
         outputs: Sequence[str] | None = None,
-    ) -> Any:
-        """Append one node; returns its output name (or a tuple of names when ``num_outputs > 1``)."""
+    ) -> str | tuple[str, ...]:
+        """Append one node; returns its output name (a tuple of names when ``num_outputs > 1``).
+
+        Args:
+            op_type: an operator of the default ONNX domain, e.g. ``"Conv"``.
+            inputs: names of existing tensors (``""`` for an omitted optional input).
+            attributes: the node's attributes (serialised sorted by name).
+            num_outputs: how many outputs the node has (1 to 8).
+            name: the output's name when there is one output (default: a fresh name).
+            outputs: explicit output names (overrides ``name`` and ``num_outputs``).
+        """
         hint = op_type[0].lower() + op_type[1:]
         if outputs is None:
             if name is not None and num_outputs == 1:

@@ -88,7 +88,9 @@ class KindInfo:
         fan_in: ``(weight name, shape) -> fan-in`` of the seeded random weights (He scale).
         inits: names of the initialisations the PyTorch module accepts; the first is the default.
         aliases: other spellings :func:`get_kind` accepts (after lower-casing, ``-`` -> ``_``).
-        scale: the up-sampling factor (output is ``scale * H x scale * W``).
+        scale: the up-sampling factor (output is ``scale * H x scale * W``; 1 for a layer that
+            keeps the size).
+        size_multiple: input height and width must be multiples of this (1: any size).
         paper: where the kind comes from, for docs and reports.
     """
 
@@ -108,6 +110,7 @@ class KindInfo:
     inits: tuple[str, ...] = ("default",)
     aliases: tuple[str, ...] = ()
     scale: int = 2
+    size_multiple: int = 1
     paper: str = ""
 
     def __post_init__(self) -> None:

@@ -24,7 +24,14 @@ from ._errors import CheckpointError, ExportError, VerificationError
 from ._export import export_onnx
 from ._ipixel_dcl import IPixelDCL2d, ipixel_dcl2d
 from ._pixel_dcl import PixelDCL2d, pixel_dcl2d
-from ._registry import FUNCTIONS, MODULES, make_layer
+from ._registry import (
+    FUNCTIONS,
+    MODULES,
+    make_layer,
+    module_for,
+    register_module,
+    unregister_module,
+)
 from ._resize_conv import ResizeConv2d, resize_conv2d
 from ._subpixel_conv import SubPixelConv2d, icnr_, subpixel_conv2d
 from ._unet import UNet
@@ -50,6 +57,9 @@ __all__ = [
     "FUNCTIONS",
     "MODULES",
     "make_layer",
+    "module_for",
+    "register_module",
+    "unregister_module",
     # networks
     "UNet",
     "VAE",
