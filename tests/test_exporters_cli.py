@@ -57,31 +57,32 @@ def test_export_vae_decoder_accepts_a_whole_vae_checkpoint(tmp_path, capsys):
     assert "verification skipped" in capsys.readouterr().out
 
 
-def test_an_unknown_layer_kind_exits_1_listing_the_valid_kinds(tmp_path, capsys):
+def test_an_unknown_layer_kind_exits_2_listing_the_valid_kinds(tmp_path, capsys):
     rc = main(["export", "--arch", "unet", "--up", "bicubic", "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 2  # a usage error: bad option, file or value
     assert "pixeldcn export: error: unknown up-sampling layer kind 'bicubic'; expected one of dcl" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_a_bad_input_shape_exits_1_naming_field_got_and_expected(tmp_path, capsys):
+def test_a_bad_input_shape_exits_2_naming_field_got_and_expected(tmp_path, capsys):
     rc = main(["export", "--arch", "unet", "--input-shape", "1,3,x", "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 2  # a usage error: bad option, file or value
     assert "--input-shape: got '1,3,x', expected positive integers separated by commas" in err
 
 
-def test_an_unknown_arch_exits_1(tmp_path, capsys):
+def test_an_unknown_arch_exits_2(tmp_path, capsys):
     rc = main(["export", "--arch", "resnet", "--out", str(tmp_path / "m.onnx")])
-    assert rc == 1
+    assert rc == 2  # a usage error: bad option, file or value
     assert "--arch: got 'resnet', expected one of unet, vae-decoder" in capsys.readouterr().err
 
 
-def test_a_mismatching_checkpoint_exits_1_with_the_key_list(tmp_path, capsys):
+def test_a_mismatching_checkpoint_exits_2_with_the_key_list(tmp_path, capsys):
     save_weights(UNet(3, 3, base_channels=4, depth=2), tmp_path / "w.safetensors")
     rc = main(["export", "--arch", "unet", "--base-channels", "8", "--depth", "2",
                "--num-classes", "3", "--weights", str(tmp_path / "w.safetensors"),
                "--out", str(tmp_path / "m.onnx")])
-    assert rc == 1
+    assert rc == 2  # a usage error: bad option, file or value
     assert "mis-shaped" in capsys.readouterr().err
