@@ -13,7 +13,7 @@ import importlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -118,6 +118,14 @@ class Client:
         ConfigError: ``protocol`` or ``timeout`` is invalid.
         TritonNotInstalledError: tritonclient is missing.
     """
+
+    def __new__(cls, url: str | Sequence[str], *args: Any, **kwargs: Any) -> Client:
+        """Several URLs (a list, or ``"h:1,h:2"``) make a :class:`ReplicaClient` (failover)."""
+        if cls is Client and (not isinstance(url, str) or "," in url):
+            from ._replicas import ReplicaClient
+
+            return super().__new__(ReplicaClient)
+        return super().__new__(cls)
 
     def __init__(
         self,

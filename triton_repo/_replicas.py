@@ -1,0 +1,390 @@
+"""Several Triton servers on one model repository, and a client that spreads load over them.
+
+- :class:`LocalReplicas` runs N :class:`LocalTritonServer` on the same repository (a local
+  folder or ``s3://BUCKET/PREFIX``), each on its own ports.
+- :class:`ReplicaClient` (what ``Client([url, url, ...], model)`` returns) sends each inference
+  to one replica, chosen round robin or by least outstanding requests, and retries it on another
+  replica when the chosen one is unreachable or answers "unavailable" (the model not ready,
+  connection refused or reset): inference is idempotent here. A replica that fails is skipped
+  for ``down_secs`` and then tried again, so a restarted replica is picked up by itself.
+
+Retry accounting (what the failover test checks): every call of :meth:`ReplicaClient.infer`
+either returns one answer or raises; ``attempts = answered + retries + failed calls``, each
+retry is one failed attempt on a replica that was then left for another one, and a server's
+success count equals the answers the client received from it (an attempt that failed may still
+have run on a server killed before it could answer; its count died with it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._client import Client, ModelInfo
+from ._errors import (
+    ConfigError,
+    ModelNotFoundError,
+    ServerError,
+    ServerStartError,
+    ServerTimeoutError,
+    ServerUnavailableError,
+    TritonRepoError,
+)
+from ._server import LocalTritonServer
+
+__all__ = ["BALANCE", "LocalReplicas", "ReplicaClient", "ReplicaStats", "split_urls"]
+
+#: Load-balancing policies of :class:`ReplicaClient`.
+BALANCE = ("round_robin", "least_outstanding")
+#: Server answers that mean "this replica cannot serve now; another one may".
+_UNAVAILABLE_STATUSES = ("StatusCode.UNAVAILABLE", "503", "StatusCode.CANCELLED")
+
+
+def split_urls(url: str | Sequence[str]) -> list[str]:
+    """``"h:1,h:2"`` or ``["h:1", "h:2"]`` -> ``["h:1", "h:2"]`` (no empty or repeated URL)."""
+    urls = [u.strip() for u in url.split(",")] if isinstance(url, str) else [str(u).strip() for u in url]
+    if not urls or any(not u for u in urls):
+        raise ConfigError(f"url={url!r}; expected one or more host:port, separated by commas")
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"url={url!r} names a replica twice; expected distinct host:port")
+    return urls
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether another replica may answer what this one could not."""
+    if isinstance(exc, ServerUnavailableError | ModelNotFoundError):
+        return True
+    if isinstance(exc, ServerError) and not isinstance(exc, ServerTimeoutError):
+        status = str(exc.status or "")
+        message = (exc.server_message or str(exc)).lower()
+        return status in _UNAVAILABLE_STATUSES or any(
+            marker in message
+            for marker in ("connection reset", "connection refused", "connection closed", "broken pipe",
+                           "unavailable", "httpconnectionclosed",
+                           "remotedisconnected", "connection aborted", "socket closed")
+        )  # fmt: skip
+    return False
+
+
+@dataclasses.dataclass
+class ReplicaStats:
+    """Client-side counts for one replica.
+
+    Attributes:
+        ok: answers received from it.
+        failed: attempts that failed on it (each retried elsewhere or raised).
+        outstanding: requests in flight to it now.
+        down_until: ``time.monotonic()`` until which it is skipped (0: up).
+    """
+
+    ok: int = 0
+    failed: int = 0
+    outstanding: int = 0
+    down_until: float = 0.0
+
+
+class ReplicaClient(Client):
+    """A :class:`Client` over several replicas of one server; ``Client([urls...], model)``.
+
+    Args:
+        url: replicas as ``["host:port", ...]`` or ``"host:port,host:port"``.
+        model, protocol, timeout, version, headers: as :class:`Client`, for every replica.
+        balance: ``"round_robin"`` or ``"least_outstanding"``.
+        max_attempts: replicas one inference may try (default: all of them).
+        down_secs: how long a replica that failed is skipped before it is tried again.
+
+    Attributes:
+        replicas: one single-URL :class:`Client` per replica.
+        retries: attempts that failed on one replica and moved to another.
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        model: str,
+        *,
+        protocol: str = "grpc",
+        timeout: float = 60.0,
+        version: str | int = "",
+        headers: dict[str, str] | None = None,
+        balance: str = "round_robin",
+        max_attempts: int | None = None,
+        down_secs: float = 1.0,
+    ):
+        urls = split_urls(url)
+        if balance not in BALANCE:
+            raise ConfigError(f"balance={balance!r}; expected one of {BALANCE}")
+        if max_attempts is not None and (isinstance(max_attempts, bool) or max_attempts < 1):
+            raise ConfigError(f"max_attempts={max_attempts!r}; expected an integer >= 1 or None")
+        if down_secs < 0:
+            raise ConfigError(f"down_secs={down_secs!r}; expected >= 0")
+        self.replicas = [
+            Client(u, model, protocol=protocol, timeout=timeout, version=version, headers=headers)
+            for u in urls
+        ]
+        first = self.replicas[0]
+        self.url = ",".join(c.url for c in self.replicas)
+        self.urls = [c.url for c in self.replicas]
+        self.model, self.protocol, self.timeout = first.model, first.protocol, first.timeout
+        self.version, self.headers = first.version, first.headers
+        self.balance = balance
+        self.max_attempts = max_attempts or len(urls)
+        self.down_secs = float(down_secs)
+        self.retries = 0
+        self.calls_failed = 0
+        self._stats = {u: ReplicaStats() for u in self.urls}
+        self._lock = threading.Lock()
+        self._next = itertools.count()
+        self._info: ModelInfo | None = None
+        self._info_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------- choosing
+
+    def _order(self) -> list[int]:
+        """Replicas to try, best first: up ones by policy, then down ones (soonest back first)."""
+        now = time.monotonic()
+        n = len(self.replicas)
+        with self._lock:
+            start = next(self._next) % n
+            ring = [(start + k) % n for k in range(n)]
+            up = [i for i in ring if self._stats[self.urls[i]].down_until <= now]
+            down = sorted(
+                (i for i in ring if i not in up), key=lambda i: self._stats[self.urls[i]].down_until
+            )
+            if self.balance == "least_outstanding":
+                up.sort(key=lambda i: self._stats[self.urls[i]].outstanding)  # stable: ring breaks ties
+        return (up + down)[: self.max_attempts]
+
+    def _run(self, what: str, fn: Any, *, counted: bool = True) -> Any:
+        """``fn(replica_client)`` on one replica, failing over to the next while retryable.
+
+        Only inferences are ``counted`` in :meth:`replica_stats` and :meth:`counts`.
+        """
+        last: TritonRepoError | None = None
+        order = self._order()
+        for attempt, index in enumerate(order):
+            url = self.urls[index]
+            stats = self._stats[url]
+            if not counted:
+                stats = ReplicaStats()  # a scratch record: metadata calls are not counted
+            with self._lock:
+                stats.outstanding += 1
+            try:
+                result = fn(self.replicas[index])
+            except TritonRepoError as exc:
+                retry = is_retryable(exc)
+                with self._lock:
+                    stats.outstanding -= 1
+                    stats.failed += 1
+                    if retry:
+                        self._stats[url].down_until = time.monotonic() + self.down_secs
+                        if attempt + 1 < len(order) and counted:
+                            self.retries += 1
+                    if (not retry or attempt + 1 >= len(order)) and counted:
+                        self.calls_failed += 1
+                if not retry:
+                    raise
+                last = exc
+                continue
+            with self._lock:
+                stats.outstanding -= 1
+                stats.ok += 1
+                self._stats[url].down_until = 0.0
+            return result
+        assert last is not None
+        if isinstance(last, ServerUnavailableError):
+            raise ServerUnavailableError(
+                f"{what}: every replica tried failed ({len(order)} of {len(self.urls)}: "
+                f"{', '.join(self.urls[i] for i in order)}); last: {last}"
+            ) from last
+        raise last
+
+    # ---------------------------------------------------------------------- the Client API
+
+    def close(self) -> None:
+        for replica in self.replicas:
+            replica.close()
+
+    def is_ready(self) -> bool:
+        """Whether at least one replica is ready."""
+        return any(replica.is_ready() for replica in self.replicas)
+
+    def ready_replicas(self) -> list[str]:
+        return [replica.url for replica in self.replicas if replica.is_ready()]
+
+    def wait_ready(
+        self, timeout: float = 60.0, *, interval: float = 0.2, replicas: int | None = None
+    ) -> Client:
+        """Wait until ``replicas`` replicas (default: all) have the model ready.
+
+        Raises:
+            ServerTimeoutError: fewer were ready after ``timeout`` seconds.
+        """
+        want = len(self.replicas) if replicas is None else replicas
+        if not 1 <= want <= len(self.replicas):
+            raise ConfigError(f"replicas={replicas!r}; expected 1..{len(self.replicas)}")
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = self.ready_replicas()
+            if len(ready) >= want:
+                return self
+            if time.monotonic() >= deadline:
+                raise ServerTimeoutError(
+                    f"model {self.model!r}: {len(ready)} of {len(self.replicas)} replicas ready after "
+                    f"{timeout:g}s (wanted {want}); ready: {ready}"
+                )
+            time.sleep(interval)
+
+    def info(self, *, refresh: bool = False) -> ModelInfo:
+        with self._info_lock:
+            if self._info is None or refresh:
+                self._info = self._run("info", lambda c: c.info(refresh=True), counted=False)
+            return self._info
+
+    def infer(self, x: np.ndarray, *, output: str | None = None) -> np.ndarray:
+        """Run the model on one replica, failing over to another; see :meth:`Client.infer`."""
+        self.check_input(x)  # bad input fails here, once, never retried
+        return self._run("infer", lambda c: c.infer(x, output=output))
+
+    def statistics(self) -> dict[str, Any]:
+        """Each reachable replica's inference statistics, by URL (None: unreachable)."""
+        out: dict[str, Any] = {}
+        for replica in self.replicas:
+            try:
+                out[replica.url] = replica.statistics()
+            except (ServerUnavailableError, ServerTimeoutError, ServerError):
+                out[replica.url] = None
+        return out
+
+    def replica_stats(self) -> dict[str, ReplicaStats]:
+        """Client-side counts per replica (a copy)."""
+        with self._lock:
+            return {url: dataclasses.replace(stats) for url, stats in self._stats.items()}
+
+    def counts(self) -> dict[str, int]:
+        """Totals: ``answered``, ``attempts``, ``retries``, ``failed_calls``."""
+        with self._lock:
+            ok = sum(s.ok for s in self._stats.values())
+            failed = sum(s.failed for s in self._stats.values())
+            return {"answered": ok, "attempts": ok + failed, "retries": self.retries,
+                    "failed_calls": self.calls_failed}  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"Client({self.urls!r}, {self.model!r}, protocol={self.protocol!r}, balance={self.balance!r})"
+
+
+def success_count(statistics: dict[str, Any] | None) -> int:
+    """Successful inferences in one server's statistics answer (HTTP or gRPC JSON)."""
+    if not statistics:
+        return 0
+    total = 0
+    for model in statistics.get("model_stats", []):
+        success = model.get("inference_stats", {}).get("success", {})
+        total += int(success.get("count", 0))
+    return total
+
+
+class LocalReplicas:
+    """N local tritonservers on one repository (folder or ``s3://``), each on its own ports.
+
+    Example::
+
+        with LocalReplicas("model_repository", 3) as replicas:
+            client = Client(replicas.grpc_urls, "unet")
+
+    Args:
+        repo_dir: the model repository, shared by every replica.
+        replicas: how many servers.
+        http_port, grpc_port, metrics_port: base ports (replica ``i`` gets ``port + i *
+            port_stride``); ``None`` picks free ones.
+        port_stride: distance between the ports of consecutive replicas.
+        **server_kwargs: passed to every :class:`LocalTritonServer`.
+    """
+
+    def __init__(
+        self,
+        repo_dir: str | os.PathLike[str],
+        replicas: int,
+        *,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        port_stride: int = 10,
+        **server_kwargs: Any,
+    ):
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 64:
+            raise ServerStartError(f"replicas={replicas!r}; expected an integer in [1, 64]")
+        if port_stride < 3:
+            raise ServerStartError(f"port_stride={port_stride}; expected >= 3")
+
+        def port(base: int | None, i: int) -> int | None:
+            return None if base is None else base + i * port_stride
+
+        self.servers = [
+            LocalTritonServer(
+                repo_dir, http_port=port(http_port, i), grpc_port=port(grpc_port, i),
+                metrics_port=port(metrics_port, i), **server_kwargs,
+            )
+            for i in range(replicas)
+        ]  # fmt: skip
+
+    @property
+    def http_urls(self) -> list[str]:
+        return [s.http_url for s in self.servers]
+
+    @property
+    def grpc_urls(self) -> list[str]:
+        return [s.grpc_url for s in self.servers]
+
+    def start(self) -> LocalReplicas:
+        """Start every replica (in parallel) and wait until each is ready."""
+        errors: list[BaseException] = []
+
+        def start(server: LocalTritonServer) -> None:
+            try:
+                server.start()
+            except BaseException as exc:  # reported below, with the others stopped
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(s,)) for s in self.servers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+        return self
+
+    def restart(self, index: int) -> LocalTritonServer:
+        """Restart replica ``index`` on the same ports (after a crash, or to roll it)."""
+        server = self.servers[index]
+        server.stop()
+        for key in ("http", "grpc", "metrics"):
+            server._ports[key] = getattr(server, f"{key}_port")
+        return server.start()
+
+    def alive(self) -> list[bool]:
+        return [s.is_alive() for s in self.servers]
+
+    def stop(self) -> list[int | None]:
+        return [s.stop() for s in self.servers]
+
+    def wait(self) -> None:
+        """Block until every replica has exited."""
+        for server in self.servers:
+            if server.is_alive():
+                server.wait()
+
+    def __enter__(self) -> LocalReplicas:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
