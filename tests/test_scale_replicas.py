@@ -123,14 +123,14 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
         stats = [c.replica_stats() for c in clients]
         counts = [c.counts() for c in clients]
 
+    urls = list(zip(clients[0].urls, clients[1].urls, strict=True))
     answered = sum(c["answered"] for c in counts)
     retries = sum(c["retries"] for c in counts)
     print(
         f"\nfailover: 3 replicas, 4 threads (2 gRPC round robin, 2 HTTP least outstanding), "
         f"{sum(issued)} requests, {answered} answered, {len(raised)} raised, {len(wrong)} wrong, "
         f"{retries} retries; per replica (client ok gRPC/HTTP): "
-        + ", ".join(f"{i}: {stats[0][clients[0].urls[i]].ok}/{stats[1][clients[1].urls[i]].ok}"
-                    for i in range(3))  # fmt: skip
+        + ", ".join(f"{i}: {stats[0][u0].ok}/{stats[1][u1].ok}" for i, (u0, u1) in enumerate(urls))
         + f"; server success counts (replica 1 after restart): {server_ok}; killed replica had "
         f"answered {sum(at_kill)}"
     )
@@ -143,7 +143,8 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
     for i in (0, 2):
         assert server_ok[i] == sum(s[c.urls[i]].ok for s, c in zip(stats, clients, strict=True))
     # The restarted replica: its fresh counter equals what it answered since the restart.
-    since_restart = sum(s[c.urls[1]].ok - at_kill[k] for k, (s, c) in enumerate(zip(stats, clients, strict=True)))
+    pairs = list(zip(stats, clients, strict=True))
+    since_restart = sum(s[c.urls[1]].ok - at_kill[k] for k, (s, c) in enumerate(pairs))
     assert since_restart > 0 and server_ok[1] == since_restart
     # Every failed attempt was on the killed replica.
     for s, c in zip(stats, clients, strict=True):
