@@ -22,6 +22,16 @@ from ._builder import (
 from ._emit import INTERLEAVES, check_form, check_interleave, emit_layer, pixel_dcl_phase_taps
 from ._errors import InputShapeError, PixelDCNError, SpecError, UnknownKindError, WeightError
 from ._fold import batchnorm_affine, fold_affine
+from ._io_graph import (
+    INPUT_LAYOUTS,
+    OUTPUTS,
+    add_postprocessing,
+    add_preprocessing,
+    io_options,
+    mask_dtype,
+    postprocess,
+    preprocess,
+)
 from ._model import build_layer_model
 from ._specs import (
     FORMS,
@@ -52,6 +62,15 @@ __all__ = [
     # folding a per-channel affine map (BatchNorm) into a layer
     "batchnorm_affine",
     "fold_affine",
+    # in-graph pre- and post-processing (uint8 images in, masks out)
+    "INPUT_LAYOUTS",
+    "OUTPUTS",
+    "add_postprocessing",
+    "add_preprocessing",
+    "io_options",
+    "mask_dtype",
+    "postprocess",
+    "preprocess",
     # numpy reference
     "reference",
     # shared file and process helpers
