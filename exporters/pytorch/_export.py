@@ -37,6 +37,7 @@ from pixeldcn_core.io import save_model_atomic
 
 from ._base import UpsampleLayer
 from ._errors import ExportError
+from ._io import apply_io, check_io, verify_io
 from ._onnx_passes import (
     PLACEHOLDER_DOMAIN,
     PLACEHOLDER_OP,
@@ -231,6 +232,10 @@ def export_onnx(
     rtol: float | None = None,
     verbose: bool = False,
     interleave: str = "depth_to_space",
+    input_format: str | None = None,
+    output: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> Path:
     """Export ``model`` to ONNX with every up-sampling layer in the core's efficient form.
 
@@ -258,6 +263,14 @@ def export_onnx(
         interleave: how the up-sampling layers interleave their phases: "depth_to_space"
             (default, one DepthToSpace per layer) or "concat" (Unsqueeze/Concat/Reshape, faster
             on onnxruntime's CPU provider); see ``pixeldcn_core.INTERLEAVES``.
+        input_format: "float32" (default: the model's float NCHW input) or "uint8-nhwc" /
+            "uint8-nchw": uint8 images, normalised in the graph with ``mean`` and ``std``
+            (0..1 range, per channel; default 0 and 1, i.e. ``x / 255``).
+        output: "logits" (default), "probabilities" (Softmax over channels), "mask" (ArgMax
+            over channels, uint8 up to 256 classes else int32) or "uint8_image" (clamped
+            ``round(255 y)``); see :func:`pixeldcn_core.add_postprocessing`. With ``verify``,
+            the processed model is checked against the float model + the same processing in
+            numpy.
 
     Returns:
         The path of the written model.
@@ -268,6 +281,7 @@ def export_onnx(
     """
     opset = check_opset(opset)
     check_interleave(interleave)
+    io_layout, io_output = check_io(input_format, output)
     shapes = _normalise_shapes(input_shape)
     path = Path(path)
     stub_model, layers = prepare_for_export(model)
@@ -340,6 +354,13 @@ def export_onnx(
         from ._verify import verify as run_verify
 
         run_verify(model, path, atol=atol, rtol=rtol, quiet=not verbose)
+    if io_layout is not None or io_output != "logits":  # in-graph I/O processing (._io)
+        processed = apply_io(proto, io_layout, io_output, mean=mean, std=std)
+        save_model_atomic(processed, path)
+        if verify:
+            summary = verify_io(proto, processed, shapes[0])
+            if verbose:
+                print(f"  in-graph I/O: {summary}")
     return path
 
 
