@@ -23,7 +23,7 @@ import pytest
 
 import pixeldcn_core as pc
 import triton_repo
-from triton_repo import _backend_model, _config, _repository, cli
+from triton_repo import ServingOptions, _backend_model, _config, _repository, cli
 from triton_repo._onnx_io import read_signature
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "triton"
@@ -197,7 +197,7 @@ def test_write_repository_raise_error_naming_the_old_keyword_and_the_new_call(
     assert isinstance(info.value, triton_repo.ConfigError)
     with pytest.raises(triton_repo.ConfigError, match=r"unexpected keyword argument\(s\) \['batch'\]"):
         triton_repo.write_repository(tmp_path / "repo", "unet", onnx_path, batch=4)
-    with pytest.raises(triton_repo.ConfigError, match="options is a dict; expected triton_repo.ServingOptions"):
+    with pytest.raises(triton_repo.ConfigError, match=r"options is a dict; expected triton_repo\.Serving"):
         triton_repo.write_repository(tmp_path / "repo", "unet", onnx_path, options={"max_batch_size": 4})
     assert not (tmp_path / "repo").exists()
 
@@ -311,7 +311,7 @@ def test_version_policy_serves_latest_n_and_keep_versions_prunes_older_folders(
 ) -> None:
     repo = tmp_path / "repo"
     for _ in range(4):
-        triton_repo.write_repository(repo, "unet", onnx_path, options=triton_repo.ServingOptions(num_versions=2))
+        triton_repo.write_repository(repo, "unet", onnx_path, options=ServingOptions(num_versions=2))
     config = triton_repo.config_from_text((repo / "unet" / "config.pbtxt").read_text())
     assert config.version_policy.latest.num_versions == 2
     assert triton_repo.list_versions(repo / "unet") == [1, 2, 3, 4]
@@ -331,7 +331,7 @@ def test_unchanged_config_is_not_rewritten_so_the_server_does_not_reload(
     before = config.stat().st_mtime_ns, config.stat().st_ino
     triton_repo.write_repository(repo, "unet", onnx_path)
     assert (config.stat().st_mtime_ns, config.stat().st_ino) == before
-    triton_repo.write_repository(repo, "unet", onnx_path, options=triton_repo.ServingOptions(max_batch_size=4))
+    triton_repo.write_repository(repo, "unet", onnx_path, options=ServingOptions(max_batch_size=4))
     assert triton_repo.config_from_text(config.read_text()).max_batch_size == 4
 
 
@@ -484,6 +484,7 @@ def test_writer_killed_mid_write_leaves_no_partial_numbered_version(
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    staging = repo.parent / ".repo.pixeldcn-staging"
     # What a polling server sees: only complete, numbered versions (hidden staging is skipped).
     relative = (p.relative_to(repo) for p in repo.rglob("*"))
     visible = sorted(str(r) for r in relative if not any(part.startswith(".") for part in r.parts))
@@ -499,13 +500,14 @@ def test_writer_killed_mid_write_leaves_no_partial_numbered_version(
             "unet/configs",
             "unet/configs/local.pbtxt",
         ]
-    else:
-        assert visible == []
-    assert list(repo.rglob(".staging-*"))  # the dead writer's half-written files stayed hidden
+        assert list(repo.rglob(".staging-*"))  # the dead writer's half-written files stayed hidden
+    else:  # a new model is staged outside the repository: Triton sees nothing, hidden or not
+        assert list(repo.iterdir()) == []
+        assert list(staging.glob(".staging-*"))
     # The next write finishes normally and removes the dead writer's staging folder.
     version = triton_repo.write_repository(repo, "unet", onnx_path)
     assert version.name == ("2" if existing else "1")
-    assert list(repo.rglob(".staging-*")) == []
+    assert list(repo.rglob(".staging-*")) == [] and list(staging.glob(".staging-*")) == []
 
 
 # ------------------------------------------------------------- the Python-backend runner

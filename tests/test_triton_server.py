@@ -209,7 +209,8 @@ def test_torch_export_is_served_like_in_process_onnxruntime(
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.PixelShuffle(2)).eval()
     path = pathlib.Path(export_onnx(module, tmp_path / "sub.onnx", input_shape=(1, 3, 16, 16)))
-    triton_repo.write_repository(repo, "torch_sub", path, options=triton_repo.ServingOptions(max_batch_size=4))
+    options = triton_repo.ServingOptions(max_batch_size=4)
+    triton_repo.write_repository(repo, "torch_sub", path, options=options)
     client = triton_repo.Client(server.grpc_url, "torch_sub").wait_ready(timeout=60)
     x = inputs(3, 4, 16, 16)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -252,7 +253,7 @@ BAD_REQUESTS = {
     ),
     "empty image": (  # passes Triton's checks; the runner (model.py) answers with an error
         np.zeros((1, 3, 0, 8), F32), "x", "FP32", "up",
-        r"input 'x' has shape \[1, 3, 0, 8\], no elements",
+        r"input 'x' has shape \[1, 3, 0, 8\]: dim 2 is 0; expected at least 1",
     ),
     "runtime failure": (  # onnxruntime fails inside the runner: an error response, no crash
         np.zeros((1, 3, 3, 3), F32), "x", "FP32", "fragile",
@@ -460,8 +461,9 @@ def test_server_that_cannot_load_a_model_raises_with_the_reason_and_log_tail(
     with pytest.raises(triton_repo.ServerStartError, match="exited with code") as info:
         triton_repo.LocalTritonServer(repo, ready_timeout=60).start()
     message = str(info.value)
-    assert "failed to load 'broken' version 1" in message and "INVALID_PROTOBUF" in message
-    assert "--- tail of" in message and "failed to load all models" in message
+    # Explicit model-control mode (the supervisor loads models) words it this way:
+    assert "load failed for model 'broken': version 1" in message and "INVALID_PROTOBUF" in message
+    assert "--- tail of" in message
 
 
 def test_server_on_a_port_in_use_raises_with_the_reason(tmp_path: pathlib.Path) -> None:
@@ -507,8 +509,12 @@ def test_killed_launcher_takes_its_server_down_and_the_next_launcher_cleans_up(
             return True
         return False
 
-    wait_for(server_gone, 60, "the orphaned tritonserver to exit (parent-death signal)")
-    assert workdir.is_dir()  # left behind by the killed launcher
+    wait_for(server_gone, 60, "the orphaned tritonserver to exit (parent-death signal and reaper)")
+    # The reaper removes the launcher's folder once the server is gone; a folder left by a
+    # launcher whose reaper died too is removed by the next start.
+    wait_for(lambda: not workdir.exists(), 30, "the reaper to remove the launcher's folder")
+    workdir.mkdir()
+    (workdir / "server.pid").write_text(str(server_pid))  # dead launcher, dead server
     _server._remove_orphans()  # what every LocalTritonServer.start() does first
     assert not workdir.exists()
 

@@ -27,7 +27,14 @@ from ._errors import (
     TritonNotInstalledError,
     TritonRepoError,
 )
-from ._repository import list_versions, validate_model_name, write_repository
+from ._repository import (
+    history,
+    list_versions,
+    remove_stale_staging,
+    rollback,
+    validate_model_name,
+    write_repository,
+)
 from ._s3 import S3Error, S3LocationError, list_repository, push_repository, remove_version
 from ._server import LocalTritonServer
 
@@ -35,6 +42,9 @@ __all__ = [
     # repository
     "write_repository",
     "list_versions",
+    "history",
+    "rollback",
+    "remove_stale_staging",
     "validate_model_name",
     "ServingOptions",
     "config_from_text",

@@ -6,9 +6,12 @@ server's PATH, so it imports only numpy, onnxruntime and Triton's ``triton_pytho
 
 ``initialize`` opens the version's ``model.onnx`` in one ONNX Runtime CPU session and checks that
 it has the tensors the config names. ``execute`` receives the requests Triton's dynamic batcher
-grouped, concatenates them along dim 0 into one session run (requests whose per-sample shapes
-differ run in separate groups), splits the outputs back per request, and answers a bad request
-with an error response instead of failing the whole batch.
+grouped, checks each request's declared shapes, dtypes and byte size against the config and its
+``max_request_bytes`` parameter *before* touching the data (a refused request is answered with
+INVALID_ARG naming the limit, and its tensors are dropped at once), concatenates the accepted ones
+along dim 0 into one session run (requests whose per-sample shapes differ run in separate groups),
+splits the outputs back per request, and answers a bad request with an error response instead of
+failing the whole batch.
 """
 
 from __future__ import annotations
@@ -25,6 +28,64 @@ except ImportError:  # imported outside the stub (tests, linters): only the pure
     pb_utils = None
 
 MODEL_FILENAME = "model.onnx"
+#: Config parameter holding the largest request (sum of its input bytes) the runner accepts.
+MAX_REQUEST_BYTES_KEY = "max_request_bytes"
+
+
+def check_declared(
+    name: str,
+    shape: list[int] | tuple[int, ...],
+    itemsize: int,
+    dims: list[int],
+    max_batch_size: int,
+) -> int:
+    """Check one input's declared shape against the config; return its size in bytes.
+
+    Python integers: a shape whose byte size overflows int64 is measured exactly, not wrapped.
+
+    Args:
+        name: the input's name, for the message.
+        shape: the shape the request declares, batch dim included when the model batches.
+        itemsize: bytes per element of the config's data type.
+        dims: the config's dims (``-1`` = any), without the batch dim when ``max_batch_size > 0``.
+        max_batch_size: the config's ``max_batch_size``.
+
+    Raises:
+        ValueError: naming the input, the shape and what the config allows.
+    """
+    shape = [int(d) for d in shape]
+    expected = ([-1] if max_batch_size > 0 else []) + [int(d) for d in dims]
+    if len(shape) != len(expected):
+        raise ValueError(
+            f"input {name!r} has shape {shape} (rank {len(shape)}); expected rank {len(expected)} "
+            f"(dims {expected}, -1 = any)"
+        )
+    for axis, (got, want) in enumerate(zip(shape, expected, strict=True)):
+        if got < 1 or (want != -1 and got != want):
+            raise ValueError(
+                f"input {name!r} has shape {shape}: dim {axis} is {got}; expected "
+                + (f"{want}" if want != -1 else "at least 1")
+                + f" (dims {expected}, -1 = any)"
+            )
+    if max_batch_size > 0 and shape[0] > max_batch_size:
+        raise ValueError(
+            f"input {name!r} has batch {shape[0]}; expected at most max_batch_size={max_batch_size}"
+        )
+    count = 1
+    for d in shape:
+        count *= d
+    return count * itemsize
+
+
+def check_request_bytes(sizes: dict[str, int], limit: int | None) -> None:
+    """Refuse a request whose inputs hold more than ``limit`` bytes in total."""
+    total = sum(sizes.values())
+    if limit is not None and total > limit:
+        shapes = ", ".join(f"{n}: {b} bytes" for n, b in sizes.items())
+        raise ValueError(
+            f"request of {total} bytes ({shapes}) exceeds max_request_bytes={limit}; send smaller "
+            "images or batches (the limit is ServingOptions.max_request_bytes)"
+        )
 
 
 def group_by_sample_shape(arrays: list[dict[str, np.ndarray]]) -> list[list[int]]:
@@ -88,6 +149,16 @@ def _thread_count(config: dict) -> int:
     return max(1, cores // instances)
 
 
+def _declared_dtype(tensor) -> np.dtype | None:
+    """The numpy dtype a request tensor declares, without reading its data (None if unknown)."""
+    if pb_utils is None or not hasattr(tensor, "triton_dtype"):
+        return None
+    try:
+        return np.dtype(pb_utils.triton_to_numpy_type(tensor.triton_dtype()))
+    except Exception:
+        return None
+
+
 class TritonPythonModel:
     """One model instance: one ONNX Runtime session."""
 
@@ -108,6 +179,9 @@ class TritonPythonModel:
         self.input_dtypes = {
             t["name"]: np.dtype(pb_utils.triton_string_to_numpy(t["data_type"])) for t in self.config["input"]
         }
+        self.input_dims = {t["name"]: [int(d) for d in t["dims"]] for t in self.config["input"]}
+        limit = self.config.get("parameters", {}).get(MAX_REQUEST_BYTES_KEY, {}).get("string_value")
+        self.max_request_bytes = int(limit) if limit else None
         model_inputs = sorted(i.name for i in self.session.get_inputs())
         model_outputs = {o.name for o in self.session.get_outputs()}
         if model_inputs != sorted(self.input_names) or not set(self.output_names) <= model_outputs:
@@ -123,24 +197,33 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
     def _read(self, request) -> dict[str, np.ndarray]:
-        """The request's inputs as arrays; raises ValueError with a message for the client."""
-        arrays = {}
+        """The request's inputs as arrays; raises ValueError with a message for the client.
+
+        Shapes, dtypes and the byte size are checked on what the request declares before any
+        input is turned into an array.
+        """
+        tensors = {}
+        sizes = {}
         for name in self.input_names:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
                 raise ValueError(f"input {name!r} is missing; expected inputs {self.input_names}")
+            dtype = self.input_dtypes[name]
+            declared = _declared_dtype(tensor)
+            if declared is not None and declared != dtype:
+                raise ValueError(f"input {name!r} has dtype {declared}; expected {dtype}")
+            sizes[name] = check_declared(
+                name, tensor.shape(), dtype.itemsize, self.input_dims[name], self.max_batch_size
+            )
+            tensors[name] = tensor
+        check_request_bytes(sizes, self.max_request_bytes)
+        arrays = {}
+        for name, tensor in tensors.items():
             array = tensor.as_numpy()
             if array.dtype != self.input_dtypes[name]:
                 raise ValueError(
                     f"input {name!r} has dtype {array.dtype}; expected {self.input_dtypes[name]}"
                 )
-            if self.max_batch_size > 0 and (array.ndim == 0 or array.shape[0] == 0):
-                raise ValueError(
-                    f"input {name!r} has shape {list(array.shape)}, an empty batch; "
-                    "expected at least one sample"
-                )
-            if array.size == 0:
-                raise ValueError(f"input {name!r} has shape {list(array.shape)}, no elements")
             arrays[name] = array
         if self.max_batch_size > 0 and len({a.shape[0] for a in arrays.values()}) > 1:
             shapes = {n: list(a.shape) for n, a in arrays.items()}

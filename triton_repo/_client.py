@@ -67,6 +67,8 @@ class ModelInfo:
         dtype: the matching numpy dtype.
         shape: the input's shape as served, batch dim included (``-1`` = any).
         max_batch_size: the largest batch the server accepts; 0 if the model does not batch.
+        max_request_bytes: the largest request in bytes the model accepts (its config's
+            ``max_request_bytes`` parameter), or None when the config sets none.
         versions: versions the metadata lists.
     """
 
@@ -86,6 +88,8 @@ class ModelInfo:
         self.shape: tuple[int, ...] = tuple(int(d) for d in inputs[0]["shape"])
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self.versions: list[str] = list(metadata.get("versions", []))
+        limit = config.get("parameters", {}).get("max_request_bytes", {}).get("string_value")
+        self.max_request_bytes: int | None = int(limit) if limit else None
 
     def __repr__(self) -> str:
         return (
@@ -349,6 +353,12 @@ class Client:
             raise InferenceInputError(
                 f"x has batch {x.shape[0]}; expected at most max_batch_size="
                 f"{info.max_batch_size} of model {info.name!r}; split the batch"
+            )
+        if info.max_request_bytes is not None and x.nbytes > info.max_request_bytes:
+            raise InferenceInputError(
+                f"x has {x.nbytes} bytes (shape {list(x.shape)}); expected at most "
+                f"max_request_bytes={info.max_request_bytes} of model {info.name!r}; send smaller "
+                "images or batches"
             )
         return np.ascontiguousarray(x)
 

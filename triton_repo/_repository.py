@@ -11,7 +11,13 @@ Layout written for a model ``name``::
 A server polling the repository must never see half a version. A version is staged in a hidden
 folder inside the model's folder (same file system; Triton skips names that are not numbers),
 every file and folder is fsync'ed, and the staged folder is renamed to its number in one
-``os.rename``. A brand-new model is staged whole and renamed into the repository the same way.
+``os.rename``. A brand-new model is staged whole *outside* the repository, in the hidden sibling
+folder ``.<repo name>.pixeldcn-staging`` (Triton lists every folder of the repository root as a
+model, hidden ones included), and renamed into it; only when that sibling is on another file
+system or cannot be created does the staging fall back to a hidden folder in the repository
+root. Leftovers of killed writers are removed by the next write and when a local server starts
+(:func:`remove_stale_staging`). :func:`rollback` re-publishes the previous version under a new
+number, so that a server always has a complete version to serve.
 Configs are replaced with temp file + ``os.replace``, and only when their text changes (a config
 change makes Triton reload every version of the model). ``model.py`` is compiled into the staged
 version: otherwise the backend stub (which ignores PYTHONDONTWRITEBYTECODE) writes ``__pycache__``
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import json
 import os
 import pathlib
 import py_compile
@@ -32,7 +39,7 @@ import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 
-from pixeldcn_core.io import write_bytes_atomic
+from pixeldcn_core.io import current_umask, fsync_dir, pid_alive, write_bytes_atomic
 
 from . import _config
 from ._errors import ConfigError, ModelNameError, OptionsKeywordError, RepositoryError
@@ -42,7 +49,10 @@ __all__ = [
     "LOCAL_CONFIG_NAME",
     "MODEL_FILENAME",
     "RUNNER_FILENAME",
+    "history",
     "list_versions",
+    "remove_stale_staging",
+    "rollback",
     "validate_model_name",
     "write_repository",
 ]
@@ -57,6 +67,9 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 _RUNNER_SOURCE = pathlib.Path(__file__).with_name("_backend_model.py")
 _STAGING_PREFIX = ".staging-"
 _TRASH_PREFIX = ".trash-"
+_STAGING_SIBLING = ".{}.pixeldcn-staging"
+#: Written into a version made by :func:`rollback`: which versions it withdrew.
+VERSION_INFO_FILENAME = "pixeldcn-version.json"
 _CHUNK = 8 << 20
 
 
@@ -101,11 +114,7 @@ def list_versions(model_dir: str | os.PathLike[str]) -> list[int]:
 
 
 def _fsync_dir(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path)
 
 
 def _write_durable(path: pathlib.Path, data: bytes) -> None:
@@ -139,27 +148,42 @@ def _staging_tag() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_staging(parent: pathlib.Path) -> None:
-    """Remove staging folders left by writers on this host that died (SIGKILL, power loss)."""
+    """Remove staging and trash folders left by writers on this host that died (SIGKILL)."""
     host = socket.gethostname()
-    for entry in parent.glob(f"{_STAGING_PREFIX}*"):
-        rest = entry.name[len(_STAGING_PREFIX) :]
-        # .staging-<host>-<pid>-<random>[...]; the host may contain '-'.
-        if not rest.startswith(host + "-"):
-            continue
-        pid_text = rest[len(host) + 1 :].split("-", 1)[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-            shutil.rmtree(entry, ignore_errors=True)
+    for prefix in (_STAGING_PREFIX, _TRASH_PREFIX):
+        for entry in parent.glob(f"{prefix}*"):
+            rest = entry.name[len(prefix) :]
+            # <prefix><host>-<pid>-<random>[...]; the host may contain '-'.
+            if not rest.startswith(host + "-"):
+                continue
+            pid_text = rest[len(host) + 1 :].split("-", 1)[0]
+            if pid_text.isdigit() and not pid_alive(int(pid_text)):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _staging_parent(repo: pathlib.Path) -> pathlib.Path:
+    """Where a new model is staged: the hidden sibling of the repository when it can be used."""
+    sibling = repo.parent / _STAGING_SIBLING.format(repo.name)
+    try:
+        sibling.mkdir(mode=0o700, exist_ok=True)
+        if sibling.stat().st_dev == repo.stat().st_dev and not sibling.is_symlink():
+            return sibling
+    except OSError:
+        pass
+    return repo  # another file system, or no right to write there: a hidden folder inside
+
+
+def remove_stale_staging(repo_dir: str | os.PathLike[str]) -> None:
+    """Remove what writers killed on this host left: in the repository root, in each model
+    folder and in the staging sibling. Called by every write and when a local server starts."""
+    repo = pathlib.Path(repo_dir)
+    if not repo.is_dir():
+        return
+    sibling = repo.parent / _STAGING_SIBLING.format(repo.name)
+    for folder in (repo, sibling, *(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))):
+        if folder.is_dir():
+            _remove_stale_staging(folder)
 
 
 @contextlib.contextmanager
@@ -168,6 +192,7 @@ def _staging_dir(parent: pathlib.Path, label: str) -> Iterator[pathlib.Path]:
     path = pathlib.Path(
         tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{_staging_tag()}", suffix=f"-{label}", dir=parent)
     )
+    path.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; a server may run as another user
     try:
         yield path
     finally:
@@ -346,7 +371,10 @@ def _create_model(
 ) -> pathlib.Path | None:
     """Stage a whole new model folder and rename it in; None when another writer won."""
     _remove_stale_staging(repo)
-    with _staging_dir(repo, model_dir.name) as staged:
+    parent = _staging_parent(repo)
+    if parent != repo:
+        _remove_stale_staging(parent)
+    with _staging_dir(parent, model_dir.name) as staged:
         version_dir = staged / str(version)
         version_dir.mkdir()
         _fill_version_dir(version_dir, model)
@@ -390,3 +418,104 @@ def _add_version(
     if keep_versions is not None:
         _prune(model_dir, keep_versions)
     return target
+
+
+# ---------------------------------------------------------------------------------- rollback
+
+
+def _version_info(version_dir: pathlib.Path) -> dict:
+    try:
+        return json.loads((version_dir / VERSION_INFO_FILENAME).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def history(model_dir: str | os.PathLike[str]) -> list[int]:
+    """The versions of a model that count, ascending: every version folder except those a
+    later :func:`rollback` withdrew. The last one is the version the model serves."""
+    path = pathlib.Path(model_dir)
+    versions = list_versions(path)
+    withdrawn: set[int] = set()
+    for version in versions:
+        withdrawn.update(int(v) for v in _version_info(path / str(version)).get("withdraws", []))
+    return [v for v in versions if v not in withdrawn]
+
+
+def _link_or_copy_tree(src: pathlib.Path, dst: pathlib.Path) -> None:
+    """Fill the existing folder ``dst`` with ``src``'s files: hard links (version folders never
+    change once published), copies where linking fails. Everything fsync'ed."""
+    for entry in sorted(src.rglob("*")):
+        rel = entry.relative_to(src)
+        if rel.name == VERSION_INFO_FILENAME and rel.parent == pathlib.Path("."):
+            continue
+        target = dst / rel
+        if entry.is_dir() and not entry.is_symlink():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(entry, target, follow_symlinks=False)
+        except OSError:
+            _copy_durable(entry, target)
+    for folder in sorted({p.parent for p in dst.rglob("*")} | {dst}, reverse=True):
+        _fsync_dir(folder)
+
+
+def _served_versions_policy(model_dir: pathlib.Path) -> None:
+    """Refuse models whose config serves more than the latest version (rollback would leave
+    the withdrawn one served)."""
+    for path in (model_dir / "config.pbtxt", model_dir / "configs" / f"{LOCAL_CONFIG_NAME}.pbtxt"):
+        if not path.is_file():
+            continue
+        config = _config.config_from_text(path.read_text())
+        policy = config.version_policy
+        kind = policy.WhichOneof("policy_choice")
+        if kind not in (None, "latest") or (kind == "latest" and policy.latest.num_versions != 1):
+            raise RepositoryError(
+                f"model {model_dir.name!r} serves version policy {kind or 'latest'} "
+                f"({str(policy).strip() or 'default'}) in {path.name}; rollback needs the latest "
+                "1 version (ServingOptions(num_versions=1)); remove versions by hand instead"
+            )
+
+
+def rollback(repo_dir: str | os.PathLike[str], name: str) -> pathlib.Path:
+    """Serve the previous version of model ``name`` again, safely at any moment.
+
+    The version before the served one (in :func:`history`) is published again under a new,
+    higher number (hard links, staged and renamed in like any new version), marked as
+    withdrawing the served version and itself. Nothing is deleted, so a server never loses the
+    files of a version it serves or is loading: it loads the new number beside the served one
+    and switches when it is ready, like for any new version. Calling it again goes one more
+    version back.
+
+    Returns:
+        The new version folder (its ``pixeldcn-version.json`` names the source version).
+
+    Raises:
+        ModelNameError: ``name`` is not a valid model name.
+        RepositoryError: the model does not exist, serves more than one version, or has no
+            earlier version to go back to.
+    """
+    validate_model_name(name)
+    model_dir = pathlib.Path(repo_dir) / name
+    if not model_dir.is_dir():
+        raise RepositoryError(f"model {name!r} is not in the repository {str(repo_dir)!r}")
+    _served_versions_policy(model_dir)
+    _remove_stale_staging(model_dir)
+    versions = history(model_dir)
+    if len(versions) < 2:
+        raise RepositoryError(
+            f"model {name!r} has versions {versions} in its history; nothing older to roll back to"
+        )
+    current, target = versions[-1], versions[-2]
+    with _staging_dir(model_dir, "rollback") as staged:
+        _link_or_copy_tree(model_dir / str(target), staged)
+        info = {"source": target, "withdraws": [current, target]}
+        _write_durable(staged / VERSION_INFO_FILENAME, json.dumps(info).encode())
+        _fsync_dir(staged)
+        while True:
+            number = max(list_versions(model_dir), default=0) + 1
+            if _rename_noreplace(staged, model_dir / str(number)):
+                break
+    _fsync_dir(model_dir)
+    return model_dir / str(number)

@@ -1,0 +1,334 @@
+"""Keep a local tritonserver truthful and serving: watch its stubs, load what the repository holds.
+
+Triton 2.51's Python backend never restarts a dead stub (it stays a zombie, every request waits
+about 1 s and fails with "Stub ... is not healthy") and both ready endpoints keep saying 200. The
+:class:`Supervisor` thread of :class:`~triton_repo.LocalTritonServer` therefore:
+
+- every ``interval`` seconds, lists the server's stub processes (``/proc``); a stub that is a
+  zombie or has vanished marks its model *down*: readiness turns false at once, the model is
+  unloaded (requests then fail fast with "not ready") and loaded again, which starts a new stub;
+- also restarts a stub whose shared-memory region grew past ``max_shm_bytes`` (a hostile request
+  that was refused still grew it), so the server's memory returns to its baseline;
+- every ``poll_secs``, looks at the repository (the server runs in explicit model-control mode)
+  and loads a model whose folder changed, one load at a time: a version removed while another
+  loads can never leave a model stuck in LOADING;
+- restarts a tritonserver that died (``restart_on_crash``), on the same ports;
+- makes the server's shared-memory files private (0600): the Python backend creates them 0644
+  whatever the umask, so a file is world-readable until the next tick (at most ``interval``).
+
+:func:`readiness` is the truthful readiness: the server is up, no model is down or reloading, and
+every model has a READY version. :class:`HealthServer` serves it over HTTP for probes
+(``GET /readyz``, ``GET /healthz``), e.g. a Kubernetes ``readinessProbe``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.server
+import json
+import os
+import pathlib
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+__all__ = ["HealthServer", "Stub", "Supervisor", "list_stubs", "repository_models"]
+
+_STUB_NAME = "triton_python_backend_stub"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stub:
+    """One Python-backend stub process of the server.
+
+    Attributes:
+        pid: its process id.
+        state: ``/proc`` state letter (``"Z"`` = zombie: dead, not reaped by the server).
+        model: the model it runs (first folder of its ``model.py`` path below the repository).
+        shm_path: its shared-memory region file, or None.
+    """
+
+    pid: int
+    state: str
+    model: str
+    shm_path: pathlib.Path | None
+
+    @property
+    def dead(self) -> bool:
+        return self.state in ("Z", "X")
+
+    def shm_bytes(self) -> int:
+        try:
+            return self.shm_path.stat().st_size if self.shm_path is not None else 0
+        except OSError:
+            return 0
+
+
+def _proc_children(ppid: int) -> list[tuple[int, str, list[bytes]]]:
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) != ppid:
+                continue
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        found.append((int(entry.name), fields[0], cmdline))
+    return found
+
+
+def private_shm(prefix: str) -> int:
+    """Make the server's shared-memory files 0600 (the backend creates them 0644, whatever the
+    umask); return how many were changed."""
+    changed = 0
+    for path in pathlib.Path("/dev/shm").glob(f"{prefix}*"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+                changed += 1
+    return changed
+
+
+def list_stubs(server_pid: int, repo_dir: pathlib.Path) -> list[Stub]:
+    """The stub processes of ``server_pid`` (a zombie's command line is empty: model unknown)."""
+    stubs = []
+    repo = str(repo_dir).rstrip("/") + "/"
+    for pid, state, cmdline in _proc_children(server_pid):
+        name = os.path.basename(cmdline[0].decode(errors="replace")) if cmdline and cmdline[0] else ""
+        if state in ("Z", "X"):
+            stubs.append(Stub(pid, state, "", None))
+            continue
+        if name != _STUB_NAME or len(cmdline) < 3:
+            continue
+        model_path = cmdline[1].decode(errors="replace")
+        model = model_path[len(repo):].split("/", 1)[0] if model_path.startswith(repo) else ""
+        shm = pathlib.Path("/dev/shm") / cmdline[2].decode(errors="replace")
+        stubs.append(Stub(pid, state, model, shm))
+    return stubs
+
+
+def repository_models(repo_dir: pathlib.Path, is_valid: Callable[[str], bool]) -> dict[str, tuple]:
+    """``{model: fingerprint}`` for the model folders Triton should serve.
+
+    The fingerprint changes when a version folder appears or vanishes or a config is replaced
+    (version folders are immutable once renamed in). Hidden folders (staging) are skipped.
+    """
+    models: dict[str, tuple] = {}
+    try:
+        entries = sorted(repo_dir.iterdir())
+    except OSError:
+        return models
+    for entry in entries:
+        if not is_valid(entry.name) or not entry.is_dir():
+            continue
+        parts = []
+        for path in (entry / "config.pbtxt", entry / "configs" / "local.pbtxt"):
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                parts.append((path.name, st.st_ino, st.st_mtime_ns, st.st_size))
+        with contextlib.suppress(OSError):
+            for sub in entry.iterdir():
+                if sub.name.isdigit():
+                    with contextlib.suppress(OSError):
+                        parts.append((sub.name, sub.stat().st_ino))
+        models[entry.name] = tuple(sorted(parts))
+    return models
+
+
+class Supervisor(threading.Thread):
+    """The watchdog thread of one :class:`~triton_repo.LocalTritonServer` (see the module doc)."""
+
+    def __init__(self, server, *, interval: float = 0.1):
+        super().__init__(name=f"pixeldcn-supervisor-{server.http_port}", daemon=True)
+        self.server = server
+        self.interval = interval
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        #: Models that cannot answer right now (dead stub, reloading after a crash).
+        self.down: set[str] = set()
+        self.loaded: dict[str, tuple] = {}
+        self.events: list[tuple[float, str, str]] = []  # (monotonic time, model, what happened)
+        self.restarts = 0
+        #: Dead stubs already handled (the server may never reap them).
+        self.handled_zombies: set[int] = set()
+        self._pid_model: dict[int, str] = {}
+        #: Stubs of a model that was unloaded to restart them (still exiting).
+        self.retired: set[int] = set()
+
+    # ------------------------------------------------------------------------------- events
+
+    def note(self, model: str, what: str) -> None:
+        with self.lock:
+            self.events.append((time.monotonic(), model, what))
+            del self.events[:-200]
+
+    def is_down(self) -> bool:
+        with self.lock:
+            return bool(self.down)
+
+    # --------------------------------------------------------------------------- the loop
+
+    def run(self) -> None:
+        next_poll = 0.0
+        while not self.stop_event.wait(self.interval):
+            try:
+                if not self.server.is_alive():
+                    if self.server.restart_on_crash and not self.stop_event.is_set():
+                        self._restart_server()
+                    continue
+                self._check_stubs()
+                private_shm(self.server._shm_prefix)
+                if time.monotonic() >= next_poll:
+                    self._poll_repository()
+                    next_poll = time.monotonic() + self.server.poll_secs
+            except Exception as exc:
+                self.note("", f"supervisor error: {exc!r}")
+
+    def _restart_server(self) -> None:
+        with self.lock:
+            self.down.add("*server*")
+        self.note("", "tritonserver exited; restarting it")
+        try:
+            self.server._restart()
+            self.restarts += 1
+            self.loaded = dict(self.server._started_models)
+            self._pid_model.clear()
+            self.note("", "tritonserver restarted")
+        except Exception as exc:
+            self.note("", f"restart failed: {exc!r}")
+            time.sleep(1.0)
+            return
+        with self.lock:
+            self.down.discard("*server*")
+
+    def _check_stubs(self) -> None:
+        """Reload the model of a stub that died (a zombie) or holds too much shared memory.
+
+        A stub that exits normally (its version was unloaded) is reaped by the server and
+        vanishes; a crashed one stays a zombie, whose model is remembered from its live days.
+        """
+        limit = self.server.max_shm_bytes
+        broken: set[str] = set()
+        for stub in list_stubs(self.server.pid, self.server.repo_dir):
+            if not stub.dead:
+                self._pid_model[stub.pid] = stub.model
+                if stub.pid in self.retired:  # unloaded, exiting on its own
+                    continue
+                if limit is not None and stub.shm_bytes() > limit:
+                    broken.add(stub.model)
+                    self.note(stub.model, f"stub {stub.pid} holds {stub.shm_bytes()} bytes of shared memory")
+                continue
+            with self.lock:
+                if stub.pid in self.handled_zombies:
+                    continue
+                self.handled_zombies.add(stub.pid)
+            model = self._pid_model.pop(stub.pid, None)
+            self.note(model or "?", f"stub {stub.pid} died")
+            broken.update([model] if model else self.loaded)  # unknown owner: reload them all
+        for model in sorted(broken):
+            self._reload(model, restart_stub=True)
+
+    def _poll_repository(self) -> None:
+        current = self.server._repository_models()
+        for model, fingerprint in current.items():
+            if self.loaded.get(model) != fingerprint:
+                self._reload(model, restart_stub=False, fingerprint=fingerprint)
+        for model in sorted(set(self.loaded) - set(current)):
+            self.server._control("unload", model)
+            self.loaded.pop(model, None)
+            self.note(model, "unloaded (folder removed)")
+
+    def _reload(self, model: str, *, restart_stub: bool, fingerprint: tuple | None = None) -> None:
+        if restart_stub and self.server.s3 is not None:  # Triton polls: no load API; restart it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.server.pid, 9)
+            self._restart_server()
+            return
+        if restart_stub:
+            with self.lock:
+                self.down.add(model)
+            self.note(model, "down: unloading to restart its stub")
+            self.retired.update(pid for pid, m in self._pid_model.items() if m == model)
+            self.server._control("unload", model)  # requests now fail at once ("not ready")
+        ok, message = self.server._control("load", model)
+        if fingerprint is None:
+            fingerprint = self.server._repository_models().get(model, ())
+        self.loaded[model] = fingerprint
+        self.note(model, "loaded" if ok else f"load failed: {message}")
+        if restart_stub:
+            with self.lock:
+                self.down.discard(model)
+
+
+def readiness(server) -> tuple[bool, str]:
+    """``(ready, reason)``: True when every valid request to every model can succeed now."""
+    if not server.is_alive():
+        return False, "tritonserver is not running"
+    supervisor = server._supervisor
+    if supervisor is not None:
+        with supervisor.lock:
+            down = sorted(supervisor.down)
+        if down:
+            return False, f"model(s) {down} are down (stub restart in progress)"
+    handled = set()
+    if supervisor is not None:
+        with supervisor.lock:
+            handled = set(supervisor.handled_zombies)
+    dead = [s.pid for s in list_stubs(server.pid, server.repo_dir) if s.dead and s.pid not in handled]
+    if dead:
+        return False, f"stub process(es) {dead} died; the model is being reloaded"
+    try:
+        index = server._repository_index()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return False, f"tritonserver does not answer: {exc}"
+    ready_models = {m["name"] for m in index if m.get("state") == "READY"}
+    missing = sorted(set(server._repository_models()) - ready_models)
+    if missing:
+        return False, f"model(s) {missing} have no READY version"
+    return True, "ready"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "pixeldcn-health"
+
+    def do_GET(self) -> None:
+        triton = self.server.triton  # type: ignore[attr-defined]
+        if self.path in ("/readyz", "/v2/health/ready"):
+            ok, reason = readiness(triton)
+        elif self.path in ("/healthz", "/livez", "/v2/health/live"):
+            ok, reason = (triton.is_alive() or triton.restart_on_crash), "live"
+        else:
+            self.send_error(404, "expected /readyz or /healthz")
+            return
+        body = json.dumps({"ready" if "ready" in self.path else "live": ok, "reason": reason}).encode()
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class HealthServer:
+    """``GET /readyz`` (200 / 503 with the reason) and ``GET /healthz`` for probes."""
+
+    def __init__(self, triton, host: str, port: int):
+        self.httpd = http.server.ThreadingHTTPServer((host, port), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.triton = triton  # type: ignore[attr-defined]
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="pixeldcn-health", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
