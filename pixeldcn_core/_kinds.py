@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import _emit as emit
 from . import _fold as fold
+from . import _ipixel_cl as ipixel_cl
 from . import reference as ref
 from ._errors import WeightError
 from ._specs import KindInfo, register_kind
@@ -130,4 +131,22 @@ register_kind(KindInfo(
     inits=("icnr", "default"),
     aliases=("subpixel", "pixel_shuffle", "pixelshuffle"),
     paper="Shi et al. 2016 (ESPCN); ICNR init from Aitken et al. 2017",
+))
+
+register_kind(KindInfo(
+    name="ipixel_cl",
+    title="iPixelCL (size-keeping; authors' ipixel_cl)",
+    default_kernel=3,
+    min_kernel=1,
+    odd_kernel=False,
+    weight_shapes=ipixel_cl.ipixel_cl_weight_shapes,
+    macs_per_input_pixel=ipixel_cl.ipixel_cl_macs,
+    reference=ref.ipixel_cl,
+    emitters={"efficient": ipixel_cl.ipixel_cl_efficient, "faithful": ipixel_cl.ipixel_cl_faithful},
+    interleaves=True,
+    fold=ipixel_cl.ipixel_cl_fold,
+    aliases=("ipixelcl",),
+    scale=1,
+    size_multiple=2,
+    paper="Gao et al. 2017, the authors' code (ipixel_cl: conv1, conv2, conv4, conv5 = w1..w4)",
 ))

@@ -22,12 +22,17 @@ __all__ = [
     "conv2d",
     "dcl",
     "dcl_padding",
+    "conv2d_s2_same",
     "interleave",
+    "ipixel_cl",
     "ipixel_dcl",
     "pixel_dcl",
     "pixel_dcl_mask",
     "pixel_shuffle",
+    "place",
     "resize_conv",
+    "same_padding_s2",
+    "shift",
     "subpixel_conv",
 ]
 
@@ -202,6 +207,83 @@ def subpixel_conv(x: Any, weight: Any, bias: Any = None) -> np.ndarray:
     LayerSpec.from_weights("subpixel_conv", {"weight": w})
     x64 = _check_input(x, w.shape[1])
     return _add_bias(pixel_shuffle(conv2d(x64, w)), bias)
+
+
+def same_padding_s2(k: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' (begin, end) zero padding of a stride-2 conv with kernel k over an even
+    size: ``max(k - 2, 0)`` in all, the smaller half at the beginning ((0, 1) for k = 3)."""
+    total = max(k - 2, 0)
+    return total // 2, total - total // 2
+
+
+def conv2d_s2_same(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Stride-2 cross-correlation with TF 'SAME' padding: ``x [N, Ci, H, W]`` (H, W even),
+    ``w [Co, Ci, k, k]`` -> ``[N, Co, H/2, W/2]``; output ``[i, j]`` reads
+    ``x[2i + r - begin, 2j + c - begin]`` (zero outside)."""
+    n, ci, h, wd = x.shape
+    co, wci, k, _ = w.shape
+    if wci != ci:
+        raise InputShapeError(f"conv input has {ci} channels, while the weight expects {wci}")
+    begin, end = same_padding_s2(k)
+    xp = np.pad(x, ((0, 0), (0, 0), (begin, end), (begin, end)))
+    oh, ow = h // 2, wd // 2
+    y = np.zeros((n, co, oh, ow), dtype=np.float64)
+    for r in range(k):
+        for c in range(k):
+            patch = xp[:, :, r : r + 2 * oh - 1 : 2, c : c + 2 * ow - 1 : 2]  # (N, Ci, H/2, W/2)
+            y += np.einsum("nihw,oi->nohw", patch, w[:, :, r, c])
+    return y
+
+
+def shift(x: np.ndarray, a: int, b: int) -> np.ndarray:
+    """``shift(x, a, b)[.., i, j] = x[.., i + a, j + b]``, zero past the bottom and right edges."""
+    y = np.zeros_like(x)
+    h, w = x.shape[2], x.shape[3]
+    y[..., : h - a, : w - b] = x[..., a:, b:]
+    return y
+
+
+def place(t: np.ndarray, a: int, b: int) -> np.ndarray:
+    """The ``2h x 2w`` map holding ``t[i, j]`` at ``(2i + a, 2j + b)`` and zeros elsewhere."""
+    n, c, h, w = t.shape
+    y = np.zeros((n, c, 2 * h, 2 * w), dtype=np.float64)
+    y[..., a::2, b::2] = t
+    return y
+
+
+def ipixel_cl(x: Any, w1: Any, w2: Any, w3: Any, w4: Any, bias: Any = None) -> np.ndarray:
+    """iPixelCL (the authors' ``ipixel_cl``): ``x [N, Cin, H, W]`` (H, W even) -> ``[N, C, H, W]``.
+
+    Not an up-sampling layer: it keeps the size. Written exactly as the definition, with
+    ``conv_s2`` = :func:`conv2d_s2_same`::
+
+        D1 = place(conv_s2(x, w1), 0, 0)
+        D2 = place(conv_s2(concat(shift(x, 1, 1), D1), w2), 1, 1);  S = D1 + D2
+        D3 = place(conv_s2(concat(shift(x, 1, 0), S), w3), 1, 0)
+        D4 = place(conv_s2(concat(shift(x, 0, 1), S), w4), 0, 1)
+        y = D1 + D2 + D3 + D4
+
+    Args:
+        x: ``[N, Cin, H, W]`` with H and W even.
+        w1: ``[C, Cin, k, k]``; w2, w3, w4: ``[C, Cin + C, k, k]`` (the authors' conv1, conv2,
+            conv4, conv5).
+        bias: optional ``[C]``.
+
+    Raises:
+        InputShapeError: H or W is odd.
+    """
+    ws = [_as64(f"w{i}", w) for i, w in enumerate((w1, w2, w3, w4), start=1)]
+    LayerSpec.from_weights("ipixel_cl", {f"w{i}": w for i, w in enumerate(ws, start=1)})
+    x64 = _check_input(x, ws[0].shape[1])
+    h, w = x64.shape[2], x64.shape[3]
+    if h % 2 or w % 2:
+        raise InputShapeError(f"ipixel_cl: H and W must be even, got H x W = {h} x {w}")
+    d1 = place(conv2d_s2_same(x64, ws[0]), 0, 0)
+    d2 = place(conv2d_s2_same(np.concatenate([shift(x64, 1, 1), d1], axis=1), ws[1]), 1, 1)
+    s = d1 + d2
+    d3 = place(conv2d_s2_same(np.concatenate([shift(x64, 1, 0), s], axis=1), ws[2]), 1, 0)
+    d4 = place(conv2d_s2_same(np.concatenate([shift(x64, 0, 1), s], axis=1), ws[3]), 0, 1)
+    return _add_bias(d1 + d2 + d3 + d4, bias)
 
 
 def apply(kind: str, x: Any, weights: Mapping[str, Any]) -> np.ndarray:

@@ -10,6 +10,14 @@ import pytest
 REL_TOL = {"float32": 1e-5, "float16": 5e-3}
 
 
+def fit_hw(kind: str, h: int, w: int) -> tuple[int, int]:
+    """H, W rounded up to the kind's ``size_multiple`` (iPixelCL needs even sizes; others: as is)."""
+    import pixeldcn_core as pc
+
+    m = pc.get_kind(kind).size_multiple
+    return -(-h // m) * m, -(-w // m) * m
+
+
 def run_onnx(model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     import onnxruntime as ort
 

@@ -13,7 +13,7 @@ import pixeldcn_core as pc
 # no custom domains.
 ALLOWED_OPS = {
     "Add", "Concat", "ConstantOfShape", "Conv", "ConvTranspose", "DepthToSpace", "Identity",
-    "Reshape", "Resize", "Shape", "Split", "Sum", "Unsqueeze",
+    "Pad", "Reshape", "Resize", "Shape", "Slice", "Split", "Sum", "Unsqueeze",
 }
 
 ALL = [

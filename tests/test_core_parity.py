@@ -12,7 +12,7 @@ import pytest
 import pixeldcn_core as pc
 from pixeldcn_core import reference as R
 
-from .conftest import assert_close_to_reference, run_onnx
+from .conftest import assert_close_to_reference, fit_hw, run_onnx
 
 
 def _kernels(kind: str) -> list[int]:
@@ -59,6 +59,7 @@ def test_float32_model_matches_reference_within_1e5_of_output_scale(kind, form, 
     rng = np.random.default_rng(7)
     scale = spec.info.scale
     for n, h, w in SHAPES:  # one dynamic model, every shape
+        h, w = fit_hw(kind, h, w)
         x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
         (y,) = run_onnx(model, {"x": x})
         assert y.dtype == np.float32
@@ -74,7 +75,7 @@ def test_float16_model_matches_reference_within_5e3_of_output_scale(kind, form, 
     onnx.checker.check_model(model, full_check=True)
     # The reference sees the weights the fp16 model holds, so only compute precision differs.
     w16 = {name: v.astype(np.float16) for name, v in weights.items()}
-    x = np.random.default_rng(11).standard_normal((2, 6, 7, 10)).astype(np.float16)
+    x = np.random.default_rng(11).standard_normal((2, 6, *fit_hw(kind, 7, 10))).astype(np.float16)
     # The whole graph is float16 (input, output, every float initializer), not a float32 graph
     # with float16 ends: otherwise this would test float32 compute.
     fp16 = onnx.TensorProto.FLOAT16
@@ -93,7 +94,7 @@ def test_float16_model_matches_reference_within_5e3_of_output_scale(kind, form, 
 def test_efficient_and_faithful_forms_agree_within_1e5(kind):
     spec = pc.LayerSpec(kind, 3, 5, bias=True)
     weights = spec.random_weights(seed=5)
-    x = np.random.default_rng(0).standard_normal((2, 3, 9, 6)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((2, 3, *fit_hw(kind, 9, 6))).astype(np.float32)
     (a,) = run_onnx(pc.build_layer_model(kind, weights, form="efficient"), {"x": x})
     (b,) = run_onnx(pc.build_layer_model(kind, weights, form="faithful"), {"x": x})
     assert_close_to_reference(a, b.astype(np.float64), "float32")
@@ -103,7 +104,7 @@ def test_efficient_and_faithful_forms_agree_within_1e5(kind):
 def test_both_interleaves_give_bit_identical_outputs(kind):
     """The interleave only moves values: both graphs give the same bits (same convs, same adds)."""
     weights = pc.LayerSpec(kind, 3, 5, bias=True).random_weights(seed=2)
-    x = np.random.default_rng(3).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((2, 3, *fit_hw(kind, 7, 6))).astype(np.float32)
     (a,) = run_onnx(pc.build_layer_model(kind, weights), {"x": x})
     (b,) = run_onnx(pc.build_layer_model(kind, weights, interleave="concat"), {"x": x})
     np.testing.assert_array_equal(a, b)

@@ -15,7 +15,7 @@ import pixeldcn_core as pc
 from exporters.pytorch import FUNCTIONS, MODULES, PixelDCL2d, SubPixelConv2d, make_layer
 from pixeldcn_core import reference as R
 
-from .conftest import assert_close_to_reference
+from .conftest import assert_close_to_reference, fit_hw
 
 LOW_PRECISION_TOL = {torch.float16: 5e-3, torch.bfloat16: 3e-2}
 
@@ -55,11 +55,13 @@ def test_float32_forward_matches_reference_within_1e5_of_output_scale(kind, k, b
     layer = MODULES[kind].from_onnx_weights(weights)
     assert layer.spec == spec
     rng = np.random.default_rng(0)
+    s = spec.info.scale
     for n, h, w in SHAPES:
+        h, w = fit_hw(kind, h, w)
         x = rng.standard_normal((n, 5, h, w)).astype(np.float32)
         with torch.no_grad():
             y = layer(torch.from_numpy(x)).numpy()
-        assert y.dtype == np.float32 and y.shape == (n, 3, 2 * h, 2 * w)
+        assert y.dtype == np.float32 and y.shape == (n, 3, s * h, s * w)
         assert_close_to_reference(y, R.apply(kind, x, weights), "float32")
 
 
@@ -68,7 +70,7 @@ def test_float64_forward_equals_reference_to_1e12(kind, k):
     layer = make_layer(kind, 4, 6, k, bias=True).double()
     with torch.no_grad():
         layer.bias.normal_()
-    x = np.random.default_rng(1).standard_normal((2, 4, 6, 5))
+    x = np.random.default_rng(1).standard_normal((2, 4, *fit_hw(kind, 6, 5)))
     y = layer(torch.from_numpy(x)).detach().numpy()
     ref = R.apply(kind, x, _weights_of(layer))
     assert np.abs(y - ref).max() <= 1e-12 * np.abs(ref).max()
@@ -80,10 +82,12 @@ def test_low_precision_forward_matches_reference_on_the_rounded_weights(kind, dt
     layer = make_layer(kind, 6, 4, bias=True).to(dtype)
     with torch.no_grad():
         layer.bias.normal_(0, 0.1)
-    x = torch.randn(2, 6, 7, 10, generator=torch.Generator().manual_seed(3)).to(dtype)
+    h, w = fit_hw(kind, 7, 10)
+    s = pc.get_kind(kind).scale
+    x = torch.randn(2, 6, h, w, generator=torch.Generator().manual_seed(3)).to(dtype)
     with torch.no_grad():
         y = layer(x)
-    assert y.dtype == dtype and y.shape == (2, 4, 14, 20)
+    assert y.dtype == dtype and y.shape == (2, 4, s * h, s * w)
     ref = R.apply(kind, x.double().numpy(), _weights_of(layer))
     err = np.abs(y.double().numpy() - ref).max() / np.abs(ref).max()
     assert err <= LOW_PRECISION_TOL[dtype], f"{err:.2e} of output scale ({dtype})"
@@ -92,7 +96,7 @@ def test_low_precision_forward_matches_reference_on_the_rounded_weights(kind, dt
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_functional_form_equals_the_module(kind):
     layer = make_layer(kind, 3, 2, bias=True)
-    x = torch.randn(1, 3, 4, 5)
+    x = torch.randn(1, 3, *fit_hw(kind, 4, 5))
     args = [*layer._onnx_tensors().values()]
     torch.testing.assert_close(FUNCTIONS[kind](x, *args, layer.bias), layer(x), rtol=0, atol=0)
 
@@ -138,7 +142,7 @@ def test_subpixel_icnr_makes_the_initial_output_a_nearest_upsampling_of_one_conv
 def test_gradcheck_in_float64(kind):
     layer = make_layer(kind, 2, 2, 3, bias=True).double()  # k = 3: dcl's asymmetric crop too
     params = [*layer._onnx_tensors().values(), layer.bias]
-    x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, 2, *fit_hw(kind, 3, 4), dtype=torch.float64, requires_grad=True)
     fn = FUNCTIONS[kind]
     assert torch.autograd.gradcheck(lambda x, *p: fn(x, *p[:-1], p[-1]), (x, *params), fast_mode=True)
 
@@ -149,6 +153,8 @@ def test_state_dict_keys_follow_the_papers_parameterisation(kind):
     keys = set(layer.state_dict())
     if kind in ("pixel_dcl", "ipixel_dcl"):
         assert keys == {"conv1.weight", "conv2.weight", "conv3.weight", "bias"}
+    elif kind == "ipixel_cl":  # w1..w4 (the authors' conv1, conv2, conv4, conv5)
+        assert keys == {"conv1.weight", "conv2.weight", "conv3.weight", "conv4.weight", "bias"}
     else:
         assert keys == {"weight", "bias"}
     shapes = {k: v.shape for k, v in layer.onnx_weights().items()}
@@ -217,9 +223,11 @@ CUDA_TOL = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
 def test_cuda_forward_and_backward_match_reference(kind, dtype, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 convs
     layer = make_layer(kind, 6, 4, bias=True).to("cuda", dtype)
-    x = torch.randn(2, 6, 7, 10, generator=torch.Generator().manual_seed(3)).to("cuda", dtype)
+    h, w = fit_hw(kind, 7, 10)
+    s = pc.get_kind(kind).scale
+    x = torch.randn(2, 6, h, w, generator=torch.Generator().manual_seed(3)).to("cuda", dtype)
     y = layer(x)
-    assert y.dtype == dtype and y.device.type == "cuda" and y.shape == (2, 4, 14, 20)
+    assert y.dtype == dtype and y.device.type == "cuda" and y.shape == (2, 4, s * h, s * w)
     ref = R.apply(kind, x.double().cpu().numpy(), _weights_of(layer))
     err = np.abs(y.detach().double().cpu().numpy() - ref).max() / np.abs(ref).max()
     assert err <= CUDA_TOL[dtype], f"{err:.2e} of output scale ({dtype})"

@@ -20,8 +20,10 @@ except ImportError as _err:  # pragma: no cover - exercised in a subprocess test
 from ._base import UpsampleLayer
 from ._convert import ConversionReport, convert_deconvs
 from ._dcl import DCL2d, dcl2d
+from ._deeplab import ASPP, BackboneReport, DeepLabResNet, ResNetBackbone, load_backbone
 from ._errors import CheckpointError, ExportError, VerificationError
 from ._export import export_onnx
+from ._ipixel_cl import IPixelCL2d, ipixel_cl2d
 from ._ipixel_dcl import IPixelDCL2d, ipixel_dcl2d
 from ._pixel_dcl import PixelDCL2d, pixel_dcl2d
 from ._registry import (
@@ -42,6 +44,7 @@ from ._weights import load_weights, read_checkpoint, save_weights
 __all__ = [
     # layers (module + function pairs)
     "DCL2d",
+    "IPixelCL2d",
     "IPixelDCL2d",
     "PixelDCL2d",
     "ResizeConv2d",
@@ -49,6 +52,7 @@ __all__ = [
     "UpsampleLayer",
     "dcl2d",
     "icnr_",
+    "ipixel_cl2d",
     "ipixel_dcl2d",
     "pixel_dcl2d",
     "resize_conv2d",
@@ -61,6 +65,9 @@ __all__ = [
     "register_module",
     "unregister_module",
     # networks
+    "ASPP",
+    "DeepLabResNet",
+    "ResNetBackbone",
     "UNet",
     "VAE",
     "VAEDecoder",
@@ -75,6 +82,8 @@ __all__ = [
     "export_onnx",
     "verify",
     # weights
+    "BackboneReport",
+    "load_backbone",
     "load_weights",
     "read_checkpoint",
     "save_weights",

@@ -17,6 +17,7 @@ from pixeldcn_core import UnknownKindError, get_kind
 
 from ._base import UpsampleLayer
 from ._dcl import DCL2d
+from ._ipixel_cl import IPixelCL2d
 from ._ipixel_dcl import IPixelDCL2d
 from ._pixel_dcl import PixelDCL2d
 from ._resize_conv import ResizeConv2d
@@ -100,5 +101,5 @@ def make_layer(
     return module_for(info.name)(in_channels, out_channels, k, bias, **kwargs)
 
 
-for _cls in (DCL2d, PixelDCL2d, IPixelDCL2d, ResizeConv2d, SubPixelConv2d):
+for _cls in (DCL2d, PixelDCL2d, IPixelDCL2d, ResizeConv2d, SubPixelConv2d, IPixelCL2d):
     register_module(_cls)

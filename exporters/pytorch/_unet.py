@@ -9,7 +9,20 @@ from pixeldcn_core import InputShapeError, SpecError, get_kind
 
 from ._registry import make_layer
 
-__all__ = ["UNet", "conv_bn_relu"]
+__all__ = ["UNet", "conv_bn_relu", "require_x2_kind"]
+
+
+def require_x2_kind(owner: str, kind: str) -> str:
+    """The registered name of ``kind``; :class:`SpecError` unless it up-samples by exactly 2
+    (``ipixel_cl`` keeps the size, so networks built of x2 blocks refuse it)."""
+    info = get_kind(kind)
+    if info.scale != 2:
+        out = "H x W (it keeps the size)" if info.scale == 1 else f"{info.scale}H x {info.scale}W"
+        raise SpecError(
+            f"{owner}: up={info.name!r} maps H x W to {out}, while the network's blocks need an "
+            "x2 up-sampling layer"
+        )
+    return info.name
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
@@ -106,7 +119,7 @@ class UNet(nn.Module):
                 raise SpecError(f"UNet: {field} must be an int >= {low}, got {value!r}")
         if base_channels % 2:
             raise SpecError(f"UNet: base_channels must be even, got {base_channels}")
-        self.up_kind = get_kind(up).name
+        self.up_kind = require_x2_kind("UNet", up)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.depth = depth

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixeldcn_core import InputShapeError, SpecError, get_kind
+from pixeldcn_core import InputShapeError, SpecError
 
 from ._registry import make_layer
+from ._unet import require_x2_kind
 
 __all__ = ["VAE", "VAEDecoder", "VAEEncoder"]
 
@@ -83,7 +84,7 @@ class VAEDecoder(nn.Module):
         c = base_channels
         self.latent_dim = latent_dim
         self.start_channels = 8 * c
-        self.up_kind = get_kind(up).name
+        self.up_kind = require_x2_kind("VAEDecoder", up)
         self.fc = nn.Linear(latent_dim, 8 * c * _START * _START, bias=False)
         self.fc_bn = nn.BatchNorm2d(8 * c)
         chans = [8 * c, 4 * c, 2 * c, c, c]

@@ -10,14 +10,17 @@ from pixeldcn_core import INTERLEAVES, SpecError, get_kind, layer_kinds
 
 __all__ = ["handler", "register"]
 
-ARCHS = ("unet", "vae-decoder")
+ARCHS = ("unet", "vae-decoder", "deeplab")
+#: --depth when none is given, per arch (unet: levels; deeplab: ResNet depth).
+DEFAULT_DEPTH = {"unet": 5, "deeplab": 101}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``export`` subcommand to the ``pixeldcn`` parser."""
     p = sub.add_parser(
         "export",
-        help="export a U-Net or VAE decoder with pixeldcn up-sampling layers to ONNX",
+        help="export a U-Net, VAE decoder or DeepLab-ResNet with pixeldcn up-sampling layers "
+        "to ONNX",
         description=(
             "Build the network, optionally load trained weights (.safetensors, or a torch file "
             "read with weights_only=True), export it to standard-op ONNX with every up-sampling "
@@ -30,16 +33,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None, help="trained weights (.safetensors, .pt)")
     p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--input-shape", default=None,
-                   help="example input, e.g. 1,3,256,256 (unet) or 1,128 (vae-decoder)")
+                   help="example input, e.g. 1,3,256,256 (unet), 1,128 (vae-decoder), "
+                   "1,3,512,512 (deeplab: H, W multiples of 8)")
     p.add_argument("--fp16", action="store_true", help="write a float16 model")
     p.add_argument("--static", action="store_true", help="fixed input shape (default: dynamic)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the core's)")
     p.add_argument("--interleave", default="depth_to_space", choices=INTERLEAVES,
                    help="how up-sampling layers interleave phases (concat: faster on onnxruntime CPU)")
-    p.add_argument("--num-classes", type=int, default=21, help="unet: output classes")
+    p.add_argument("--num-classes", type=int, default=21, help="unet, deeplab: output classes")
     p.add_argument("--base-channels", type=int, default=None,
-                   help="first-level channels (default 64 for unet, 32 for vae-decoder)")
-    p.add_argument("--depth", type=int, default=5, help="unet: levels including the bottom")
+                   help="first-level channels (default 64 for unet and the deeplab ResNet stem, "
+                   "32 for vae-decoder)")
+    p.add_argument("--depth", type=int, default=None,
+                   help="unet: levels including the bottom (default 5); deeplab: ResNet depth, "
+                   "50 or 101 (default 101)")
+    p.add_argument("--backbone-weights", type=Path, default=None,
+                   help="deeplab: a torchvision-layout resnet50/101 or deeplabv3 checkpoint "
+                   "(.safetensors, .pt) for the backbone (and ASPP), see load_backbone")
     p.add_argument("--latent-dim", type=int, default=128, help="vae-decoder: size of z")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
     from ._io import add_io_arguments
@@ -83,14 +93,26 @@ def handler(args: argparse.Namespace) -> int:
 
     from . import VAE, UNet, export_onnx, load_weights, verify
 
-    steps = 4 if args.weights else 3
+    if args.backbone_weights is not None and args.arch != "deeplab":
+        raise SpecError(f"--backbone-weights: only for --arch deeplab, got --arch {args.arch}")
+    if args.depth is not None and args.arch not in DEFAULT_DEPTH:
+        raise SpecError(f"--depth: not an option of --arch {args.arch}")
+    depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(args.arch)
+    steps = 3 + bool(args.weights) + bool(args.backbone_weights)
     step = 1
     t0 = _stage(step, steps, f"building {args.arch} (up={kind})")
     model: nn.Module
     if args.arch == "unet":
         base = 64 if args.base_channels is None else args.base_channels
-        model = UNet(3, args.num_classes, base, args.depth, kind, up_kernel_size=args.up_kernel_size)
+        model = UNet(3, args.num_classes, base, depth, kind, up_kernel_size=args.up_kernel_size)
         default_shape: tuple[int, ...] = (1, 3, 256, 256)
+    elif args.arch == "deeplab":
+        from . import DeepLabResNet
+
+        base = 64 if args.base_channels is None else args.base_channels
+        model = DeepLabResNet(3, args.num_classes, depth, kind, up_kernel_size=args.up_kernel_size,
+                              base_width=base)
+        default_shape = (1, 3, 512, 512)
     else:
         base = 32 if args.base_channels is None else args.base_channels
         vae = VAE(args.latent_dim, base, kind, up_kernel_size=args.up_kernel_size)
@@ -99,6 +121,12 @@ def handler(args: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"      {type(model).__name__}: {n_params / 1e6:.2f} M parameters")
     shape = shape or default_shape
+    if args.backbone_weights:
+        from . import load_backbone
+
+        step += 1
+        _stage(step, steps, f"loading the backbone {args.backbone_weights}")
+        print("      " + str(load_backbone(model, args.backbone_weights)).replace("\n", "\n      "))
     if args.weights:
         step += 1
         _stage(step, steps, f"loading weights {args.weights}")

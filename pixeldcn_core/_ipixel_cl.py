@@ -1,0 +1,197 @@
+"""iPixelCL (the authors' ``ipixel_cl``): ONNX emitters, BatchNorm fold and MAC count.
+
+``x [N, Cin, H, W]`` (H, W even) -> ``y [N, C, H, W]``: the layer keeps the size (registry
+``scale=1``, ``size_multiple=2``). Its definition (:func:`pixeldcn_core.reference.ipixel_cl`)
+builds four H x W maps D1..D4, each non-zero on one phase ``(a, b)`` of the output, from
+stride-2 TF-'SAME' convs of ``concat(shift(x, a, b), <earlier maps>)``.
+
+Efficient form. Write ``T1..T4`` for the four stride-2 conv outputs (``[N, C, H/2, W/2]``), so
+``y00 = T1, y11 = T2, y10 = T3, y01 = T4``. Each conv reads two things:
+
+- the shifted input: ``conv_s2(shift(x, a, b), w[:, :Cin])``. With TF padding (begin, end) =
+  (0, k - 2) (k <= 3), the four are one stride-2 Conv of ``x`` with 4C output channels and a
+  ``(k + 1) x (k + 1)`` kernel holding each ``w`` at offset (a, b); for larger k (begin > 0 the
+  shift would read ``x[0]`` where the definition reads padding) each is a Conv of a sliced ``x``.
+- the sparse maps D1 (T1 on phase 00) and S (T1 on 00, T2 on 11): a stride-2 conv over a map that
+  is non-zero on one phase only is a stride-1 conv at H/2 x W/2 with the taps of that phase
+  (:func:`phase_taps`): 3/4 of D1's taps and 1/2 of S's taps are never multiplied.
+
+The four phases are interleaved as every up-sampling kind does (DepthToSpace or concat). Both
+forms end with a Reshape to the input's H x W: free for even sizes, a run-time error for odd ones
+(ONNX has no assert; without it an odd input would give an (H - 1) x (W - 1) output).
+Faithful form: the definition node for node (Slice + Pad shifts, place() by interleaving with
+zeros, stride-2 Convs over the H x W concatenations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._emit import _interleave, _phase_conv, _zeros_like
+from ._fold import MIN_SCALE
+from .reference import same_padding_s2
+
+if TYPE_CHECKING:
+    from ._builder import GraphBuilder
+    from ._specs import LayerSpec
+
+__all__ = [
+    "ipixel_cl_efficient",
+    "ipixel_cl_faithful",
+    "ipixel_cl_fold",
+    "ipixel_cl_macs",
+    "ipixel_cl_weight_shapes",
+    "phase_taps",
+]
+
+Taps = list[tuple[int, int]]
+_END = np.iinfo(np.int64).max
+
+
+def ipixel_cl_weight_shapes(cin: int, c: int, k: int) -> dict[str, tuple[int, ...]]:
+    """w1 reads x; w2 reads [shift(x), D1]; w3, w4 read [shift(x), S]."""
+    return {"w1": (c, cin, k, k), "w2": (c, cin + c, k, k), "w3": (c, cin + c, k, k),
+            "w4": (c, cin + c, k, k)}
+
+
+def phase_taps(k: int, parity: int) -> Taps:
+    """Taps ``r`` of a stride-2 TF-'SAME' conv that land on input rows of ``parity``, with their
+    offsets at half resolution: output row i reads row ``2 (i + offset) + parity``."""
+    begin = same_padding_s2(k)[0]
+    return [(r, (r - begin - parity) // 2) for r in range(k) if (r - begin) % 2 == parity]
+
+
+def ipixel_cl_macs(cin: int, c: int, k: int) -> int:
+    """Useful MACs per input pixel: per H/2 x W/2 output position, four ``C x Cin x k^2`` convs
+    of the shifted input, plus w2 over D1's phase-00 taps and w3, w4 over S's 00 and 11 taps
+    (integer division by 4 input pixels; off by less than one MAC)."""
+    ne, no = len(phase_taps(k, 0)), len(phase_taps(k, 1))
+    return (4 * c * cin * k * k + c * c * (3 * ne * ne + 2 * no * no)) // 4
+
+
+def _slice(b: GraphBuilder, x: str, a: int, bb: int) -> str:
+    """``x[..., a:, bb:]``."""
+    def const(v: list[int], hint: str) -> str:
+        return b.initializer(np.array(v, dtype=np.int64), hint, cast=False)
+
+    return b.op("Slice", [x, const([a, bb], "starts"), const([_END, _END], "ends"),
+                          const([2, 3], "axes")])
+
+
+def _conv_s2(b: GraphBuilder, x: str, w: np.ndarray, pads: list[int], hint: str) -> str:
+    k = int(w.shape[2])
+    return b.op("Conv", [x, b.initializer(w, hint)],
+                {"kernel_shape": [k, k], "pads": pads, "strides": [2, 2]})
+
+
+def _shifted_input_convs(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray]
+                         ) -> str:
+    """``[N, 4C, H/2, W/2]``: conv_s2 of x (w1), shift(x,1,1) (w2), shift(x,0,1) (w4),
+    shift(x,1,0) (w3), each over the input part of its kernel."""
+    k, cin, c = spec.k, spec.in_channels, spec.out_channels
+    begin, end = same_padding_s2(k)
+    parts = [(w["w1"], 0, 0), (w["w2"][:, :cin], 1, 1), (w["w4"][:, :cin], 0, 1),
+             (w["w3"][:, :cin], 1, 0)]
+    if begin == 0:
+        # conv_s2(shift(x, a, b), w)[i] reads x[2i + r + a]: the kernel moved by (a, b) inside a
+        # (k+1) x (k+1) one. Exact because begin = 0: the shift never brings x[0] into a tap that
+        # the definition pads with zero.
+        fused = np.zeros((4 * c, cin, k + 1, k + 1), dtype=w["w1"].dtype)
+        for i, (wx, a, bb) in enumerate(parts):
+            fused[i * c:(i + 1) * c, :, a:a + k, bb:bb + k] = wx
+        return _conv_s2(b, x, fused, [0, 0, k - 1, k - 1], "wx")
+    outs = []
+    for wx, a, bb in parts:
+        src = x if (a, bb) == (0, 0) else _slice(b, x, a, bb)  # (N, Cin, H - a, W - b)
+        # Zero rows past the end stand for shift's zeros: pad the end by a (resp. b) more.
+        outs.append(_conv_s2(b, src, np.ascontiguousarray(wx), [begin, begin, end + a, end + bb],
+                             "wx"))
+    return b.op("Concat", outs, {"axis": 1})
+
+
+def _same_size(b: GraphBuilder, x: str, y: str) -> str:
+    """``y`` reshaped to x's height and width: a no-op for even sizes, and a run-time error
+    (Reshape cannot change the element count) for odd ones, where the phases would otherwise
+    silently give an (H - 1) x (W - 1) output."""
+    nc = b.op("Shape", [y], {"end": 2})  # [N, C]
+    hw = b.op("Shape", [x], {"start": 2})  # [H, W]
+    return b.op("Reshape", [y, b.op("Concat", [nc, hw], {"axis": 0})])
+
+
+def ipixel_cl_efficient(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray],
+                        interleave: str) -> str:
+    """Stride-2 convs of x at half resolution, the sparse maps' taps only, four phases
+    interleaved (see the module docstring)."""
+    k, cin, c, bias = spec.k, spec.in_channels, spec.out_channels, w.get("bias")
+    even, odd = phase_taps(k, 0), phase_taps(k, 1)
+    xs = _shifted_input_convs(b, x, spec, w)  # (N, 4C, h, w): T1, T2x, T4x, T3x
+    sizes = b.initializer(np.array([c, 3 * c], dtype=np.int64), "split", cast=False)
+    t1, rest = b.op("Split", [xs, sizes], {"axis": 1}, num_outputs=2)
+    # T1 sits on phase 00 of D1 (read by w2) and of S (read by w4, w3): the even taps.
+    w_t1 = np.concatenate([w["w2"][:, cin:], w["w4"][:, cin:], w["w3"][:, cin:]], axis=0)
+    u = b.op("Add", [rest, _phase_conv(b, t1, w_t1, even, even, None)])  # (N, 3C, h, w)
+    sizes2 = b.initializer(np.array([c, 2 * c], dtype=np.int64), "split", cast=False)
+    t2, p43 = b.op("Split", [u, sizes2], {"axis": 1}, num_outputs=2)
+    if odd:  # T2 sits on phase 11 of S: the odd taps of w4, w3
+        w_t2 = np.concatenate([w["w4"][:, cin:], w["w3"][:, cin:]], axis=0)
+        p43 = b.op("Add", [p43, _phase_conv(b, t2, w_t2, odd, odd, None)])  # (N, 2C, h, w)
+    if interleave == "depth_to_space":
+        y = _interleave(b, [t1, p43, t2], interleave)  # blocks 00, (01, 10), 11
+    else:
+        halves = b.initializer(np.array([c, c], dtype=np.int64), "split", cast=False)
+        t4, t3 = b.op("Split", [p43, halves], {"axis": 1}, num_outputs=2)
+        y = _interleave(b, [t1, t4, t3, t2], interleave)
+    if bias is not None:
+        y = b.op("Add", [y, b.initializer(bias.reshape(1, -1, 1, 1), "bias")])
+    return _same_size(b, x, y)
+
+
+def ipixel_cl_faithful(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray],
+                       interleave: str) -> str:
+    """The definition node for node: H x W maps D1..D4, stride-2 convs over concatenations."""
+    k, bias = spec.k, w.get("bias")
+    begin, end = same_padding_s2(k)
+    pads = [begin, begin, end, end]
+
+    def shift(a: int, bb: int) -> str:  # x[.., i + a, j + b], zero past the bottom/right
+        pad = b.initializer(np.array([0, 0, 0, 0, 0, 0, a, bb], dtype=np.int64), "pads",
+                            cast=False)
+        return b.op("Pad", [_slice(b, x, a, bb), pad])
+
+    def place(t: str, a: int, bb: int) -> str:  # t on phase (a, b) of the H x W map
+        phases = [zeros] * 4
+        phases[2 * a + bb] = t
+        return _interleave(b, phases, interleave)
+
+    t1 = _conv_s2(b, x, w["w1"], pads, "w1")
+    zeros = _zeros_like(b, t1)
+    d1 = place(t1, 0, 0)
+    t2 = _conv_s2(b, b.op("Concat", [shift(1, 1), d1], {"axis": 1}), w["w2"], pads, "w2")
+    d2 = place(t2, 1, 1)
+    s = b.op("Add", [d1, d2])
+    t3 = _conv_s2(b, b.op("Concat", [shift(1, 0), s], {"axis": 1}), w["w3"], pads, "w3")
+    t4 = _conv_s2(b, b.op("Concat", [shift(0, 1), s], {"axis": 1}), w["w4"], pads, "w4")
+    y = b.op("Sum", [d1, d2, place(t3, 1, 0), place(t4, 0, 1)])
+    if bias is not None:
+        y = b.op("Add", [y, b.initializer(bias.reshape(1, -1, 1, 1), "bias")])
+    return _same_size(b, x, y)
+
+
+def ipixel_cl_fold(spec: LayerSpec, w: Mapping[str, np.ndarray], s: np.ndarray
+                   ) -> dict[str, np.ndarray] | None:
+    """``s * ipixel_cl(x)``: every phase T1..T4 scaled by s; the parts of w2..w4 that read T1, T2
+    (through D1, S) divide by the scale of the channel they read."""
+    if np.any(np.abs(s) < MIN_SCALE):
+        return None
+    cin = spec.in_channels
+    ratio = s[:, None] / s[None, :]  # (C_out, C_in): s[o] / s[i]
+    out = {"w1": w["w1"] * s[:, None, None, None]}
+    for name in ("w2", "w3", "w4"):
+        wn = np.array(w[name], copy=True)
+        wn[:, :cin] *= s[:, None, None, None]
+        wn[:, cin:] *= ratio[:, :, None, None]
+        out[name] = wn
+    return out
