@@ -305,10 +305,10 @@ def node_models(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list
     exposed.CopyFrom(model)
     known = {o.name for o in exposed.graph.output}
     for node in exposed.graph.node:
-        for out in node.output:
-            if out and out not in known:
-                exposed.graph.output.append(onnx.ValueInfoProto(name=out))
-                known.add(out)
+        for name in node.output:
+            if name and name not in known:
+                exposed.graph.output.append(onnx.ValueInfoProto(name=name))
+                known.add(name)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pixeldcn_core import PixelDCNError
+from ._protocol import BenchmarkError, BenchmarkUsageError
 
 __all__ = [
     "PROVIDERS",
@@ -93,7 +93,7 @@ class ProviderChoice:
 
 def parse_providers(text: str | Sequence[str]) -> list[str]:
     """``"cpu,cuda"`` -> ``["cpu", "cuda"]``; ``"auto"`` -> every provider (the unusable ones
-    are then skipped); raises :class:`PixelDCNError` naming the valid names."""
+    are then skipped); raises :class:`BenchmarkUsageError` naming the valid names."""
     items = text.split(",") if isinstance(text, str) else list(text)
     names: list[str] = []
     for raw in items:
@@ -105,7 +105,7 @@ def parse_providers(text: str | Sequence[str]) -> list[str]:
             continue
         item = _ALIASES.get(item, item)
         if item not in PROVIDERS:
-            raise PixelDCNError(
+            raise BenchmarkUsageError(
                 f"--providers: unknown provider {raw.strip()!r}; expected a comma-separated list "
                 f"of {', '.join(PROVIDERS)} (or 'auto')"
             )
@@ -131,14 +131,14 @@ def make_session(model: bytes, choice: ProviderChoice) -> Any:
     """An InferenceSession of ``model`` (serialised ModelProto) on ``choice``'s provider.
 
     Raises:
-        PixelDCNError: the session fell back from the requested GPU provider.
+        BenchmarkError: the session fell back from the requested GPU provider.
     """
     import onnxruntime as ort
 
     sess = ort.InferenceSession(model, session_options(choice.threads),
                                 providers=choice.providers())
     if sess.get_providers()[0] != choice.ep:
-        raise PixelDCNError(
+        raise BenchmarkError(
             f"onnxruntime did not take the {choice.ep}; the session runs on "
             f"{sess.get_providers()} (missing CUDA/cuDNN/TensorRT libraries?)"
         )
@@ -211,7 +211,7 @@ def resolve_providers(
     """The usable providers among ``names``, and why each of the others was skipped.
 
     Raises:
-        PixelDCNError: a provider in ``required`` is not usable.
+        BenchmarkError: a provider in ``required`` is not usable.
     """
     usable: list[ProviderChoice] = []
     skipped: dict[str, str] = {}
@@ -226,7 +226,7 @@ def resolve_providers(
             skipped[name] = reason
     missing = [n for n in required if n in skipped]
     if missing:
-        raise PixelDCNError(
+        raise BenchmarkError(
             "requested execution provider(s) not usable here: "
             + "; ".join(f"{n}: {skipped[n]}" for n in missing)
         )

@@ -7,13 +7,9 @@ from typing import Any
 
 __all__ = ["layers_plots", "network_plot", "serve_plot"]
 
-_KIND_COLORS = {
-    "dcl": "#7f7f7f",
-    "pixel_dcl": "#1f77b4",
-    "ipixel_dcl": "#ff7f0e",
-    "resize_conv": "#2ca02c",
-    "subpixel_conv": "#9467bd",
-}
+#: Bar colours, by the kind's place in the registry (the baseline, registered first, is grey).
+_COLORS = ("#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
+           "#bcbd22", "#17becf", "#d62728")
 _DPI = 80
 
 
@@ -27,7 +23,10 @@ def _pyplot() -> Any:
 
 
 def _color(kind: str) -> str:
-    return _KIND_COLORS.get(kind, "#8c564b")
+    from pixeldcn_core import layer_kinds
+
+    kinds = layer_kinds()
+    return _COLORS[kinds.index(kind) % len(_COLORS)] if kind in kinds else _COLORS[5]
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -35,7 +34,7 @@ def _grid(n: int) -> tuple[int, int]:
     return (n + cols - 1) // cols, cols
 
 
-def layers_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
+def layers_plots(result: Any, out_dir: Path) -> list[Path]:
     """Per provider: bars of each layer's time as a ratio to DCL k=6 (the line at 1), one panel
     per configuration; and useful GFLOP/s against the plain Conv's."""
     plt = _pyplot()
@@ -98,31 +97,37 @@ def layers_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-def network_plot(result: dict[str, Any], out_dir: Path) -> Path:
-    """Bars of each U-Net's time relative to the DCL k=6 U-Net, per runtime, with the paper's."""
+def network_plot(result: Any, out_dir: Path) -> Path:
+    """Per network, bars of its time with each kind relative to its DCL k=6 version, per
+    runtime, with the paper's."""
+    from .network import NETWORKS
+
     plt = _pyplot()
-    rows = result["rows"]
-    kinds = list(dict.fromkeys(r["variant"] for r in rows))
-    runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    width = 0.8 / (len(runtimes) + 1)
-    for i, rt in enumerate(runtimes):
-        vals = []
-        for kind in kinds:
-            row = next((r for r in rows if r["variant"] == kind and r["runtime"] == rt), None)
-            vals.append(row["ratio_to_dcl_k6"]["median"] if row else float("nan"))
-        ax.bar([j + i * width for j in range(len(kinds))], vals, width, label=rt)
-    paper = result.get("paper", {})
-    kind_of = {r["variant"]: r["kind"] for r in rows}
-    pv = [paper.get(kind_of[v], float("nan")) for v in kinds]
-    ax.bar([j + len(runtimes) * width for j in range(len(kinds))], pv, width,
-           label="paper (K40, TF)", color="#d62728", alpha=0.6)
-    ax.axhline(1.0, color="k", lw=1, ls="--")
-    ax.set_xticks([j + width * len(runtimes) / 2 for j in range(len(kinds))], kinds, fontsize=8,
-                  rotation=15)
-    ax.set_ylabel("prediction time / DCL k=6 U-Net", fontsize=8)
-    ax.set_title(result.get("title", "U-Net"), fontsize=9)
-    ax.legend(fontsize=7)
+    nets = result.settings["networks"]
+    fig, axes = plt.subplots(1, len(nets), figsize=(7.5 * len(nets), 3.6), squeeze=False)
+    for ax, (net, dims) in zip(axes.flat, nets.items(), strict=True):
+        rows = [r for r in result["rows"] if r["network"] == net]
+        kinds = list(dict.fromkeys(r["variant"] for r in rows))
+        runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
+        width = 0.8 / (len(runtimes) + 1)
+        for i, rt in enumerate(runtimes):
+            vals = []
+            for kind in kinds:
+                row = next((r for r in rows if r["variant"] == kind and r["runtime"] == rt), None)
+                vals.append(row["ratio_to_dcl_k6"]["median"] if row else float("nan"))
+            ax.bar([j + i * width for j in range(len(kinds))], vals, width, label=rt)
+        paper = result.get("paper", {}).get(net, {})
+        kind_of = {r["variant"]: r["kind"] for r in rows}
+        pv = [paper.get(kind_of[v], float("nan")) for v in kinds]
+        ax.bar([j + len(runtimes) * width for j in range(len(kinds))], pv, width,
+               label="paper (K40, TF)", color="#d62728", alpha=0.6)
+        ax.axhline(1.0, color="k", lw=1, ls="--")
+        ax.set_xticks([j + width * len(runtimes) / 2 for j in range(len(kinds))], kinds,
+                      fontsize=8, rotation=15)
+        ax.set_ylabel("prediction time / DCL k=6 version", fontsize=8)
+        title = NETWORKS[net].title if net in NETWORKS else net
+        ax.set_title(f"{title} {dims['size']}x{dims['size']}: time / DCL k=6", fontsize=9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path = out_dir / "network_ratio.png"
     fig.savefig(path, dpi=_DPI)
@@ -130,7 +135,7 @@ def network_plot(result: dict[str, Any], out_dir: Path) -> Path:
     return path
 
 
-def serve_plot(result: dict[str, Any], out_dir: Path) -> Path:
+def serve_plot(result: Any, out_dir: Path) -> Path:
     """p50/p99 latency and throughput against concurrency, one line per protocol and batch."""
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -157,7 +162,8 @@ def serve_plot(result: dict[str, Any], out_dir: Path) -> Path:
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
-    fig.suptitle(result.get("title", "Triton"), fontsize=9)
+    s = result.settings
+    fig.suptitle(f"Triton ({s['server']}), model {s['model']}", fontsize=9)
     fig.tight_layout()
     path = out_dir / "serve_latency_throughput.png"
     fig.savefig(path, dpi=_DPI)

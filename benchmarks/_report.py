@@ -6,14 +6,24 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Target", "fmt", "markdown_table", "targets_table", "write_json", "write_text"]
+__all__ = [
+    "Target",
+    "fmt",
+    "machine_line",
+    "markdown_table",
+    "split_list",
+    "targets_section",
+    "targets_table",
+    "write_json",
+    "write_text",
+]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Target:
     """A goal the benchmark reports on (never asserts): ``measured <op> threshold``.
 
@@ -78,6 +88,42 @@ def targets_table(targets: Sequence[Target]) -> str:
                      t.note or ""])
     return markdown_table(["target", "bound", "measured", "verdict", "note"], rows,
                           ["l", "r", "r", "c", "l"])
+
+
+def targets_section(title: str, targets: Sequence[Target]) -> list[str]:
+    """``## title`` and the targets table, as Markdown lines; nothing without targets."""
+    return [f"## {title}", "", targets_table(targets), ""] if targets else []
+
+
+def machine_line(m: Mapping[str, Any], packages: Sequence[str], extra: str = "") -> str:
+    """``CPU, N cores, OS; python X, <package> <version>...[; extra]; timestamp.``"""
+    pk = m["packages"]
+    versions = ", ".join(
+        f"{p} {pk.get(p) or pk.get('onnxruntime-gpu') if p == 'onnxruntime' else pk.get(p)}"
+        for p in packages)
+    return (f"{m['cpu_model']}, {m['physical_cores']} cores, {m['os']}; python {m['python']}, "
+            f"{versions}{'; ' + extra if extra else ''}; {m['timestamp']}.")
+
+
+def split_list(text: str | None, flag: str, kind: Callable[[str], Any] = str) -> list[Any]:
+    """``"a, b"`` -> ``["a", "b"]`` (``[]`` for ``None``); with ``kind=int`` positive integers.
+
+    Raises:
+        BenchmarkUsageError: an item is not a positive integer, naming ``flag``.
+    """
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    if kind is str:
+        return items
+    try:
+        values = [kind(t) for t in items]
+    except ValueError:
+        values = []
+    if len(values) != len(items) or any(v < 1 for v in values):
+        from ._protocol import BenchmarkUsageError
+
+        raise BenchmarkUsageError(f"{flag}: expected comma-separated positive integers, "
+                                  f"got {text!r}")
+    return values
 
 
 def _clean(obj: Any) -> Any:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._protocol import BenchmarkUsageError
+
 __all__ = ["paired_ratio", "summarize"]
 
 
@@ -21,7 +23,7 @@ def summarize(seconds: Sequence[float]) -> dict[str, float | int]:
     """
     t = np.asarray(seconds, dtype=np.float64) * 1e3
     if t.size == 0:
-        raise ValueError("summarize needs at least one timing, got none")
+        raise BenchmarkUsageError("summarize needs at least one timing, got none")
     return {
         "median": float(np.median(t)),
         "p90": float(np.percentile(t, 90)),
@@ -48,7 +50,7 @@ def paired_ratio(
     a = np.asarray(numerator, dtype=np.float64)
     b = np.asarray(denominator, dtype=np.float64)
     if a.shape != b.shape or a.size == 0:
-        raise ValueError(
+        raise BenchmarkUsageError(
             f"paired_ratio needs two equal, non-empty series, got {a.size} and {b.size} values"
         )
     r = scale * a / b

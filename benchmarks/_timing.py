@@ -7,6 +7,7 @@ the drift between rounds.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -14,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from ._protocol import BenchmarkUsageError
+
 __all__ = ["RoundPolicy", "progress_bar", "run_interleaved"]
 
 
+@dataclasses.dataclass(frozen=True)
 class RoundPolicy:
     """How many rounds to run: ``rounds`` at most, stopping early once ``budget_s`` seconds of
     timed rounds are spent and at least ``min_rounds`` are done.
@@ -27,29 +31,37 @@ class RoundPolicy:
             engine builds).
         budget_s: soft time budget of the timed rounds; ``None`` for no budget.
         min_rounds: rounds always timed, budget or not (capped by ``rounds``).
+
+    Raises:
+        BenchmarkUsageError: a count or the budget is out of range.
     """
 
-    def __init__(
-        self, rounds: int, warmup: int, *, budget_s: float | None = None, min_rounds: int = 5
-    ) -> None:
-        if rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {rounds}")
-        if warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {warmup}")
-        if budget_s is not None and budget_s <= 0:
-            raise ValueError(f"budget_s must be > 0 or None, got {budget_s}")
-        self.rounds = rounds
-        self.warmup = warmup
-        self.budget_s = budget_s
-        self.min_rounds = min(max(1, min_rounds), rounds)
+    rounds: int
+    warmup: int
+    budget_s: float | None = None
+    min_rounds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise BenchmarkUsageError(f"--rounds must be >= 1, got {self.rounds}")
+        if self.warmup < 0:
+            raise BenchmarkUsageError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise BenchmarkUsageError(f"--budget must be > 0 seconds (0: none), got {self.budget_s}")
+        object.__setattr__(self, "min_rounds", min(max(1, self.min_rounds), self.rounds))
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "rounds": self.rounds,
-            "warmup": self.warmup,
-            "budget_s": self.budget_s,
-            "min_rounds": self.min_rounds,
-        }
+        return dataclasses.asdict(self)
+
+    def with_flags(self, args: Any) -> RoundPolicy:
+        """This policy with the common flags ``--rounds --warmup --budget --min-rounds`` applied
+        (a flag left out keeps this policy's value; ``--budget 0`` means no budget)."""
+        def pick(flag: Any, default: Any) -> Any:
+            return default if flag is None else flag
+
+        return RoundPolicy(pick(args.rounds, self.rounds), pick(args.warmup, self.warmup),
+                           pick(args.budget, self.budget_s) or None,
+                           pick(args.min_rounds, self.min_rounds))
 
 
 @contextmanager
@@ -101,7 +113,7 @@ def run_interleaved(
     """
     names = list(variants)
     if not names:
-        raise ValueError("run_interleaved needs at least one variant")
+        raise BenchmarkUsageError("run_interleaved needs at least one variant")
     rng = np.random.default_rng(seed)
     times: dict[str, list[float]] = {name: [] for name in names}
     clock = time.perf_counter

@@ -1,23 +1,41 @@
-"""``pixeldcn bench``: the benchmark subcommands, registered as a ``pixeldcn`` plugin.
+"""``pixeldcn bench``: one subcommand per benchmark, registered as a ``pixeldcn`` plugin.
 
-``register`` only builds parsers; each handler imports what it needs (onnxruntime, torch,
-tritonclient, the exporters, triton_repo) when it runs, so ``pixeldcn bench layers`` works
-with the core and onnxruntime alone.
+Every module named in :data:`MODULES` defines ``BENCHMARK`` (a :class:`benchmarks.Benchmark`);
+each gets ``pixeldcn bench NAME`` with its own flags and the common ones, and runs
+``plan -> run -> write_report``. ``pixeldcn bench report FILE.json`` renders a stored result again.
+The heavy imports (onnxruntime, torch, tritonclient, the exporters, triton_repo) happen inside
+``run``, so ``pixeldcn bench layers`` works with the core and onnxruntime alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+from ._protocol import (
+    Benchmark,
+    BenchmarkError,
+    BenchmarkUsageError,
+    load_result,
+    print_targets,
+    registered_benchmarks,
+    write_report,
+)
+
+__all__ = ["MODULES", "command_line", "register"]
+
+#: Modules of ``benchmarks`` that define a ``BENCHMARK``, in the order of ``pixeldcn bench -h``.
+MODULES = ("layers", "network", "serve", "quality")
 
 
-def _common(p: argparse.ArgumentParser, kind: str) -> None:
+def _common(p: argparse.ArgumentParser, name: str) -> None:
     g = p.add_argument_group("common")
     g.add_argument("--quick", action="store_true",
                    help="a short run: tiny shapes, few rounds (what the tests use)")
-    g.add_argument("--out", default=None, help=f"output folder (default runs/bench-{kind})")
+    g.add_argument("--out", default=None, help=f"output folder (default runs/bench-{name})")
     g.add_argument("--rounds", type=int, default=None,
                    help="timed rounds, at most (every variant runs once per round)")
     g.add_argument("--warmup", type=int, default=None, help="untimed warm-up rounds")
@@ -51,47 +69,58 @@ def command_line(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _handler(module: str, func: str) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        args.argv = command_line(args).split()[2:]
-        return int(getattr(importlib.import_module(module), func)(args) or 0)
-
-    return run
+def _written(out: Path, paths: list[Path]) -> str:
+    return f"{out}/" + ", ".join(p.name for p in paths)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``bench`` with the subcommands ``layers``, ``network`` and ``serve``."""
+def _run(bench: Benchmark, args: argparse.Namespace) -> int:
+    args.command_line = command_line(args)
+    result = bench.run(bench.plan(args), progress=not args.no_progress)
+    out = Path(args.out or f"runs/bench-{bench.name}")
+    paths = write_report(bench, result, out, plots=not args.no_plots)
+    print_targets(bench.name, result)
+    print(f"[{bench.name}] wrote {_written(out, paths)}", flush=True)
+    failure = getattr(bench, "failure", lambda result: None)(result)
+    if failure:
+        raise BenchmarkError(failure)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    result = load_result(args.result)
+    benches = _benchmarks()
+    if result.benchmark not in benches:
+        raise BenchmarkUsageError(f"{args.result}: a result of benchmark {result.benchmark!r}, "
+                                  f"expected one of {', '.join(benches)}")
+    bench = benches[result.benchmark]
+    out = Path(args.out) if args.out else Path(args.result).parent
+    print(f"[report] wrote {_written(out, write_report(bench, result, out, plots=not args.no_plots))}")
+    return 0
+
+
+def _benchmarks() -> dict[str, Benchmark]:
+    found = [importlib.import_module(f"benchmarks.{m}").BENCHMARK for m in MODULES]
+    return {b.name: b for b in found} | registered_benchmarks()
+
+
+def register(subparsers: Any) -> None:
+    """Add ``bench`` with one subcommand per benchmark, and ``report``."""
     bench = subparsers.add_parser(
-        "bench", help="latency benchmarks: layers, network, served model",
-        description="Latency benchmarks; each writes JSON, Markdown and PNG plots to --out.")
+        "bench", help="latency benchmarks: " + ", ".join(MODULES),
+        description="Benchmarks; each writes JSON, Markdown and PNG plots to --out. Exit codes: "
+                    "0 done, 1 a failure (e.g. a server that does not answer), 2 a usage error.")
     sub = bench.add_subparsers(dest="bench", metavar="BENCH")
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
-
-    from . import layers
-
-    p = sub.add_parser(
-        "layers", help="every up-sampling layer kind in onnxruntime (CPU; CUDA/TensorRT if any)",
-        description=(layers.__doc__ or "").split("\n\n")[0])
-    layers.add_arguments(p)
-    _common(p, "layers")
-    p.set_defaults(func=_handler("benchmarks.layers", "run_layers"), _parser=p)
-
-    from . import network
-
-    p = sub.add_parser(
-        "network", help="the paper's U-Net with each up-sampling kind: onnxruntime and PyTorch",
-        description=(network.__doc__ or "").split("\n\n")[0])
-    network.add_arguments(p)
-    _common(p, "network")
-    p.set_defaults(func=_handler("benchmarks.network", "run_network"), _parser=p)
-
-    from . import serve
-
-    p = sub.add_parser(
-        "serve", help="a model served by Triton: latency/throughput against concurrency",
-        description=(serve.__doc__ or "").split("\n\n")[0])
-    serve.add_arguments(p)
-    _common(p, "serve")
-    p.set_defaults(func=_handler("benchmarks.serve", "run_serve"), _parser=p)
+    for b in _benchmarks().values():
+        doc = (sys.modules[type(b).__module__].__doc__ or "").split("\n\n")[0]
+        p = sub.add_parser(b.name, help=b.help, description=doc)
+        b.add_arguments(p)
+        _common(p, b.name)
+        p.set_defaults(func=lambda args, b=b: _run(b, args), _parser=p)
+    p = sub.add_parser("report", help="write the Markdown and plots of a result JSON again",
+                       description="Render a stored result (NAME.json) as NAME.md and plots; "
+                                   "results of another format version are refused.")
+    p.add_argument("result", help="a result file written by pixeldcn bench")
+    p.add_argument("--out", default=None, help="output folder (default: the file's folder)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=_report)

@@ -17,40 +17,41 @@ serving overhead is a median of paired ratios, free of the host's drift.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pixeldcn_core import PixelDCNError
-
 from ._machine import machine_info, physical_cores
-from ._report import Target, fmt, markdown_table, targets_table, write_json, write_text
+from ._protocol import BenchmarkError, BenchmarkUsageError, Result
+from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
 
 __all__ = [
+    "BENCHMARK",
     "LevelResult",
+    "ServeSettings",
     "is_stable",
     "measure_level",
-    "run_serve",
     "settled_stats",
     "stats_delta",
 ]
 
-DEFAULTS = {"concurrency": "1,2,4,8,16", "batches": "1,4", "window": 2.0, "max_windows": 8,
+DEFAULTS: dict[str, Any] = {"concurrency": "1,2,4,8,16", "batches": "1,4", "window": 2.0, "max_windows": 8,
             "max_requests": 5000, "paired_rounds": 60, "size": 128, "base_channels": 16,
             "depth": 5}
-QUICK_DEFAULTS = {"concurrency": "1,2", "batches": "1", "window": 0.25, "max_windows": 4,
+QUICK_DEFAULTS: dict[str, Any] = {"concurrency": "1,2", "batches": "1", "window": 0.25, "max_windows": 4,
                   "max_requests": 3000, "paired_rounds": 15, "size": 32, "base_channels": 8,
                   "depth": 3}
 STABILITY = 0.10  # perf_analyzer's default --stability-percentage
 STABLE_WINDOWS = 3
+PROTOCOLS = ("grpc", "http")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ def _int(v: Any) -> int:
 def _model_stats(stats: dict[str, Any], model: str) -> dict[str, Any]:
     entries = [s for s in stats.get("model_stats", []) if s.get("name") == model]
     if not entries:
-        raise PixelDCNError(f"the server's statistics have no model {model!r}")
+        raise BenchmarkError(f"the server's statistics have no model {model!r}")
     return entries[0]
 
 
@@ -262,37 +263,25 @@ def _latency_ms(latencies_s: list[float]) -> dict[str, float | int]:
 # the model and the server
 
 
-def _split_ints(text: str, field: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise PixelDCNError(f"{field}: expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise PixelDCNError(f"{field}: expected positive integers, got {text!r}")
-    return values
-
-
-def _export_default_model(tmp: Path, opts: dict[str, Any], up: str, max_batch: int,
-                          seed: int) -> tuple[Path, str, Path]:
-    """The U-Net with ``up`` at a small size, exported and written as a repository."""
+def _export_default_model(tmp: Path, s: ServeSettings) -> tuple[Path, str, Path]:
+    """The U-Net with ``s.up`` at a small size, exported and written as a repository."""
     try:
         import torch
 
         from exporters.pytorch import UNet, export_onnx
         from triton_repo import ServingOptions, write_repository
     except ImportError as exc:
-        raise PixelDCNError(
+        raise BenchmarkError(
             f"bench serve without --url/--repo exports a U-Net: it needs torch and the exporters "
             f"(pip install 'pixeldcn[all]') ({exc})") from exc
-    torch.manual_seed(seed)
-    net = UNet(in_channels=3, num_classes=21, base_channels=opts["base_channels"],
-               depth=opts["depth"], up=up).eval()
-    size = opts["size"]
-    onnx_path = export_onnx(net, tmp / "unet.onnx", input_shape=(1, 3, size, size))
-    name = f"unet_{up}"
+    torch.manual_seed(s.seed)
+    net = UNet(in_channels=3, num_classes=21, base_channels=s.base_channels, depth=s.depth,
+               up=s.up).eval()
+    onnx_path = export_onnx(net, tmp / "unet.onnx", input_shape=(1, 3, s.size, s.size))
+    name = f"unet_{s.up}"
     repo = tmp / "model_repository"
     write_repository(repo, name, onnx_path, options=ServingOptions(
-        max_batch_size=max_batch, kind="cpu", warmup_shape=(3, size, size)))
+        max_batch_size=max(s.batches), kind="cpu", warmup_shape=(3, s.size, s.size)))
     return repo, name, onnx_path
 
 
@@ -305,7 +294,7 @@ def _find_onnx(repo: Path, model: str) -> Path | None:
 def _single_model(repo: Path) -> str:
     models = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
     if len(models) != 1:
-        raise PixelDCNError(
+        raise BenchmarkUsageError(
             f"--repo {repo} holds {len(models)} models {models}; pick one with --model")
     return models[0]
 
@@ -334,7 +323,59 @@ def _server_version(url: str, protocol: str) -> str | None:
         return None
 
 
-def _resolve_urls(args: argparse.Namespace, protocols: list[str]) -> dict[str, str]:
+# ---------------------------------------------------------------------------------------------
+# the settings
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    """The plan of ``pixeldcn bench serve`` (see :meth:`Serve.plan`).
+
+    ``urls`` (protocol -> HOST:PORT) names a running server; without it the local tritonserver
+    serves ``repo``, or a repository holding the U-Net with ``up`` (``size``, ``base_channels``,
+    ``depth``) that the run exports.
+    """
+
+    command: str
+    quick: bool
+    protocols: tuple[str, ...]
+    batches: tuple[int, ...]
+    concurrency: tuple[int, ...]
+    window_s: float
+    max_windows: int
+    max_requests: int
+    min_windows: int
+    warmup: int
+    paired_rounds: int
+    threads: int
+    urls: Mapping[str, str] | None = None
+    model: str | None = None
+    repo: str | None = None
+    onnx: str | None = None
+    up: str = "pixel_dcl"
+    size: int = 128
+    base_channels: int = 16
+    depth: int = 5
+    seed: int = 0
+
+    def to_json(self, run: _Run) -> dict[str, Any]:
+        names = ("command", "quick", "protocols", "batches", "concurrency", "window_s",
+                 "max_windows", "max_requests", "min_windows", "warmup")
+        return {**{n: (list(v) if isinstance(v := getattr(self, n), tuple) else v) for n in names},
+                "paired_rounds": self.paired_rounds if run.paired else 0,
+                "stability": STABILITY, "stable_windows": STABLE_WINDOWS,
+                "threads_in_process": self.threads, "model": run.model,
+                "input_shape": list(run.inputs[min(self.batches)].shape[1:]),
+                "setup_s": round(run.setup_s, 1), **run.source,
+                "server_version": run.server_version}
+
+
+def _resolve_urls(args: Any, protocols: tuple[str, ...]) -> dict[str, str] | None:
+    """protocol -> HOST:PORT from ``--url``/``--grpc-url``/``--http-url``; ``None`` if none."""
+    if not (args.url or args.grpc_url or args.http_url):
+        return None
+    if not args.model:
+        raise BenchmarkUsageError("--url needs --model: the name of the model to benchmark")
     urls: dict[str, str] = {}
     if args.url:
         url = args.url
@@ -342,245 +383,169 @@ def _resolve_urls(args: argparse.Namespace, protocols: list[str]) -> dict[str, s
             url = url.removeprefix(prefix)
         host, _, port = url.rstrip("/").partition(":")
         if port and len(protocols) != 1:
-            raise PixelDCNError(
-                f"--url {args.url} names one port, while --protocols has {protocols}; give "
+            raise BenchmarkUsageError(
+                f"--url {args.url} names one port, while --protocols has {list(protocols)}; give "
                 "--url HOST (default ports 8001 gRPC, 8000 HTTP), or --grpc-url and --http-url")
-        for p in protocols:
-            urls[p] = f"{host}:{port or (8001 if p == 'grpc' else 8000)}"
-    if args.grpc_url:
-        urls["grpc"] = args.grpc_url
-    if args.http_url:
-        urls["http"] = args.http_url
-    return {p: urls[p] for p in protocols if p in urls}
+        if not host or (port and not port.isdigit()):
+            raise BenchmarkUsageError(f"--url: expected HOST or HOST:PORT, got {args.url!r}")
+        urls = {p: f"{host}:{port or (8001 if p == 'grpc' else 8000)}" for p in protocols}
+    urls.update({p: u for p, u in (("grpc", args.grpc_url), ("http", args.http_url)) if u})
+    missing = [p for p in protocols if p not in urls]
+    if missing:
+        raise BenchmarkUsageError(f"no URL for protocol(s) {missing}; give --url or "
+                                  "--grpc-url/--http-url")
+    return {p: urls[p] for p in protocols}
 
 
 # ---------------------------------------------------------------------------------------------
-# the command
+# one run
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    """Handler of ``pixeldcn bench serve``."""
-    try:
-        import onnxruntime  # noqa: F401  (the in-process comparison)
+@dataclasses.dataclass
+class _Run:
+    """What a run learns on the way: the server, its clients, the inputs, the measurements."""
 
-        from triton_repo import Client, LocalTritonServer
-    except ImportError as exc:
-        raise PixelDCNError(
-            f"bench serve needs onnxruntime and tritonclient: pip install 'pixeldcn[cpu,triton]' "
-            f"({exc})") from exc
+    model: str = ""
+    urls: dict[str, str] = dataclasses.field(default_factory=dict)
+    onnx_path: Path | None = None
+    source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    setup_s: float = 0.0
+    clients: dict[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+    in_process: dict[str, Any] = dataclasses.field(default_factory=dict)
+    paired: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    server_version: str | None = None
+
+
+def _start_server(stack: ExitStack, s: ServeSettings, run: _Run) -> Any:
+    """Start the local tritonserver on ``--repo`` or on a repository of an exported U-Net."""
+    from triton_repo import LocalTritonServer
+
+    if s.repo:
+        repo = Path(s.repo)
+        run.model = s.model or _single_model(repo)
+        run.source = {"server": "local tritonserver", "repo": "given (--repo)"}
+    else:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pixeldcn-serve-")))
+        print(f"[serve] export the U-Net with {s.up} at {s.size}x{s.size} (base "
+              f"{s.base_channels}, depth {s.depth}) and write a repository", flush=True)
+        repo, run.model, run.onnx_path = _export_default_model(tmp, s)
+        run.source = {"server": "local tritonserver", "repo": "written by the benchmark",
+                      "exported": {"network": "UNet", "up": s.up, "size": s.size,
+                                   "base_channels": s.base_channels, "depth": s.depth,
+                                   "classes": 21}}
+    run.onnx_path = run.onnx_path or _find_onnx(repo, run.model)
+    print("[serve] start the local tritonserver", flush=True)
+    return stack.enter_context(LocalTritonServer(repo))
+
+
+def _connect(stack: ExitStack, s: ServeSettings, run: _Run) -> Any:
+    """Start or reach the server, open one client per protocol; returns the statistics client."""
+    from triton_repo import Client
+
+    t0 = time.perf_counter()
+    server = None
+    if s.urls:
+        run.urls, run.model = dict(s.urls), s.model or ""
+        run.source = {"server": "external", "urls": run.urls}
+    else:
+        server = _start_server(stack, s, run)
+        run.urls = {"grpc": server.grpc_url, "http": server.http_url}
+    run.setup_s = time.perf_counter() - t0
+    run.clients = {p: stack.enter_context(Client(run.urls[p], run.model, protocol=p,
+                                                 timeout=120.0)) for p in s.protocols}
+    stats = run.clients[s.protocols[0]]
+    if server is not None:
+        # The Python backend writes __pycache__ into the version folder when it loads
+        # model.py; the server's repository poll sees the change and reloads the model once,
+        # which resets its statistics. Let that happen before anything is counted.
+        time.sleep(2.5 * server.poll_secs)
+        stats.wait_ready(timeout=60.0)
+    info = stats.info()
+    for b in s.batches:
+        if info.max_batch_size and b > info.max_batch_size:
+            raise BenchmarkUsageError(f"--batches {b}: model {run.model!r} accepts at most "
+                                      f"max_batch_size={info.max_batch_size}")
+    run.inputs = {b: _input_for(info, b, s.size, s.seed) for b in s.batches}
+    return stats
+
+
+def _paired_c1(s: ServeSettings, run: _Run, stats: Any) -> None:
+    """Served requests alternating with in-process onnxruntime runs of the same model.onnx."""
     from ._ort import ProviderChoice, make_runner, make_session
 
-    d = QUICK_DEFAULTS if args.quick else DEFAULTS
-
-    def opt(name: str) -> Any:
-        v = getattr(args, name)
-        return d[name] if v is None else v
-
-    concurrencies = _split_ints(opt("concurrency"), "--concurrency")
-    batches = _split_ints(opt("batches"), "--batches")
-    protocols = [p.strip().lower() for p in args.protocols.split(",") if p.strip()]
-    for p in protocols:
-        if p not in ("grpc", "http"):
-            raise PixelDCNError(f"--protocols: unknown protocol {p!r}; expected grpc, http")
-    window_s = float(opt("window"))
-    max_windows = max(STABLE_WINDOWS, int(opt("max_windows")))
-    if args.budget:  # seconds per level
-        max_windows = max(STABLE_WINDOWS, int(args.budget / window_s))
-    min_windows = max(STABLE_WINDOWS, args.min_rounds or STABLE_WINDOWS)
-    warmup = 1 if args.warmup is None else args.warmup
-    max_requests = int(opt("max_requests"))
-    threads = args.threads or physical_cores()
-    out_dir = Path(args.out or "runs/bench-serve")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    external = bool(args.url or args.grpc_url or args.http_url)
-    if external and not args.model:
-        raise PixelDCNError("--url needs --model: the name of the model to benchmark")
-
-    with ExitStack() as stack:
-        source: dict[str, Any]
-        onnx_path: Path | None = Path(args.onnx) if args.onnx else None
-        t_setup = time.perf_counter()
-        if external:
-            urls = _resolve_urls(args, protocols)
-            missing = [p for p in protocols if p not in urls]
-            if missing:
-                raise PixelDCNError(f"no URL for protocol(s) {missing}; give --url or "
-                                    "--grpc-url/--http-url")
-            model = args.model
-            source = {"server": "external", "urls": urls}
-        else:
-            if args.repo:
-                repo = Path(args.repo)
-                if not repo.is_dir():
-                    raise PixelDCNError(f"--repo {repo} is not a folder")
-                model = args.model or _single_model(repo)
-                source = {"server": "local tritonserver", "repo": "given (--repo)"}
-            else:
-                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pixeldcn-serve-")))
-                print(f"[serve] export the U-Net with {args.up} at {opt('size')}x{opt('size')} "
-                      f"(base {opt('base_channels')}, depth {opt('depth')}) and write a repository",
-                      flush=True)
-                repo, model, onnx_path = _export_default_model(
-                    tmp, {"size": opt("size"), "base_channels": opt("base_channels"),
-                          "depth": opt("depth")}, args.up, max(batches), args.seed)
-                source = {"server": "local tritonserver", "repo": "written by the benchmark",
-                          "exported": {"network": "UNet", "up": args.up, "size": opt("size"),
-                                    "base_channels": opt("base_channels"), "depth": opt("depth"),
-                                    "classes": 21}}
-            if onnx_path is None:
-                onnx_path = _find_onnx(repo, model)
-            print("[serve] start the local tritonserver", flush=True)
-            server = stack.enter_context(LocalTritonServer(repo))
-            urls = {"grpc": server.grpc_url, "http": server.http_url}
-        setup_s = time.perf_counter() - t_setup
-        clients = {p: stack.enter_context(Client(urls[p], model, protocol=p, timeout=120.0))
-                   for p in protocols}
-        stats_client = clients[protocols[0]]
-        if not external:
-            # The Python backend writes __pycache__ into the version folder when it loads
-            # model.py; the server's repository poll sees the change and reloads the model once,
-            # which resets its statistics. Let that happen before anything is counted.
-            time.sleep(2.5 * server.poll_secs)
-            stats_client.wait_ready(timeout=60.0)
-        info = stats_client.info()
-        for b in batches:
-            if info.max_batch_size and b > info.max_batch_size:
-                raise PixelDCNError(
-                    f"--batches {b}: model {model!r} accepts at most max_batch_size="
-                    f"{info.max_batch_size}")
-        inputs = {b: _input_for(info, b, opt("size"), args.seed) for b in batches}
-
-        # In-process onnxruntime on the same model file, paired with served requests.
-        in_process: dict[str, Any] = {}
-        paired: dict[str, Any] = {}
-        if onnx_path is not None and onnx_path.is_file():
-            choice = ProviderChoice("cpu", threads)
-            sess = make_session(onnx_path.read_bytes(), choice)
-            x1 = inputs[min(batches)]
-            run_local = make_runner(sess, {sess.get_inputs()[0].name: x1}, choice)
+    if run.onnx_path is None or not run.onnx_path.is_file():
+        return
+    choice = ProviderChoice("cpu", s.threads)
+    sess = make_session(run.onnx_path.read_bytes(), choice)
+    x1 = run.inputs[min(s.batches)]
+    run_local = make_runner(sess, {sess.get_inputs()[0].name: x1}, choice)
+    run_local()
+    for p in s.protocols:
+        run.clients[p].infer(x1)  # warm connection
+        served, local = [], []
+        before = settled_stats(stats, run.model)
+        for _ in range(s.paired_rounds):
+            t0 = time.perf_counter()
+            run.clients[p].infer(x1)
+            t1 = time.perf_counter()
             run_local()
-            rounds = args.rounds if args.rounds is not None else int(d["paired_rounds"])
-            for p in protocols:
-                clients[p].infer(x1)  # warm connection
-                served_t: list[float] = []
-                local_t: list[float] = []
-                before = settled_stats(stats_client, model)
-                for _ in range(rounds):
-                    t0 = time.perf_counter()
-                    clients[p].infer(x1)
-                    t1 = time.perf_counter()
-                    run_local()
-                    t2 = time.perf_counter()
-                    served_t.append(t1 - t0)
-                    local_t.append(t2 - t1)
-                after = settled_stats(stats_client, model, base=before, expect_success=rounds)
-                delta = stats_delta(before, after, model)
-                paired[p] = {
-                    "batch": int(x1.shape[0]),
-                    "served_ms": summarize(served_t), "in_process_ms": summarize(local_t),
-                    "served_over_in_process": paired_ratio(served_t, local_t),
-                    # Model-size independent: what serving adds to one request, in ms.
-                    "overhead_ms": float(np.median(1e3 * (np.asarray(served_t)
-                                                          - np.asarray(local_t)))),
-                    "server": delta,
-                    "client_requests": rounds,
-                    "lost": None if delta["reset"] else rounds - delta["success"],
-                }
-            all_local = [v for p in paired.values() for v in [p["in_process_ms"]]]
-            in_process = {"batch": int(x1.shape[0]), "threads": threads,
-                          "median_ms": float(np.median([v["median"] for v in all_local]))}
+            served.append(t1 - t0)
+            local.append(time.perf_counter() - t1)
+        after = settled_stats(stats, run.model, base=before, expect_success=s.paired_rounds)
+        delta = stats_delta(before, after, run.model)
+        run.paired[p] = {
+            "batch": int(x1.shape[0]), "served_ms": summarize(served),
+            "in_process_ms": summarize(local),
+            "served_over_in_process": paired_ratio(served, local),
+            # Model-size independent: what serving adds to one request, in ms.
+            "overhead_ms": float(np.median(1e3 * (np.asarray(served) - np.asarray(local)))),
+            "rounds_ms": {"served": [1e3 * t for t in served],
+                          "in_process": [1e3 * t for t in local]},
+            "server": delta, "client_requests": s.paired_rounds,
+            "lost": None if delta["reset"] else s.paired_rounds - delta["success"],
+        }
+    run.in_process = {"batch": int(x1.shape[0]), "threads": s.threads, "median_ms": float(
+        np.median([p["in_process_ms"]["median"] for p in run.paired.values()]))}
 
-        rows: list[dict[str, Any]] = []
-        levels = [(p, b, c) for p in protocols for b in batches for c in concurrencies]
-        from ._timing import progress_bar
 
-        with progress_bar(len(levels), "serve levels", not args.no_progress) as bar:
-            for p, b, c in levels:
-                x = inputs[b]
-                client = clients[p]
-                before = settled_stats(stats_client, model)
-                level = measure_level(lambda client=client, x=x: client.infer(x), c,
-                                      window_s=window_s, max_windows=max_windows,
-                                      max_requests=max_requests, min_windows=min_windows,
-                                      warmup=warmup)
-                after = settled_stats(stats_client, model, base=before,
-                                      expect_success=level.succeeded)
-                server = stats_delta(before, after, model)
-                lat = _latency_ms(level.latencies_s)
-                row = {
-                    "protocol": p, "batch": b, "concurrency": c,
-                    "latency_ms": lat,
-                    "throughput_per_s": (lat["n"] * b / level.reported_window_s)
-                    if level.reported_window_s > 0 else None,
-                    "requests_per_s": (lat["n"] / level.reported_window_s)
-                    if level.reported_window_s > 0 else None,
-                    "stable": level.stable, "stop_reason": level.stop_reason,
-                    "windows": len(level.window_throughputs),
-                    "window_requests_per_s": level.window_throughputs,
-                    "window_mean_latency_ms": level.window_latencies_ms,
-                    "client": {"sent": level.sent, "succeeded": level.succeeded,
-                               "failed": level.failed, "errors": level.errors},
-                    "server": server,
-                    "lost": None if server["reset"] else level.succeeded - server["success"],
-                }
-                if in_process and b == in_process["batch"]:
-                    row["p50_over_in_process"] = lat["p50"] / in_process["median_ms"]
-                rows.append(row)
-                bar.update(1)
-                print(f"[serve] {p:4s} b{b} c{c:<3d} p50 {fmt(lat['p50'], 1)} ms p99 "
-                      f"{fmt(lat['p99'], 1)} ms {fmt(row['throughput_per_s'], 1)} inf/s "
-                      f"{'stable' if level.stable else 'UNSTABLE (' + level.stop_reason + ')'}; "
-                      f"client {level.succeeded} ok / server {server['success']} ok", flush=True)
-        server_version = _server_version(urls[protocols[0]], protocols[0])
-
-    result: dict[str, Any] = {
-        "benchmark": "serve",
-        "schema": 1,
-        "machine": machine_info(),
-        "settings": {
-            "command": "pixeldcn bench " + " ".join(args.argv),
-            "quick": args.quick, "protocols": protocols, "batches": batches,
-            "concurrency": concurrencies, "window_s": window_s, "max_windows": max_windows,
-            "max_requests": max_requests, "min_windows": min_windows, "warmup": warmup,
-            "paired_rounds": next(iter(paired.values()))["client_requests"] if paired else 0,
-            "stability": STABILITY,
-            "stable_windows": STABLE_WINDOWS, "threads_in_process": threads,
-            "model": model, "input_shape": list(inputs[min(batches)].shape[1:]),
-            "setup_s": round(setup_s, 1), **source,
-            "server_version": server_version,
-        },
-        "in_process": in_process,
-        "paired_c1": paired,
-        "rows": rows,
-        "lost_total": sum(r["lost"] or 0 for r in rows)
-        + sum(p["lost"] or 0 for p in paired.values()),
-        # Levels whose count could not be checked: the server's statistics were reset.
-        "unchecked_levels": sum(r["lost"] is None for r in rows)
-        + sum(p["lost"] is None for p in paired.values()),
-        "title": f"Triton ({source['server']}), model {model}",
+def _level(s: ServeSettings, run: _Run, stats: Any, p: str, b: int, c: int) -> dict[str, Any]:
+    """One protocol, batch and concurrency: the sweep's JSON row."""
+    client, x = run.clients[p], run.inputs[b]
+    before = settled_stats(stats, run.model)
+    level = measure_level(lambda: client.infer(x), c, window_s=s.window_s,
+                          max_windows=s.max_windows, max_requests=s.max_requests,
+                          min_windows=s.min_windows, warmup=s.warmup)
+    after = settled_stats(stats, run.model, base=before, expect_success=level.succeeded)
+    server = stats_delta(before, after, run.model)
+    lat = _latency_ms(level.latencies_s)
+    span = level.reported_window_s
+    row: dict[str, Any] = {
+        "protocol": p, "batch": b, "concurrency": c, "latency_ms": lat,
+        "throughput_per_s": lat["n"] * b / span if span > 0 else None,
+        "requests_per_s": lat["n"] / span if span > 0 else None,
+        "stable": level.stable, "stop_reason": level.stop_reason,
+        "windows": len(level.window_throughputs),
+        "window_requests_per_s": level.window_throughputs,
+        "window_mean_latency_ms": level.window_latencies_ms,
+        "client": {"sent": level.sent, "succeeded": level.succeeded, "failed": level.failed,
+                   "errors": level.errors},
+        "server": server, "lost": None if server["reset"] else level.succeeded - server["success"],
     }
-    result["targets"] = [t.as_dict() for t in serve_targets(result)]
-    write_json(out_dir / "serve.json", result)
-    write_text(out_dir / "serve.md", serve_markdown(result) + "\n")
-    if not args.no_plots:
-        from ._plots import serve_plot
-
-        serve_plot(result, out_dir)
-    for t in result["targets"]:
-        print(f"[serve] target {t['description']}: {fmt(t['measured'])} {t['op']} "
-              f"{t['threshold']:g} -> {t['status']}")
-    print(f"[serve] wrote {out_dir}/serve.json, serve.md"
-          + ("" if args.no_plots else ", serve_latency_throughput.png")
-          + f"; requests lost: {result['lost_total']}, unchecked levels: "
-            f"{result['unchecked_levels']}")
-    return 0 if result["lost_total"] == 0 else 1
+    if run.in_process and b == run.in_process["batch"]:
+        row["p50_over_in_process"] = lat["p50"] / run.in_process["median_ms"]
+    print(f"[serve] {p:4s} b{b} c{c:<3d} p50 {fmt(lat['p50'], 1)} ms p99 {fmt(lat['p99'], 1)} ms "
+          f"{fmt(row['throughput_per_s'], 1)} inf/s "
+          f"{'stable' if level.stable else 'UNSTABLE (' + level.stop_reason + ')'}; "
+          f"client {level.succeeded} ok / server {server['success']} ok", flush=True)
+    return row
 
 
-def serve_targets(result: dict[str, Any]) -> list[Target]:
-    out = []
+def serve_targets(result: Mapping[str, Any], settings: Mapping[str, Any]) -> list[Target]:
     g = result["paired_c1"].get("grpc")
-    local = result["settings"]["server"].startswith("local")
-    out.append(Target(
+    local = settings["server"].startswith("local")
+    return [Target(
         "served_grpc_c1_p50_over_in_process",
         "local Triton, gRPC, concurrency 1: served p50 / in-process onnxruntime "
         "(median of paired ratios)",
@@ -588,51 +553,37 @@ def serve_targets(result: dict[str, Any]) -> list[Target]:
         note=("not a local server" if not local else "" if not g else
               f"serving adds {g['overhead_ms']:.2f} ms per request to "
               f"{g['in_process_ms']['median']:.1f} ms in process: the bound holds for models "
-              f"of >= {g['overhead_ms'] / 0.15:.0f} ms in process")))
-    return out
+              f"of >= {g['overhead_ms'] / 0.15:.0f} ms in process"))]
 
 
-def serve_markdown(result: dict[str, Any]) -> str:
-    m, s = result["machine"], result["settings"]
-    lines = [
-        "# Served by Triton (`pixeldcn bench serve`)",
-        "",
-        f"{m['cpu_model']}, {m['physical_cores']} cores, {m['os']}; python {m['python']}, "
-        f"onnxruntime {m['packages'].get('onnxruntime')}, tritonclient "
-        f"{m['packages'].get('tritonclient')}; server {s.get('server_version')}; {m['timestamp']}.",
-        f"Settings: `{s['command']}`; model `{s['model']}` input {s['input_shape']} per sample; "
-        f"windows of {s['window_s']} s, stable when the last {s['stable_windows']} windows' "
-        f"throughput and mean latency are within {int(100 * s['stability'])} % of their average "
-        f"(perf_analyzer's rule), at most {s['max_windows']} windows or {s['max_requests']} "
-        "requests per level; closed-loop clients (one request in flight each).",
-        "",
-    ]
-    if result["targets"]:
-        lines += ["## Targets", "", targets_table(
-            [Target(**{k: v for k, v in t.items() if k != "status"}) for t in result["targets"]]),
-            ""]
-    if result["paired_c1"]:
-        rows = []
-        for p, v in result["paired_c1"].items():
-            sv = v["server"]
-            outside = (v["served_ms"]["mean"] - sv["request_ms"]) if sv["request_ms"] else None
-            rows.append([p, v["batch"], fmt(v["served_ms"]["median"], 2),
-                         fmt(v["in_process_ms"]["median"], 2),
-                         f"**{fmt(v['served_over_in_process']['median'])}**",
-                         fmt(v["overhead_ms"], 2), fmt(sv["request_ms"], 2),
-                         fmt(sv["queue_ms"], 3), fmt(sv["compute_input_ms"], 3),
-                         fmt(sv["compute_infer_ms"], 2), fmt(sv["compute_output_ms"], 3),
-                         fmt(outside, 2), f"{v['client_requests']} / {sv['success']}"])
-        lines += ["## Serving overhead at concurrency 1 (served and in-process runs alternated)",
-                  "", markdown_table(["protocol", "batch", "served p50 ms", "in-process p50 ms",
-                                      "served / in-process", "added ms (paired median)",
-                                      "server request ms", "queue", "compute input",
-                                      "compute infer", "compute output",
-                                      "outside the server ms (mean)",
-                                      "client / server requests"], rows), "",
-                  "Server times are Triton's per-request means over these requests (statistics "
-                  "deltas); 'outside the server' is the client's mean latency minus the server's "
-                  "request time: (de)serialisation, the protocol stack and the client.", ""]
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def _paired_md(paired: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for p, v in paired.items():
+        sv = v["server"]
+        outside = (v["served_ms"]["mean"] - sv["request_ms"]) if sv["request_ms"] else None
+        rows.append([p, v["batch"], fmt(v["served_ms"]["median"], 2),
+                     fmt(v["in_process_ms"]["median"], 2),
+                     f"**{fmt(v['served_over_in_process']['median'])}**",
+                     fmt(v["overhead_ms"], 2), fmt(sv["request_ms"], 2),
+                     fmt(sv["queue_ms"], 3), fmt(sv["compute_input_ms"], 3),
+                     fmt(sv["compute_infer_ms"], 2), fmt(sv["compute_output_ms"], 3),
+                     fmt(outside, 2), f"{v['client_requests']} / {sv['success']}"])
+    return ["## Serving overhead at concurrency 1 (served and in-process runs alternated)", "",
+            markdown_table(["protocol", "batch", "served p50 ms", "in-process p50 ms",
+                            "served / in-process", "added ms (paired median)",
+                            "server request ms", "queue", "compute input", "compute infer",
+                            "compute output", "outside the server ms (mean)",
+                            "client / server requests"], rows), "",
+            "Server times are Triton's per-request means over these requests (statistics "
+            "deltas); 'outside the server' is the client's mean latency minus the server's "
+            "request time: (de)serialisation, the protocol stack and the client.", ""]
+
+
+def _sweep_md(result: Result) -> list[str]:
     rows = []
     for r in result["rows"]:
         lat, sv = r["latency_ms"], r["server"]
@@ -642,7 +593,7 @@ def serve_markdown(result: dict[str, Any]) -> str:
                      fmt(sv["queue_ms"], 2), fmt(sv["compute_infer_ms"], 1),
                      fmt(sv["mean_executed_batch"], 2),
                      f"{r['client']['succeeded']} / {sv['success']}"])
-    lines += ["## Concurrency sweep", "", markdown_table(
+    return ["## Concurrency sweep", "", markdown_table(
         ["protocol", "batch", "concurrency", "p50 ms", "p90", "p95", "p99", "inferences/s",
          "stable", "server queue ms", "server infer ms", "executed batch",
          "client ok / server ok"], rows), "",
@@ -651,33 +602,143 @@ def serve_markdown(result: dict[str, Any]) -> str:
         f"successes - server successes): {result['lost_total']}; levels that could not be "
         f"checked (server statistics reset by a model reload): {result['unchecked_levels']}.",
         ""]
+
+
+def serve_markdown(result: Result) -> str:
+    s = result.settings
+    lines = [
+        "# Served by Triton (`pixeldcn bench serve`)", "",
+        machine_line(result.machine, ("onnxruntime", "tritonclient"),
+                     f"server {s.get('server_version')}"),
+        f"Settings: `{s['command']}`; model `{s['model']}` input {s['input_shape']} per sample; "
+        f"windows of {s['window_s']} s, stable when the last {s['stable_windows']} windows' "
+        f"throughput and mean latency are within {int(100 * s['stability'])} % of their average "
+        f"(perf_analyzer's rule), at most {s['max_windows']} windows or {s['max_requests']} "
+        "requests per level; closed-loop clients (one request in flight each).", "",
+        *targets_section("Targets", result.targets),
+        *(_paired_md(result["paired_c1"]) if result["paired_c1"] else []), *_sweep_md(result)]
     return "\n".join(lines)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=None,
-                   help="a running Triton: HOST (ports 8001 gRPC, 8000 HTTP) or HOST:PORT with "
-                        "one protocol; needs --model")
-    p.add_argument("--grpc-url", default=None, help="HOST:PORT of a running Triton's gRPC")
-    p.add_argument("--http-url", default=None, help="HOST:PORT of a running Triton's HTTP")
-    p.add_argument("--repo", default=None,
-                   help="start the local tritonserver on this model repository")
-    p.add_argument("--model", default=None, help="model name (default: the repository's only one)")
-    p.add_argument("--onnx", default=None,
-                   help="the model.onnx for the in-process comparison (default: from the repo)")
-    p.add_argument("--up", default="pixel_dcl",
-                   help="up-sampling kind of the U-Net exported when no --url/--repo is given")
-    p.add_argument("--size", type=int, default=None, help="U-Net input size (default 128)")
-    p.add_argument("--base-channels", type=int, default=None, help="U-Net width (default 16)")
-    p.add_argument("--depth", type=int, default=None, help="U-Net depth (default 5)")
-    p.add_argument("--protocols", default="grpc,http", help="grpc, http or both (default)")
-    p.add_argument("--concurrency", default=None, help="levels, default 1,2,4,8,16")
-    p.add_argument("--batches", default=None, help="batch sizes, default 1,4")
-    p.add_argument("--window", type=float, default=None, help="window seconds (default 2)")
-    p.add_argument("--max-windows", type=int, default=None,
-                   help="windows per level at most (default 8)")
-    p.add_argument("--max-requests", type=int, default=None,
-                   help="requests per level at most (default 5000)")
-    p.epilog = ("For serve, --rounds is the number of served/in-process pairs at concurrency 1 "
-                "(default 60), --warmup the warm-up requests per client and level (default 1), "
-                "--budget the most seconds per level, --min-rounds the fewest windows (>= 3).")
+# ---------------------------------------------------------------------------------------------
+# the benchmark
+
+
+class Serve:
+    """``pixeldcn bench serve`` as a :class:`benchmarks.Benchmark`."""
+
+    name = "serve"
+    help = "a model served by Triton: latency/throughput against concurrency"
+
+    def add_arguments(self, p: Any) -> None:
+        p.add_argument("--url", default=None,
+                       help="a running Triton: HOST (ports 8001 gRPC, 8000 HTTP) or HOST:PORT "
+                            "with one protocol; needs --model")
+        p.add_argument("--grpc-url", default=None, help="HOST:PORT of a running Triton's gRPC")
+        p.add_argument("--http-url", default=None, help="HOST:PORT of a running Triton's HTTP")
+        p.add_argument("--repo", default=None,
+                       help="start the local tritonserver on this model repository")
+        p.add_argument("--model", default=None,
+                       help="model name (default: the repository's only one)")
+        p.add_argument("--onnx", default=None,
+                       help="the model.onnx for the in-process comparison (default: from the repo)")
+        p.add_argument("--up", default="pixel_dcl",
+                       help="up-sampling kind of the U-Net exported when no --url/--repo is given")
+        p.add_argument("--size", type=int, default=None, help="U-Net input size (default 128)")
+        p.add_argument("--base-channels", type=int, default=None, help="U-Net width (default 16)")
+        p.add_argument("--depth", type=int, default=None, help="U-Net depth (default 5)")
+        p.add_argument("--protocols", default="grpc,http", help="grpc, http or both (default)")
+        p.add_argument("--concurrency", default=None, help="levels, default 1,2,4,8,16")
+        p.add_argument("--batches", default=None, help="batch sizes, default 1,4")
+        p.add_argument("--window", type=float, default=None, help="window seconds (default 2)")
+        p.add_argument("--max-windows", type=int, default=None,
+                       help="windows per level at most (default 8)")
+        p.add_argument("--max-requests", type=int, default=None,
+                       help="requests per level at most (default 5000)")
+        p.epilog = ("For serve, --rounds is the number of served/in-process pairs at concurrency "
+                    "1 (default 60), --warmup the warm-up requests per client and level "
+                    "(default 1), --budget the most seconds per level, --min-rounds the fewest "
+                    "windows (>= 3).")
+
+    def plan(self, args: Any) -> ServeSettings:
+        """The settings of ``args``; raises :class:`BenchmarkUsageError` on a bad flag."""
+        d = QUICK_DEFAULTS if args.quick else DEFAULTS
+
+        def opt(name: str) -> Any:
+            v = getattr(args, name)
+            return d[name] if v is None else v
+
+        protocols = tuple(p.lower() for p in split_list(args.protocols, "--protocols"))
+        bad = [p for p in protocols if p not in PROTOCOLS] or ([] if protocols else [""])
+        if bad:
+            raise BenchmarkUsageError(f"--protocols: unknown protocol {bad[0]!r}; expected "
+                                      f"{', '.join(PROTOCOLS)}")
+        window_s = float(opt("window"))
+        if window_s <= 0:
+            raise BenchmarkUsageError(f"--window must be > 0 seconds, got {window_s}")
+        for flag, value in (("--rounds", args.rounds), ("--warmup", args.warmup),
+                            ("--max-requests", args.max_requests), ("--size", args.size)):
+            if value is not None and value < (0 if flag == "--warmup" else 1):
+                raise BenchmarkUsageError(f"{flag} must be >= {0 if flag == '--warmup' else 1}, "
+                                          f"got {value}")
+        if args.repo and not Path(args.repo).is_dir():
+            raise BenchmarkUsageError(f"--repo {args.repo} is not a folder")
+        max_windows = max(STABLE_WINDOWS, int(opt("max_windows")))
+        if args.budget:  # seconds per level
+            max_windows = max(STABLE_WINDOWS, int(args.budget / window_s))
+        return ServeSettings(
+            command=args.command_line, quick=args.quick, protocols=protocols,
+            batches=tuple(split_list(opt("batches"), "--batches", int)),
+            concurrency=tuple(split_list(opt("concurrency"), "--concurrency", int)),
+            window_s=window_s, max_windows=max_windows, max_requests=int(opt("max_requests")),
+            min_windows=max(STABLE_WINDOWS, args.min_rounds or STABLE_WINDOWS),
+            warmup=1 if args.warmup is None else args.warmup,
+            paired_rounds=int(d["paired_rounds"] if args.rounds is None else args.rounds),
+            threads=args.threads or physical_cores(), urls=_resolve_urls(args, protocols),
+            model=args.model, repo=args.repo, onnx=args.onnx, up=args.up, size=int(opt("size")),
+            base_channels=int(opt("base_channels")), depth=int(opt("depth")), seed=args.seed)
+
+    def run(self, s: ServeSettings, *, progress: bool = True) -> Result:
+        try:
+            import onnxruntime  # noqa: F401  (the in-process comparison)
+
+            import triton_repo  # noqa: F401
+        except ImportError as exc:
+            raise BenchmarkError(f"bench serve needs onnxruntime and tritonclient: pip install "
+                                 f"'pixeldcn[cpu,triton]' ({exc})") from exc
+        from ._timing import progress_bar
+
+        machine, run = machine_info(), _Run(onnx_path=Path(s.onnx) if s.onnx else None)
+        levels = [(p, b, c) for p in s.protocols for b in s.batches for c in s.concurrency]
+        with ExitStack() as stack:
+            stats = _connect(stack, s, run)
+            _paired_c1(s, run, stats)
+            with progress_bar(len(levels), "serve levels", progress) as bar:
+                for level in levels:
+                    run.rows.append(_level(s, run, stats, *level))
+                    bar.update(1)
+            run.server_version = _server_version(run.urls[s.protocols[0]], s.protocols[0])
+        checked = [r["lost"] for r in run.rows] + [p["lost"] for p in run.paired.values()]
+        records = {"in_process": run.in_process, "paired_c1": run.paired, "rows": run.rows,
+                   "lost_total": sum(n or 0 for n in checked),
+                   # Levels whose count could not be checked: the server's statistics were reset.
+                   "unchecked_levels": sum(n is None for n in checked)}
+        settings = s.to_json(run)
+        return Result(self.name, machine, settings, records,
+                      tuple(serve_targets(records, settings)))
+
+    def failure(self, result: Result) -> str | None:
+        lost = result["lost_total"]
+        return (f"{lost} request(s) the client saw answered are missing from the server's "
+                "success count (see the report)") if lost else None
+
+    def markdown(self, result: Result) -> str:
+        return serve_markdown(result)
+
+    def plots(self, result: Result, out_dir: Path) -> list[Path]:
+        from ._plots import serve_plot
+
+        return [serve_plot(result, out_dir)]
+
+
+BENCHMARK = Serve()

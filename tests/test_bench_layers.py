@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import layers
+from benchmarks import BenchmarkUsageError, layers
 from benchmarks._graphs import PIXEL_DCL_VARIANTS, pixel_dcl_variant_model, plain_conv_channels
 from benchmarks._ort import parse_providers
 from benchmarks._report import Target
@@ -56,7 +56,7 @@ def test_json_records_machine_and_settings(quick_run):
     s = res["settings"]
     assert s["quick"] is True
     assert s["command"].startswith("pixeldcn bench layers") and "--quick" in s["command"]
-    assert s["policy"]["rounds"] == layers.QUICK_DEFAULTS["rounds"]
+    assert s["policy"]["rounds"] == layers.QUICK_POLICY.rounds
     assert s["providers"][0] == "cpu"
 
 
@@ -197,7 +197,7 @@ def test_run_interleaved_times_every_variant_once_per_round_and_stops_at_the_bud
 
 
 def test_round_policy_refuses_zero_rounds():
-    with pytest.raises(ValueError, match="rounds must be >= 1, got 0"):
+    with pytest.raises(BenchmarkUsageError, match="--rounds must be >= 1, got 0"):
         RoundPolicy(0, 1)
 
 
@@ -220,7 +220,7 @@ def test_requesting_an_unavailable_gpu_provider_fails_with_the_reason(tmp_path, 
 
 def test_unknown_kind_is_an_error_listing_the_registered_kinds(tmp_path, capsys):
     rc = main(["bench", "layers", "--quick", "--kinds", "pixel,dcl", "--out", str(tmp_path)])
-    assert rc == 1
+    assert rc == 2
     assert "unknown up-sampling layer kind 'pixel'" in capsys.readouterr().err
 
 

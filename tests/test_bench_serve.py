@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 
 from benchmarks.serve import is_stable, measure_level, stats_delta
@@ -79,10 +80,34 @@ def test_measure_level_counts_failed_requests_and_keeps_their_messages():
     assert level.errors[0] == "RuntimeError: boom"
 
 
-def test_url_without_model_is_an_error(tmp_path, capsys):
-    rc = main(["bench", "serve", "--url", "127.0.0.1", "--out", str(tmp_path)])
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--url", "nowhere:1"], "--url needs --model: the name of the model to benchmark"),
+    (["--url", "nowhere:1", "--model", "m"], "--url nowhere:1 names one port, while --protocols"),
+    (["--url", "nowhere:x", "--model", "m", "--protocols", "grpc"], "--url: expected HOST or"),
+    (["--protocols", "grpc,udp"], "--protocols: unknown protocol 'udp'; expected grpc, http"),
+    (["--concurrency", "1,0"], "--concurrency: expected comma-separated positive integers"),
+    (["--batches", "two"], "--batches: expected comma-separated positive integers, got 'two'"),
+    (["--window", "0"], "--window must be > 0 seconds, got 0.0"),
+    (["--rounds", "0"], "--rounds must be >= 1, got 0"),
+    (["--repo", "no/such/folder"], "--repo no/such/folder is not a folder"),
+])
+def test_bad_flags_end_in_one_line_and_exit_code_2(argv, message, tmp_path, capsys):
+    rc = main(["bench", "serve", "--quick", *argv, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("pixeldcn bench: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_server_that_does_not_answer_is_a_failure_exit_code_1(tmp_path, capsys):
+    pytest.importorskip("tritonclient")
+    rc = main(["bench", "serve", "--url", "nowhere.invalid:1", "--model", "m", "--protocols",
+               "grpc", "--no-progress", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
     assert rc == 1
-    assert "--url needs --model" in capsys.readouterr().err
+    assert err.startswith("pixeldcn bench: error: ") and "nowhere.invalid:1" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "serve.json").exists()
 
 
 # -- a quick run against the real local tritonserver ---------------------------------------------
@@ -151,7 +176,13 @@ def test_serving_overhead_is_a_paired_ratio_against_in_process_onnxruntime(quick
     for p in res["paired_c1"].values():
         r = p["served_over_in_process"]
         assert r["n"] == res["settings"]["paired_rounds"] and r["median"] > 0
-        assert p["overhead_ms"] == pytest.approx(p["overhead_ms"])  # a number, not NaN
+        # overhead = median over rounds of (served - in-process) ms, both timed in the same round;
+        # the ratio = median over rounds of served / in-process (1e-9 relative: float rounding)
+        served, local = (np.asarray(p["rounds_ms"][k]) for k in ("served", "in_process"))
+        assert served.size == local.size == r["n"]
+        assert p["overhead_ms"] == pytest.approx(float(np.median(served - local)), rel=1e-9)
+        assert r["median"] == pytest.approx(float(np.median(served / local)), rel=1e-9)
+        assert p["served_ms"]["median"] == pytest.approx(float(np.median(served)), rel=1e-9)
     (t,) = res["targets"]
     assert t["name"] == "served_grpc_c1_p50_over_in_process"
     assert t["measured"] == res["paired_c1"]["grpc"]["served_over_in_process"]["median"]
