@@ -45,6 +45,7 @@ from ._specs import (
     registered_kind,
     unregister_kind,
 )
+from ._targets import DEFAULT_TARGET, TARGETS, Target, get_target, resolve_target
 from .quality import checkerboard_index, checkerboard_map, overlap_map
 
 __all__ = [
@@ -94,6 +95,12 @@ __all__ = [
     "emit_layer",
     "ir_version_for",
     "pixel_dcl_phase_taps",
+    # export targets (forms each ONNX consumer supports)
+    "DEFAULT_TARGET",
+    "TARGETS",
+    "Target",
+    "get_target",
+    "resolve_target",
     # errors
     "InputShapeError",
     "PixelDCNError",

@@ -22,6 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ._errors import SpecError
+from ._targets import Target, get_target
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -86,13 +87,18 @@ class GraphBuilder:
         prefix: prefix of every generated name (e.g. ``"up1/"``).
         opset: the default-domain opset the graph targets.
         dtype: the float dtype of the graph's tensors ("float32" or "float16").
+        target: the ONNX consumer the graph is for (see ``pixeldcn_core.TARGETS``); ``None`` is
+            the default, onnxruntime.
     """
 
     def __init__(
-        self, prefix: str = "", *, opset: int | None = None, dtype: str = "float32"
+        self, prefix: str = "", *, opset: int | None = None, dtype: str = "float32",
+        target: str | Target | None = None,
     ) -> None:
         self.prefix = prefix
         self.opset = check_opset(opset)
+        #: The consumer the graph is for: the emitters write forms it supports (``_targets``).
+        self.target = get_target(target)
         self.dtype = check_dtype(dtype)
         self.np_dtype, self.elem_type = DTYPES[self.dtype]
         self.nodes: list[onnx.NodeProto] = []

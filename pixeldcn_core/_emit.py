@@ -16,6 +16,11 @@ phases ``y_ab`` (output ``(2i + a, 2j + b)``) in one of two ways (:data:`INTERLE
 
 Sub-pixel conv keeps its ``DepthToSpace(mode="CRD")`` (pixel shuffle) and DCL its ConvTranspose
 whatever the interleave.
+
+The builder's target (``pixeldcn_core.TARGETS``) picks equivalent forms a consumer supports: for
+a target without DCR, ``"depth_to_space"`` reorders the channels to CRD first (Reshape,
+Transpose, Reshape); for one without asymmetric ConvTranspose pads, odd-kernel DCL is a
+symmetric ConvTranspose and a Slice.
 """
 
 from __future__ import annotations
@@ -66,13 +71,21 @@ def _interleave(b: GraphBuilder, phases: list[str], how: str) -> str:
     With ``how="depth_to_space"`` an entry may also hold consecutive phases stacked on channels
     (``[y00, y01 ++ y10, y11]``); ``"concat"`` needs the four apart.
     """
-    if how == "depth_to_space":
-        stacked = b.op("Concat", phases, {"axis": 1})  # (N, 4C, H, W), block 2a + b = (a, b)
-        return b.op("DepthToSpace", [stacked], {"blocksize": 2, "mode": "DCR"})
-    y00, y01, y10, y11 = phases
-
     def const(values: list[int], hint: str) -> str:
         return b.initializer(np.array(values, dtype=np.int64), hint, cast=False)
+
+    if how == "depth_to_space":
+        stacked = b.op("Concat", phases, {"axis": 1})  # (N, 4C, H, W), block 2a + b = (a, b)
+        if b.target.depth_to_space_dcr:
+            return b.op("DepthToSpace", [stacked], {"blocksize": 2, "mode": "DCR"})
+        # The target lacks DCR: reorder channels to CRD (4c + 2a + b), then DepthToSpace CRD.
+        hw = b.op("Shape", [stacked], {"start": 2})  # [H, W]
+        blocks = b.op("Reshape", [stacked, b.op("Concat", [const([0, 4, -1], "shape"), hw],
+                                                 {"axis": 0})])  # (N, 4, C, H, W)
+        crd = b.op("Transpose", [blocks], {"perm": [0, 2, 1, 3, 4]})  # (N, C, 4, H, W)
+        flat = b.op("Reshape", [crd, b.op("Concat", [const([0, -1], "shape"), hw], {"axis": 0})])
+        return b.op("DepthToSpace", [flat], {"blocksize": 2, "mode": "CRD"})
+    y00, y01, y10, y11 = phases
 
     def columns(left: str, right: str) -> str:  # (N, C, H, W) x 2 -> (N, C, H, 2W)
         axis = const([4], "axes")
@@ -294,12 +307,24 @@ def dcl_efficient(
     inputs = [x, b.initializer(w["weight"], "w")]
     if w.get("bias") is not None:
         inputs.append(b.initializer(w["bias"], "b"))
-    # Output size 2(H-1) + k - begin - end = 2H: TF 'SAME', including the asymmetric k = 3.
-    return b.op(
-        "ConvTranspose",
-        inputs,
-        {"kernel_shape": [k, k], "strides": [2, 2], "pads": [begin, begin, end, end]},
-    )
+    if begin == end or b.target.asymmetric_conv_transpose:
+        # Output size 2(H-1) + k - begin - end = 2H: TF 'SAME', including the asymmetric k = 3.
+        return b.op(
+            "ConvTranspose",
+            inputs,
+            {"kernel_shape": [k, k], "strides": [2, 2], "pads": [begin, begin, end, end]},
+        )
+    # The target lacks asymmetric pads: pad ``begin`` on both sides (2H + end - begin rows and
+    # columns), then drop the last ``end - begin``.
+    full = b.op("ConvTranspose", inputs,
+                {"kernel_shape": [k, k], "strides": [2, 2], "pads": [begin] * 4})
+    cut = end - begin
+
+    def const(values: list[int], hint: str) -> str:
+        return b.initializer(np.array(values, dtype=np.int64), hint, cast=False)
+
+    return b.op("Slice", [full, const([0, 0], "starts"), const([-cut, -cut], "ends"),
+                          const([2, 3], "axes")])
 
 
 def emit_layer(
@@ -309,7 +334,7 @@ def emit_layer(
     weights: Mapping[str, np.ndarray],
     *,
     form: str = "efficient",
-    interleave: str = "depth_to_space",
+    interleave: str | None = None,
 ) -> str:
     """Emit one up-sampling layer into ``builder``; returns the name of its output tensor.
 
@@ -319,13 +344,16 @@ def emit_layer(
         x: name of the input tensor ``[N, Cin, H, W]`` already in the graph.
         weights: the layer's weights as numpy arrays (see :meth:`LayerSpec.weight_shapes`).
         form: "efficient" (default) or "faithful", where the kind has it.
-        interleave: how phases become the 2x output: "depth_to_space" (default) or "concat"
-            (see :data:`INTERLEAVES`); sub-pixel conv and DCL ignore it.
+        interleave: how phases become the 2x output: "depth_to_space" or "concat" (see
+            :data:`INTERLEAVES`); ``None`` takes the builder's target's (``depth_to_space`` for
+            onnxruntime, ``concat`` for onnx2torch and ``any``). Sub-pixel conv and DCL ignore it.
+
+    The forms written also follow ``builder.target`` (see ``pixeldcn_core.TARGETS``).
     """
     spec = LayerSpec.from_weights(kind, weights)
     checked = spec.check_weights(weights)
     check_form(spec, form)
-    check_interleave(interleave)
+    interleave = check_interleave(builder.target.interleave if interleave is None else interleave)
     return spec.info.emitters[form](builder, x, spec, checked, interleave)
 
 

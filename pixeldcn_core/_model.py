@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ._builder import GraphBuilder, check_dtype, check_opset
-from ._emit import check_form, check_interleave, emit_layer
+from ._builder import GraphBuilder, check_dtype
+from ._emit import check_form, emit_layer
 from ._specs import LayerSpec
+from ._targets import DEFAULT_TARGET, resolve_target
 
 __all__ = ["build_layer_model"]
 
@@ -22,7 +23,8 @@ def build_layer_model(
     form: str = "efficient",
     opset: int | None = None,
     dtype: str = "float32",
-    interleave: str = "depth_to_space",
+    interleave: str | None = None,
+    target: str | None = None,
 ) -> onnx.ModelProto:
     """One up-sampling layer as a standalone ONNX model of standard operators.
 
@@ -33,10 +35,15 @@ def build_layer_model(
             (``[4C, Cin, k, k]``); optional ``bias`` (``[C]``).
         form: "efficient" (phases at input resolution + one DepthToSpace) or "faithful"
             (the paper's Figure 6) where the kind has both.
-        opset: default-domain opset (17..21); ``None`` is :data:`DEFAULT_OPSET`.
+        opset: default-domain opset (17..21); ``None`` is :data:`DEFAULT_OPSET`, or the newest
+            the target converts.
         dtype: "float32" or "float16" for the input, output and weights.
-        interleave: how the phases become the 2x output: "depth_to_space" (default: one
-            DepthToSpace) or "concat" (Unsqueeze/Concat/Reshape; faster on onnxruntime CPU).
+        interleave: how the phases become the 2x output: "depth_to_space" (one
+            DepthToSpace) or "concat" (Unsqueeze/Concat/Reshape; faster on onnxruntime CPU);
+            ``None``: the target's (depth_to_space for onnxruntime).
+        target: the ONNX consumer the model is for: "onnxruntime" (``None``, the default: its
+            fastest forms), "openvino", "tract", "onnx2torch" or "any" (runs on all of them);
+            see ``pixeldcn_core.TARGETS``.
 
     Returns:
         A model with input ``x [batch, Cin, height, width]`` and output
@@ -48,8 +55,8 @@ def build_layer_model(
     spec = LayerSpec.from_weights(kind, weights)
     dtype = check_dtype(dtype)
     check_form(spec, form)
-    check_interleave(interleave)
-    b = GraphBuilder(opset=check_opset(opset), dtype=dtype)
+    tgt, opset, interleave = resolve_target(target, opset, interleave)
+    b = GraphBuilder(opset=opset, dtype=dtype, target=tgt)
     x = b.input("x", dtype, ["batch", spec.in_channels, "height", "width"])
     y = emit_layer(b, spec.kind, x, {k: np.asarray(v) for k, v in weights.items()}, form=form,
                    interleave=interleave)
@@ -58,5 +65,6 @@ def build_layer_model(
         f"{spec.info.title}: in_channels={spec.in_channels}, out_channels={spec.out_channels}, "
         f"kernel_size={spec.k}, bias={spec.bias}, form={form}"
         + ("" if interleave == "depth_to_space" else f", interleave={interleave}")
+        + ("" if tgt.name == DEFAULT_TARGET else f", target={tgt.name}")
     )
     return b.to_model(f"{spec.kind}_{form}", doc=doc)

@@ -1,0 +1,108 @@
+"""Export targets: which ONNX forms a consumer supports, so that one option picks forms it runs.
+
+Every emitter writes standard operators, but consumers implement different subsets of them
+(measured with ``pixeldcn check``, README "Runtimes"):
+
+- onnx2torch (ONNX -> PyTorch) converts ``DepthToSpace`` in CRD mode only, ``ConvTranspose``
+  with symmetric pads only, and no op whose version changed at opset 18 (``Split``, ``Resize``,
+  ``Pad``, ``Reduce*``);
+- onnxruntime, onnx's ReferenceEvaluator, OpenVINO and tract run every form written here.
+
+A :class:`Target` states those facts; the emitters read them from the
+:class:`~pixeldcn_core.GraphBuilder` (``builder.target``) and write, where a fact is false,
+an equivalent form (the same numbers):
+
+- ``interleave="concat"`` by default (no DepthToSpace); an explicit ``"depth_to_space"``
+  becomes ``Reshape/Transpose`` to CRD order + ``DepthToSpace(mode="CRD")``;
+- DCL with an odd kernel (TF 'SAME' pads (begin, end) with begin < end): a ``ConvTranspose``
+  with pads ``begin`` on both sides, then a ``Slice`` dropping the last ``end - begin`` rows
+  and columns;
+- opset 17 by default, and an error for a newer one.
+
+``"any"`` is the intersection: a model every consumer above runs. ``"onnxruntime"`` (the
+default) is the fastest form for onnxruntime, i.e. what the emitters always wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ._errors import SpecError
+
+__all__ = ["DEFAULT_TARGET", "TARGETS", "Target", "get_target", "resolve_target"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What one ONNX consumer supports of the forms pixeldcn writes.
+
+    Attributes:
+        name: the name ``target=`` takes.
+        title: the consumer, for messages.
+        depth_to_space_dcr: implements ``DepthToSpace(mode="DCR")``.
+        asymmetric_conv_transpose: implements ``ConvTranspose`` with begin pads != end pads.
+        max_opset: the newest default-domain opset it converts (``None``: no limit).
+        interleave: the interleave used when none is asked for.
+    """
+
+    name: str
+    title: str
+    depth_to_space_dcr: bool = True
+    asymmetric_conv_transpose: bool = True
+    max_opset: int | None = None
+    interleave: str = "depth_to_space"
+
+
+#: Every target, by name. The default is :data:`DEFAULT_TARGET`.
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("onnxruntime", "onnxruntime"),
+        Target("openvino", "OpenVINO"),
+        Target("tract", "tract"),
+        Target("onnx2torch", "onnx2torch", depth_to_space_dcr=False,
+               asymmetric_conv_transpose=False, max_opset=17, interleave="concat"),
+        Target("any", "every consumer (onnxruntime, ReferenceEvaluator, OpenVINO, tract, onnx2torch)",
+               depth_to_space_dcr=False, asymmetric_conv_transpose=False, max_opset=17,
+               interleave="concat"),
+    )
+}
+
+#: What ``target=None`` means: the fastest forms for onnxruntime.
+DEFAULT_TARGET = "onnxruntime"
+
+
+def get_target(target: str | Target | None) -> Target:
+    """The :class:`Target` of a name (``None``: :data:`DEFAULT_TARGET`); SpecError lists the names."""
+    if isinstance(target, Target):
+        return target
+    if target is None:
+        return TARGETS[DEFAULT_TARGET]
+    if not isinstance(target, str) or target.strip().lower() not in TARGETS:
+        raise SpecError(f"target={target!r}; expected one of {', '.join(TARGETS)}")
+    return TARGETS[target.strip().lower()]
+
+
+def resolve_target(
+    target: str | Target | None, opset: int | None, interleave: str | None
+) -> tuple[Target, int, str]:
+    """``(target, opset, interleave)`` with the target's defaults filled in and checked.
+
+    Raises:
+        SpecError: unknown target, opset or interleave, or an opset newer than the target takes.
+    """
+    from ._builder import DEFAULT_OPSET, check_opset
+    from ._emit import check_interleave
+
+    t = get_target(target)
+    if opset is None:
+        resolved = DEFAULT_OPSET if t.max_opset is None else min(DEFAULT_OPSET, t.max_opset)
+    else:
+        resolved = check_opset(opset)
+        if t.max_opset is not None and resolved > t.max_opset:
+            raise SpecError(
+                f"opset {resolved} with target={t.name!r}: {t.title} converts opsets up to "
+                f"{t.max_opset} (ops such as Split and Resize changed at 18); leave opset unset "
+                f"or pass {t.max_opset}"
+            )
+    return t, resolved, check_interleave(t.interleave if interleave is None else interleave)
