@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ._emit import INTERLEAVES
-from ._errors import PixelDCNError
+from ._errors import InputShapeError, PixelDCNError
 from ._model import build_layer_model
 from ._specs import KINDS, LayerSpec
 from .reference import apply as reference_apply
@@ -49,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise PixelDCNError("onnxruntime is needed: pip install 'pixeldcn[cpu]'") from exc
     spec = LayerSpec(args.kind, args.in_channels, args.out_channels, args.kernel_size, args.bias)
+    m = spec.info.size_multiple
+    if any(d < 1 or d % m for d in args.size):
+        raise InputShapeError(
+            f"--size: got {args.size[0]} {args.size[1]}, while {spec.kind} needs positive "
+            f"multiples of {m}"
+        )
     weights = spec.random_weights(args.seed)
     model = build_layer_model(spec.kind, weights, form=args.form, dtype=args.dtype,
                                interleave=args.interleave)

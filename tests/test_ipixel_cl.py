@@ -137,3 +137,12 @@ def test_inside_a_network_it_exports_and_keeps_the_size(tmp_path):
         ref = model(torch.from_numpy(x)).numpy()
     assert y.shape == (2, 5, 6, 10)
     np.testing.assert_allclose(y, ref, rtol=1e-3, atol=1e-5)
+
+
+def test_pixeldcn_layer_refuses_an_odd_size_with_exit_code_2(capsys):
+    from pixeldcn_core.cli import main
+
+    assert main(["layer", "--kind", "ipixel_cl", "--size", "7", "8"]) == 2
+    assert "--size: got 7 8, while ipixel_cl needs positive multiples of 2" in capsys.readouterr().err
+    assert main(["layer", "--kind", "ipixel_cl", "--size", "6", "8", "--form", "faithful"]) == 0
+    assert "y (2, 8, 6, 8)" in capsys.readouterr().out
