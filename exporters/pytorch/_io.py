@@ -157,6 +157,12 @@ def add_io_arguments(p: Any) -> None:
                    help="with --input uint8-*: per-channel mean in 0..1, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", default=None,
                    help="with --input uint8-*: per-channel std in 0..1, e.g. 0.229,0.224,0.225")
+    p.add_argument("--int8", action="store_true",
+                   help="write a statically quantised int8 (QDQ) model, calibrated on "
+                   "--calibration; prints its agreement with float32 and both latencies")
+    p.add_argument("--calibration", default=None, metavar="DIR|photos",
+                   help="with --int8: a folder of images (or .npy float inputs), or 'photos' "
+                   "(scikit-image's photographs; held-out ones measure the agreement)")
 
 
 def _floats(flag: str, text: str | None) -> list[float] | None:

@@ -88,6 +88,9 @@ def handler(args: argparse.Namespace) -> int:
     from ._io import io_kwargs
 
     io = io_kwargs(args)
+    from ._int8 import check_int8_args
+
+    check_int8_args(args.int8, args.calibration, args.fp16)
 
     from torch import nn
 
@@ -138,10 +141,15 @@ def handler(args: argparse.Namespace) -> int:
     t1 = _stage(step, steps, f"exporting to {args.out} (input {list(shape)}, "
                 f"{'static' if args.static else 'dynamic batch/height/width'}, "
                 f"{'float16' if args.fp16 else 'float32'})")
-    io_active = io["input_format"] != "float32" or io["output"] != "logits"
-    path = export_onnx(model, args.out, shape, dynamic=not args.static, opset=args.opset,
-                       fp16=args.fp16, verify=io_active and not args.no_verify, verbose=True,
-                       interleave=args.interleave, **io)
+    io_active = io["input_format"] != "float32" or io["output"] != "logits" or args.int8
+    if args.int8:
+        from ._int8 import export_int8_cli
+
+        path = export_int8_cli(model, args, shape, io)
+    else:
+        path = export_onnx(model, args.out, shape, dynamic=not args.static, opset=args.opset,
+                           fp16=args.fp16, verify=io_active and not args.no_verify,
+                           verbose=True, interleave=args.interleave, **io)
     size = path.stat().st_size / 2**20
     print(f"      wrote {path} ({size:.1f} MiB) in {time.perf_counter() - t1:.1f} s")
     step += 1
