@@ -733,3 +733,80 @@ def test_triton_repo_imports_neither_torch_nor_exporters() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------ rollback, repo CLI
+
+
+def test_rollback_republishes_the_previous_version_and_goes_further_back_when_repeated(
+    tmp_path: pathlib.Path, onnx_path: pathlib.Path
+) -> None:
+    repo = tmp_path / "repo"
+    other = tmp_path / "other.onnx"
+    onnx.save(layer_model(seed=1), other)
+    for path in (onnx_path, other, onnx_path):  # versions 1, 2, 3
+        triton_repo.write_repository(repo, "unet", path)
+    first = triton_repo.rollback(repo, "unet")  # serve version 2's files again, as version 4
+    assert first.name == "4"
+    assert (first / "model.onnx").read_bytes() == (repo / "unet" / "2" / "model.onnx").read_bytes()
+    assert triton_repo.list_versions(repo / "unet") == [1, 2, 3, 4]  # nothing deleted
+    assert triton_repo.history(repo / "unet") == [1, 4]
+    second = triton_repo.rollback(repo, "unet")  # then version 1's
+    assert second.name == "5" and triton_repo.history(repo / "unet") == [5]
+    assert (second / "model.onnx").read_bytes() == (repo / "unet" / "1" / "model.onnx").read_bytes()
+    with pytest.raises(triton_repo.RepositoryError, match=r"has versions \[5\] in its history; nothing older"):
+        triton_repo.rollback(repo, "unet")
+    assert [p.name for p in (repo / "unet").iterdir() if p.name.startswith(".")] == []
+
+
+def test_rollback_raise_error_for_unknown_models_bad_names_and_multi_version_policies(
+    tmp_path: pathlib.Path, onnx_path: pathlib.Path
+) -> None:
+    repo = tmp_path / "repo"
+    with pytest.raises(triton_repo.ModelNameError, match=r"contains '\\x00'"):
+        triton_repo.rollback(repo, "un\x00et")
+    with pytest.raises(triton_repo.RepositoryError, match="model 'unet' is not in the repository"):
+        triton_repo.rollback(repo, "unet")
+    for _ in range(2):
+        triton_repo.write_repository(repo, "unet", onnx_path, options=ServingOptions(num_versions=2))
+    with pytest.raises(triton_repo.RepositoryError, match="rollback needs the latest 1 version"):
+        triton_repo.rollback(repo, "unet")
+
+
+def pixeldcn(*argv: str) -> int:
+    from pixeldcn_core.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def test_cli_repo_write_builds_serving_options_from_flags(
+    tmp_path: pathlib.Path, onnx_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    flags = ["--max-batch-size", "4", "--kind", "cpu", "--no-warmup", "--max-request-bytes", "4096"]
+    assert pixeldcn("repo", "write", repo, "unet", onnx_path, *flags) == 0
+    assert "wrote" in capsys.readouterr().out
+    config = triton_repo.config_from_text((repo / "unet" / "config.pbtxt").read_text())
+    assert config.max_batch_size == 4 and not config.model_warmup
+    assert config.instance_group[0].kind == config.instance_group[0].KIND_CPU
+    assert config.parameters["max_request_bytes"].string_value == "4096"
+    assert pixeldcn("repo", "write", repo, "unet", onnx_path, "--max-batch-size", "-1") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "pixeldcn repo: error: max_batch_size=-1; expected in [0, 2147483647]"
+    ]
+
+
+def test_cli_repo_rollback_and_history(
+    tmp_path: pathlib.Path, onnx_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    for _ in range(2):
+        triton_repo.write_repository(repo, "unet", onnx_path)
+    assert pixeldcn("repo", "rollback", repo, "unet") == 0
+    assert capsys.readouterr().out.strip() == "rolled back unet: version 3 serves version 1's files"
+    assert pixeldcn("repo", "history", repo, "unet") == 0
+    assert capsys.readouterr().out.strip() == "3"
+    assert pixeldcn("repo", "rollback", repo, "unet") == 2  # nothing older: a usage error
+    assert "nothing older to roll back to" in capsys.readouterr().err
+    assert pixeldcn("repo", "rollback", repo, "a\nb") == 2
+    assert "contains '\\n'" in capsys.readouterr().err

@@ -550,6 +550,7 @@ class LocalTritonServer:
         if self._supervisor is None:
             self._supervisor = _supervisor.Supervisor(self, interval=self.watchdog_interval)
             self._supervisor.loaded = dict(self._started_models)
+            self._supervisor.refresh_stubs()
             self._supervisor.start()
         if self.health_port is not None and self._health is None:
             self._health = _supervisor.HealthServer(self, self.host, self.health_port)

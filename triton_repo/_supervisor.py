@@ -108,7 +108,7 @@ def list_stubs(server_pid: int, repo_dir: pathlib.Path) -> list[Stub]:
         if name != _STUB_NAME or len(cmdline) < 3:
             continue
         model_path = cmdline[1].decode(errors="replace")
-        model = model_path[len(repo):].split("/", 1)[0] if model_path.startswith(repo) else ""
+        model = model_path[len(repo) :].split("/", 1)[0] if model_path.startswith(repo) else ""
         shm = pathlib.Path("/dev/shm") / cmdline[2].decode(errors="replace")
         stubs.append(Stub(pid, state, model, shm))
     return stubs
@@ -208,6 +208,12 @@ class Supervisor(threading.Thread):
         with self.lock:
             self.down.discard("*server*")
 
+    def refresh_stubs(self) -> None:
+        """Remember which model each live stub runs (a zombie's command line is empty)."""
+        for stub in list_stubs(self.server.pid, self.server.repo_dir):
+            if not stub.dead:
+                self._pid_model[stub.pid] = stub.model
+
     def _check_stubs(self) -> None:
         """Reload the model of a stub that died (a zombie) or holds too much shared memory.
 
@@ -262,6 +268,7 @@ class Supervisor(threading.Thread):
             fingerprint = self.server._repository_models().get(model, ())
         self.loaded[model] = fingerprint
         self.note(model, "loaded" if ok else f"load failed: {message}")
+        self.refresh_stubs()
         if restart_stub:
             with self.lock:
                 self.down.discard(model)

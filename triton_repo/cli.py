@@ -48,6 +48,11 @@ def register(subparsers: Any) -> None:
         help="seconds to let in-flight requests finish on shutdown (default 5)",
     )
     serve.add_argument("--log-file", type=pathlib.Path, default=None, help="server log file")
+    serve.add_argument(
+        "--health-port", type=int, default=None,
+        help="serve GET /readyz and /healthz on this port (0: a free one) for probes: ready only "
+        "while every model can answer (false while a stub restarts, true while a version loads)",
+    )  # fmt: skip
     serve.set_defaults(func=_serve)
 
     infer = subparsers.add_parser(
@@ -82,6 +87,17 @@ def _raise_shutdown(signum: int, frame: object) -> None:
     raise _Shutdown(signal.Signals(signum).name)
 
 
+def _running(server: Any, restart_timeout: float) -> bool:
+    """Whether the server runs, waiting up to ``restart_timeout`` s for its supervisor to
+    restart it after a crash."""
+    deadline = time.monotonic() + restart_timeout
+    while not server.is_alive():
+        if time.monotonic() > deadline or server.supervisor is None:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ._errors import TritonRepoError
     from ._server import LocalTritonServer
@@ -99,15 +115,17 @@ def _serve(args: argparse.Namespace) -> int:
             ready_timeout=args.ready_timeout,
             exit_timeout=args.exit_timeout,
             log_path=args.log_file,
+            health_port=getattr(args, "health_port", None),
         )
         server.start()
+        health = f"  health  {server.health_url}/readyz\n" if server.health_url else ""
         print(
             f"serving {args.repo}\n  HTTP    {server.http_url}\n  gRPC    {server.grpc_url}\n"
-            f"  metrics {server.metrics_url}\n  log     {server.log_path}\n"
+            f"  metrics {server.metrics_url}\n{health}  log     {server.log_path}\n"
             "press Ctrl-C to stop",
             flush=True,
         )
-        while server.is_alive():
+        while _running(server, args.ready_timeout):
             time.sleep(0.5)
         print(f"error: tritonserver exited\n{server.log_tail()}", file=sys.stderr)
         return 1

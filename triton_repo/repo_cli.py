@@ -84,12 +84,16 @@ def _add_s3_commands(repo_sub: Any) -> None:
 #: Functions adding sub-commands to ``pixeldcn repo``; append yours.
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_s3_commands]
 
+from ._repo_local_cli import add_local_commands  # noqa: E402 - write, rollback, history (local)
+
+SUBCOMMANDS.append(add_local_commands)
+
 
 def register(subparsers: Any) -> None:
     """Add ``repo`` and its sub-commands to ``subparsers`` (from ``add_subparsers``)."""
     repo = subparsers.add_parser(
         "repo",
-        help="manage model repositories (push to / list / remove from S3)",
+        help="manage model repositories (write / rollback / history; push to / list / remove from S3)",
         description="Manage model repositories: local folders and s3://BUCKET/PREFIX.",
     )
     repo_sub = repo.add_subparsers(dest="repo_command", metavar="SUBCOMMAND", required=True)
