@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["layers_plots", "network_plot", "serve_plot"]
+__all__ = ["layers_plots", "network_plots", "serve_plots"]
 
 #: Bar colours, by the kind's place in the registry (the baseline, registered first, is grey).
 _COLORS = ("#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
@@ -27,6 +27,13 @@ def _color(kind: str) -> str:
 
     kinds = layer_kinds()
     return _COLORS[kinds.index(kind) % len(_COLORS)] if kind in kinds else _COLORS[5]
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -64,11 +71,7 @@ def layers_plots(result: Any, out_dir: Path) -> list[Path]:
             ax.axis("off")
         fig.suptitle(f"Up-sampling layers, onnxruntime {provider}: time relative to DCL k=6 "
                      "(dashed line); hatched = faithful form", fontsize=10)
-        fig.tight_layout()
-        path = out_dir / f"layers_ratio_{provider}.png"
-        fig.savefig(path, dpi=_DPI)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(plt, fig, out_dir / f"layers_ratio_{provider}.png"))
 
         fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
         for ax, cfg in zip(axes.flat, cfgs, strict=False):
@@ -89,15 +92,11 @@ def layers_plots(result: Any, out_dir: Path) -> list[Path]:
             ax.axis("off")
         fig.suptitle(f"Useful GFLOP/s, onnxruntime {provider} (| = plain Conv of the same MACs)",
                      fontsize=10)
-        fig.tight_layout()
-        path = out_dir / f"layers_gflops_{provider}.png"
-        fig.savefig(path, dpi=_DPI)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(plt, fig, out_dir / f"layers_gflops_{provider}.png"))
     return paths
 
 
-def network_plot(result: Any, out_dir: Path) -> Path:
+def network_plots(result: Any, out_dir: Path) -> list[Path]:
     """Per network, bars of its time with each kind relative to its DCL k=6 version, per
     runtime, with the paper's."""
     from .network import NETWORKS
@@ -128,14 +127,10 @@ def network_plot(result: Any, out_dir: Path) -> Path:
         title = NETWORKS[net].title if net in NETWORKS else net
         ax.set_title(f"{title} {dims['size']}x{dims['size']}: time / DCL k=6", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out_dir / "network_ratio.png"
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
-    return path
+    return [_save(plt, fig, out_dir / "network_ratio.png")]
 
 
-def serve_plot(result: Any, out_dir: Path) -> Path:
+def serve_plots(result: Any, out_dir: Path) -> list[Path]:
     """p50/p99 latency and throughput against concurrency, one line per protocol and batch."""
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -164,8 +159,4 @@ def serve_plot(result: Any, out_dir: Path) -> Path:
         ax.legend(fontsize=6)
     s = result.settings
     fig.suptitle(f"Triton ({s['server']}), model {s['model']}", fontsize=9)
-    fig.tight_layout()
-    path = out_dir / "serve_latency_throughput.png"
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
-    return path
+    return [_save(plt, fig, out_dir / "serve_latency_throughput.png")]

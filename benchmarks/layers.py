@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ import numpy as np
 from pixeldcn_core import INTERLEAVES, LayerSpec, build_layer_model, get_kind, layer_kinds
 
 from ._machine import machine_info, physical_cores
+from ._plots import layers_plots
 from ._protocol import BASELINE_KIND, BenchmarkError, Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
@@ -524,13 +524,8 @@ class Layers:
         return Result(self.name, machine, s.to_json([c.name for c in choices]), records,
                       tuple(layer_targets(cfgs)))
 
-    def markdown(self, result: Result) -> str:
-        return layers_markdown(result)
-
-    def plots(self, result: Result, out_dir: Path) -> list[Path]:
-        from ._plots import layers_plots
-
-        return layers_plots(result, out_dir)
+    markdown = staticmethod(layers_markdown)
+    plots = staticmethod(layers_plots)
 
 
 BENCHMARK = Layers()

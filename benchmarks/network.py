@@ -29,6 +29,7 @@ import numpy as np
 from pixeldcn_core import INTERLEAVES, get_kind, layer_kinds
 
 from ._machine import machine_info, physical_cores
+from ._plots import network_plots
 from ._protocol import BASELINE_KIND, BenchmarkError, BenchmarkUsageError, Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
@@ -433,13 +434,8 @@ class NetworkBench:
         return Result(self.name, machine, settings, records,
                       tuple(network_targets(rows, settings, models.up_share)))
 
-    def markdown(self, result: Result) -> str:
-        return network_markdown(result)
-
-    def plots(self, result: Result, out_dir: Path) -> list[Path]:
-        from ._plots import network_plot
-
-        return [network_plot(result, out_dir)]
+    markdown = staticmethod(network_markdown)
+    plots = staticmethod(network_plots)
 
 
 BENCHMARK = NetworkBench()

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._machine import machine_info, physical_cores
+from ._plots import serve_plots
 from ._protocol import BenchmarkError, BenchmarkUsageError, Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
@@ -732,13 +733,8 @@ class Serve:
         return (f"{lost} request(s) the client saw answered are missing from the server's "
                 "success count (see the report)") if lost else None
 
-    def markdown(self, result: Result) -> str:
-        return serve_markdown(result)
-
-    def plots(self, result: Result, out_dir: Path) -> list[Path]:
-        from ._plots import serve_plot
-
-        return [serve_plot(result, out_dir)]
+    markdown = staticmethod(serve_markdown)
+    plots = staticmethod(serve_plots)
 
 
 BENCHMARK = Serve()
