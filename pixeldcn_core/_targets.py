@@ -17,7 +17,8 @@ an equivalent form (the same numbers):
 - DCL with an odd kernel (TF 'SAME' pads (begin, end) with begin < end): a ``ConvTranspose``
   with pads ``begin`` on both sides, then a ``Slice`` dropping the last ``end - begin`` rows
   and columns;
-- opset 17 by default, and an error for a newer one.
+- opset 17 by default, and an error for a newer one;
+- (exporters) ``Reshape(allowzero=1)`` with a constant shape holding no zero as ``allowzero=0``.
 
 ``"any"`` is the intersection: a model every consumer above runs. ``"onnxruntime"`` (the
 default) is the fastest form for onnxruntime, i.e. what the emitters always wrote.
@@ -43,6 +44,9 @@ class Target:
         asymmetric_conv_transpose: implements ``ConvTranspose`` with begin pads != end pads.
         max_opset: the newest default-domain opset it converts (``None``: no limit).
         interleave: the interleave used when none is asked for.
+        reshape_allowzero: implements ``Reshape(allowzero=1)`` (which the PyTorch exporter
+            writes; the exporters rewrite it to ``allowzero=0`` where the shape is a constant
+            without zeros, the same op then).
     """
 
     name: str
@@ -51,6 +55,7 @@ class Target:
     asymmetric_conv_transpose: bool = True
     max_opset: int | None = None
     interleave: str = "depth_to_space"
+    reshape_allowzero: bool = True
 
 
 #: Every target, by name. The default is :data:`DEFAULT_TARGET`.
@@ -61,10 +66,11 @@ TARGETS: dict[str, Target] = {
         Target("openvino", "OpenVINO"),
         Target("tract", "tract"),
         Target("onnx2torch", "onnx2torch", depth_to_space_dcr=False,
-               asymmetric_conv_transpose=False, max_opset=17, interleave="concat"),
+               asymmetric_conv_transpose=False, max_opset=17, interleave="concat",
+               reshape_allowzero=False),
         Target("any", "every consumer (onnxruntime, ReferenceEvaluator, OpenVINO, tract, onnx2torch)",
                depth_to_space_dcr=False, asymmetric_conv_transpose=False, max_opset=17,
-               interleave="concat"),
+               interleave="concat", reshape_allowzero=False),
     )
 }
 

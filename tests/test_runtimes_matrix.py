@@ -23,7 +23,13 @@ import onnx
 import pytest
 
 import pixeldcn_core as pc
-from exporters.runtimes import RUNTIMES, check_layer, install_torchvision_stand_in, runtime_unavailable
+from exporters.runtimes import (
+    RUNTIMES,
+    check_layer,
+    install_torchvision_stand_in,
+    onnx2torch_limitations,
+    runtime_unavailable,
+)
 
 ALL = tuple(RUNTIMES)
 SHAPE = (2, 4, 6, 8)  # N, Cin, H, W: small, not square, even (iPixelCL needs even sizes)
@@ -88,22 +94,6 @@ def test_target_any_runs_on_every_consumer_float16(kind, k, form, interleave):
                             interleave=interleave, target="any", dtype="float16")
     assert report.precision == "float16"
     _assert_all_pass(report)
-
-
-def onnx2torch_limitations(model: onnx.ModelProto) -> list[str]:
-    """What in the graph onnx2torch 1.5 does not convert (read from the graph, not from a run)."""
-    opset = model.opset_import[0].version
-    reasons = set()
-    for n in model.graph.node:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-        if n.op_type == "DepthToSpace" and attrs.get("mode", b"DCR") == b"DCR":
-            reasons.add("DepthToSpace in DCR mode (onnx2torch converts CRD only)")
-        pads = attrs.get("pads")
-        if n.op_type == "ConvTranspose" and pads and list(pads[:2]) != list(pads[2:]):
-            reasons.add("ConvTranspose with asymmetric pads (onnx2torch: symmetric only)")
-        if onnx.defs.get_schema(n.op_type, opset, "").since_version >= 18:
-            reasons.add(f"{n.op_type} of opset 18 (onnx2torch converts up to opset 17)")
-    return sorted(reasons)
 
 
 def _default_target_params() -> list:

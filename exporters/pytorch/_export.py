@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 import pixeldcn_core
-from pixeldcn_core import check_interleave, check_opset, get_kind
+from pixeldcn_core import get_kind, resolve_target
 from pixeldcn_core.io import save_model_atomic
 
 from ._base import UpsampleLayer
@@ -48,6 +48,7 @@ from ._onnx_passes import (
     to_float16,
 )
 from ._registry import FUNCTIONS
+from ._targets import adapt_to_target
 
 __all__ = ["export_onnx", "prepare_for_export"]
 
@@ -55,6 +56,7 @@ __all__ = ["export_onnx", "prepare_for_export"]
 _MAX_BYTES = 2**31 - 2**20
 METADATA_INPUT_SHAPES = "pixeldcn.input_shapes"
 METADATA_LAYERS = "pixeldcn.layers"
+METADATA_TARGET = "pixeldcn.target"
 
 
 # -- the placeholder op, in torch and in ONNX -----------------------------------------------------
@@ -231,7 +233,8 @@ def export_onnx(
     atol: float | None = None,
     rtol: float | None = None,
     verbose: bool = False,
-    interleave: str = "depth_to_space",
+    interleave: str | None = None,
+    target: str | None = None,
     input_format: str | None = None,
     output: str | None = None,
     mean: Sequence[float] | None = None,
@@ -250,7 +253,8 @@ def export_onnx(
         input_shape: the example input's shape, or one shape per forward argument; dynamic
             export traces with batch >= 2 and verifies at this shape.
         dynamic: batch, height and width (dims 0, 2, 3 of 4-D inputs; dim 0 of others) dynamic.
-        opset: default-domain opset (17..21); ``None`` is the core's ``DEFAULT_OPSET`` (18).
+        opset: default-domain opset (17..21); ``None`` is the core's ``DEFAULT_OPSET`` (18), or
+            the newest the target converts (17 for "onnx2torch" and "any").
         fp16: write a float16 model (inputs and outputs float16). Weights are folded in float32
             first, then rounded once.
         verify: run :func:`exporters.pytorch.verify` on the written file and raise
@@ -261,8 +265,12 @@ def export_onnx(
         atol, rtol: verification tolerances (``None``: per-precision defaults of ``verify``).
         verbose: print what each step did.
         interleave: how the up-sampling layers interleave their phases: "depth_to_space"
-            (default, one DepthToSpace per layer) or "concat" (Unsqueeze/Concat/Reshape, faster
-            on onnxruntime's CPU provider); see ``pixeldcn_core.INTERLEAVES``.
+            (one DepthToSpace per layer) or "concat" (Unsqueeze/Concat/Reshape, faster on
+            onnxruntime's CPU provider); ``None``: the target's. See ``pixeldcn_core.INTERLEAVES``.
+        target: the ONNX consumer the model is for (``pixeldcn_core.TARGETS``): "onnxruntime"
+            (``None``, the default: its fastest forms), "openvino", "tract", "onnx2torch" or
+            "any" (a model that onnxruntime, onnx's ReferenceEvaluator, OpenVINO, tract and
+            onnx2torch all run; check it with ``pixeldcn check``).
         input_format: "float32" (default: the model's float NCHW input) or "uint8-nhwc" /
             "uint8-nchw": uint8 images, normalised in the graph with ``mean`` and ``std``
             (0..1 range, per channel; default 0 and 1, i.e. ``x / 255``).
@@ -279,8 +287,7 @@ def export_onnx(
         ExportError: the model cannot be exported as asked.
         VerificationError: onnxruntime disagrees with PyTorch beyond tolerance.
     """
-    opset = check_opset(opset)
-    check_interleave(interleave)
+    tgt, opset, interleave = resolve_target(target, opset, interleave)
     io_layout, io_output = check_io(input_format, output)
     shapes = _normalise_shapes(input_shape)
     path = Path(path)
@@ -329,16 +336,18 @@ def export_onnx(
             raise ExportError(f"torch.onnx.export failed: {_summary(err)}") from err
     assert program is not None
     proto = program.model_proto
-    proto, notes = splice_layers(proto, layers, opset=opset, interleave=interleave)
+    proto, notes = splice_layers(proto, layers, opset=opset, interleave=interleave, target=tgt.name)
     proto, bn_notes = fold_batchnorm(proto)
     doc = (f"exported by pixeldcn {pixeldcn_core.__version__} (exporters.pytorch) from "
            f"{type(model).__name__}")
     proto = finalize(proto, opset=opset, doc=doc)
+    notes += adapt_to_target(proto, tgt)
     if fp16:
         proto = to_float16(proto)
     _set_metadata(proto, {
         METADATA_INPUT_SHAPES: json.dumps([list(s) for s in shapes]),
         METADATA_LAYERS: json.dumps([{"path": p, "kind": k} for p, k, _ in layers.values()]),
+        METADATA_TARGET: tgt.name,
     })
     if proto.ByteSize() > _MAX_BYTES:
         raise ExportError(

@@ -115,7 +115,7 @@ def _all_names(graph: onnx.GraphProto) -> set[str]:
 # -- 1. placeholders -> core emitter -------------------------------------------------------------
 def splice_layers(
     model: onnx.ModelProto, layers: Mapping[int, LayerEntry], *, opset: int,
-    interleave: str = "depth_to_space",
+    interleave: str | None = None, target: str | None = None,
 ) -> tuple[onnx.ModelProto, list[str]]:
     """Replace every placeholder node by the core's efficient form of its layer.
 
@@ -123,11 +123,14 @@ def splice_layers(
         model: the exported model holding ``pixeldcn.export::UpsampleLayer(x, layer_id=i)`` nodes.
         layers: layer id -> (module path, kind, weights in the core layout).
         opset: the default-domain opset of the model.
-        interleave: how the layers interleave their phases (see ``pixeldcn_core.INTERLEAVES``).
+        interleave: how the layers interleave their phases (see ``pixeldcn_core.INTERLEAVES``);
+            ``None``: the target's.
+        target: the ONNX consumer the forms are for (see ``pixeldcn_core.TARGETS``).
 
     Returns:
         The model (modified in place) and one line per layer saying what was spliced.
     """
+    consumer = target  # ``target`` names each layer's output tensor below
     graph = model.graph
     consts = _Constants(graph)
     consumers = _consumers(graph)
@@ -162,7 +165,7 @@ def splice_layers(
                 note += " + BatchNormalization folded"
         # A layer called twice (shared weights) is emitted twice, under distinct names.
         prefix = f"pixeldcn/{path}/" if n_call == 1 else f"pixeldcn/{path}/call{n_call}/"
-        b = GraphBuilder(prefix=prefix, opset=opset, dtype="float32")
+        b = GraphBuilder(prefix=prefix, opset=opset, dtype="float32", target=consumer)
         y = emit_layer(b, kind, node.input[0], weights, interleave=interleave)
         _rename_output(b, y, target)
         clash = ({n.name for n in b.nodes} | {t.name for t in b.initializers}) & taken

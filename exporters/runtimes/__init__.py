@@ -26,6 +26,7 @@ from ._consumers import (
     RUNTIMES,
     Runtime,
     install_torchvision_stand_in,
+    onnx2torch_limitations,
     runtime_unavailable,
     tract_fact,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "RUNTIMES",
     "Runtime",
     "install_torchvision_stand_in",
+    "onnx2torch_limitations",
     "runtime_unavailable",
     "tract_fact",
     # tolerances

@@ -17,7 +17,14 @@ import onnx
 from pixeldcn_core import PixelDCNError, build_layer_model
 from pixeldcn_core import reference as core_reference
 
-from ._consumers import RUNTIMES, install_torchvision_stand_in, runtime_unavailable, save_temp, temp_folder
+from ._consumers import (
+    RUNTIMES,
+    install_torchvision_stand_in,
+    onnx2torch_limitations,
+    runtime_unavailable,
+    save_temp,
+    temp_folder,
+)
 from ._tolerance import TOLERANCES, Comparison, Tolerance, compare, precision_of
 
 __all__ = [
@@ -345,7 +352,10 @@ def _run_one(rt: Any, path: Path, proto: onnx.ModelProto, feeds: dict[str, np.nd
     try:
         run = rt.load(path, proto, feeds)
     except Exception as err:
-        return RuntimeResult(rt.name, "error", message=f"load: {_line(err)}", hint=rt.hint)
+        why = ""
+        if rt.name == "onnx2torch" and (limits := onnx2torch_limitations(proto)):
+            why = f" [the graph holds {'; '.join(limits)}: export with --target onnx2torch or any]"
+        return RuntimeResult(rt.name, "error", message=f"load: {_line(err)}{why}", hint=rt.hint)
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     try:

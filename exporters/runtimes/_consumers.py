@@ -29,6 +29,7 @@ __all__ = [
     "RUNTIMES",
     "Runtime",
     "install_torchvision_stand_in",
+    "onnx2torch_limitations",
     "runtime_unavailable",
     "tract_fact",
 ]
@@ -222,6 +223,33 @@ def install_torchvision_stand_in() -> str:
     tv.__version__ = "0.0+stand-in"  # type: ignore[attr-defined]
     sys.modules["torchvision"], sys.modules["torchvision.ops"] = tv, ops
     return "empty"
+
+
+def onnx2torch_limitations(model: onnx.ModelProto) -> list[str]:
+    """What in ``model`` onnx2torch (1.5) does not convert, read from the graph (not from a run).
+
+    Export with ``target="onnx2torch"`` or ``target="any"`` to avoid all of them.
+    """
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    reasons = set()
+    for n in model.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type == "DepthToSpace" and attrs.get("mode", b"DCR") == b"DCR":
+            reasons.add("DepthToSpace in DCR mode (onnx2torch converts CRD only)")
+        pads = attrs.get("pads")
+        if n.op_type == "ConvTranspose" and pads and list(pads[: len(pads) // 2]) != list(
+                pads[len(pads) // 2:]):
+            reasons.add("ConvTranspose with asymmetric pads (onnx2torch: symmetric only)")
+        if n.op_type == "Reshape" and attrs.get("allowzero") == 1:
+            reasons.add("Reshape with allowzero=1 (onnx2torch: not implemented)")
+        if n.domain in ("", "ai.onnx") and opset >= 18:
+            try:
+                since = onnx.defs.get_schema(n.op_type, opset, "").since_version
+            except onnx.defs.SchemaError:
+                continue
+            if since >= 18:
+                reasons.add(f"{n.op_type} of opset {since} (onnx2torch converts up to opset 17)")
+    return sorted(reasons)
 
 
 def save_temp(proto: onnx.ModelProto, folder: str | Path) -> Path:
