@@ -62,6 +62,25 @@ def test_nothing_listening_anywhere_raises_unavailable_after_trying_every_replic
     assert not is_retryable(triton_repo.ServerTimeoutError("slow"))
 
 
+def _quiet_ports(count: int) -> int:
+    """A base port b such that b .. b+count-1 are free and below the ephemeral range."""
+    import random
+    import socket
+
+    low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random(os.getpid())
+    for _ in range(200):
+        base = rng.randrange(max(1024, low - 12000), low - count)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range below the ephemeral range")
+
+
 @pytest.mark.server
 @pytest.mark.slow
 def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.Path) -> None:
@@ -69,7 +88,13 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
     repo = tmp_path / "repo"
     triton_repo.write_repository(repo, "m", tmp_path / "m.onnx", options=CPU)
     expected = reference(layer_model(5), X)
-    with LocalReplicas(repo, 3, ready_timeout=120) as replicas:
+    # Ports outside the kernel's ephemeral range: while replica 1 is dead, no other process on
+    # this machine is handed its ports by bind(0), so it restarts on them.
+    base = _quiet_ports(9)
+    with LocalReplicas(
+        repo, 3, http_port=base, grpc_port=base + 1, metrics_port=base + 2, port_stride=3,
+        ready_timeout=120, restart_on_crash=False,  # the test restarts it, after a dead window
+    ) as replicas:  # fmt: skip
         clients = [
             triton_repo.Client(replicas.grpc_urls, "m", balance="round_robin", down_secs=0.5),
             triton_repo.Client(replicas.http_urls, "m", protocol="http", balance="least_outstanding",
@@ -106,12 +131,15 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
             while victim.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not victim.is_alive()
-            at_kill = [c.replica_stats()[c.urls[1]].ok for c in clients]
             time.sleep(2.0)  # load on two replicas, retries moving requests off the dead one
+            # Nothing can answer from replica 1 now: its count is final (a thread that had its
+            # answer just before the kill may count it just after; 2 s later all have).
+            before_restart = [c.replica_stats()[c.urls[1]].ok for c in clients]
             replicas.restart(1)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # the restarted replica is picked up again
-                if all(c.replica_stats()[c.urls[1]].ok > at_kill[i] + 5 for i, c in enumerate(clients)):
+                counts_1 = [c.replica_stats()[c.urls[1]].ok for c in clients]
+                if all(now > then + 5 for now, then in zip(counts_1, before_restart, strict=True)):
                     break
                 time.sleep(0.2)
             time.sleep(1.0)
@@ -119,6 +147,10 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
             stop.set()
             for t in threads:
                 t.join(60)
+        alive = replicas.alive()
+        assert all(alive), f"replicas alive {alive}: " + "".join(
+            s.log_tail(1500) for s, up in zip(replicas.servers, alive, strict=True) if not up
+        )
         server_ok = [success_count(triton_repo.Client(u, "m").statistics()) for u in replicas.grpc_urls]
         stats = [c.replica_stats() for c in clients]
         counts = [c.counts() for c in clients]
@@ -132,7 +164,7 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
         f"{retries} retries; per replica (client ok gRPC/HTTP): "
         + ", ".join(f"{i}: {stats[0][u0].ok}/{stats[1][u1].ok}" for i, (u0, u1) in enumerate(urls))
         + f"; server success counts (replica 1 after restart): {server_ok}; killed replica had "
-        f"answered {sum(at_kill)}"
+        f"answered {sum(before_restart)}"
     )
     assert raised == [] and wrong == []
     assert answered == sum(issued), "a request was lost"
@@ -144,8 +176,75 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
         assert server_ok[i] == sum(s[c.urls[i]].ok for s, c in zip(stats, clients, strict=True))
     # The restarted replica: its fresh counter equals what it answered since the restart.
     pairs = list(zip(stats, clients, strict=True))
-    since_restart = sum(s[c.urls[1]].ok - at_kill[k] for k, (s, c) in enumerate(pairs))
+    since_restart = sum(s[c.urls[1]].ok - before_restart[k] for k, (s, c) in enumerate(pairs))
     assert since_restart > 0 and server_ok[1] == since_restart
     # Every failed attempt was on the killed replica.
     for s, c in zip(stats, clients, strict=True):
         assert s[c.urls[0]].failed == 0 and s[c.urls[2]].failed == 0
+
+
+def _children(pid: int) -> list[int]:
+    """The tritonserver processes started by process ``pid`` (any of its threads)."""
+    found = []
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                exe = pathlib.Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if exe.endswith(b"tritonserver"):
+                found.append(int(child))
+    return sorted(found)
+
+
+def test_serve_rejects_a_bad_replica_count(
+    capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
+) -> None:
+    from pixeldcn_core.cli import main
+
+    assert main(["serve", str(tmp_path), "--replicas", "0"]) == 2
+    assert "--replicas=0; expected an integer in [1, 64]" in capsys.readouterr().err
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_serve_replicas_command_restarts_a_killed_replica(tmp_path: pathlib.Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    onnx.save(layer_model(6), tmp_path / "m.onnx")
+    repo = tmp_path / "repo"
+    triton_repo.write_repository(repo, "m", tmp_path / "m.onnx", options=CPU)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pixeldcn_core.cli", "serve", str(repo), "--replicas", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "press Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        grpc = re.findall(r"gRPC (\S+)", text)
+        assert len(grpc) == 2, text
+        client = triton_repo.Client(grpc, "m").wait_ready(60)
+        expected = reference(layer_model(6), X)
+        np.testing.assert_allclose(client.infer(X), expected, atol=ATOL, rtol=0)
+        servers = _children(proc.pid)
+        assert len(servers) == 2
+        os.kill(servers[0], signal.SIGKILL)
+        for _ in range(20):  # the replica is down: the other one answers every request
+            np.testing.assert_allclose(client.infer(X), expected, atol=ATOL, rtol=0)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(set(_children(proc.pid)) - {servers[0]}) < 2:
+            time.sleep(0.2)
+        client.wait_ready(60)  # both replicas, the restarted one included
+        assert len(set(_children(proc.pid)) - {servers[0]}) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -20,6 +20,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import pathlib
+import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -39,7 +42,7 @@ from ._errors import (
 )
 from ._server import LocalTritonServer
 
-__all__ = ["BALANCE", "LocalReplicas", "ReplicaClient", "ReplicaStats", "split_urls"]
+__all__ = ["BALANCE", "LocalReplicas", "ReplicaClient", "ReplicaStats", "serve_replicas", "split_urls"]
 
 #: Load-balancing policies of :class:`ReplicaClient`.
 BALANCE = ("round_robin", "least_outstanding")
@@ -388,3 +391,75 @@ class LocalReplicas:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_replicas(args: Any, *, shutdown: type[BaseException] = KeyboardInterrupt) -> int:
+    """``pixeldcn serve REPO --replicas N``: run N servers in the foreground, until SIGINT/SIGTERM.
+
+    Each server's supervisor restarts it after a crash (same ports); a replica still down after
+    ``--ready-timeout`` seconds is restarted from here.
+
+    ``args`` is the ``serve`` command's namespace; ``shutdown`` is the exception its SIGTERM
+    handler raises. Replica ``i`` gets ``PORT + 10 * i`` for every port given, free ports
+    otherwise, and its log in ``LOG_FILE.i`` when ``--log-file`` is given.
+    """
+    if isinstance(args.replicas, bool) or not 1 <= args.replicas <= 64:
+        raise ConfigError(f"--replicas={args.replicas}; expected an integer in [1, 64]")
+    replicas = LocalReplicas(
+        args.repo, args.replicas, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port, poll_secs=args.poll_secs, ready_timeout=args.ready_timeout,
+        exit_timeout=args.exit_timeout,
+    )  # fmt: skip
+    if args.log_file is not None:
+        for i, server in enumerate(replicas.servers):
+            server._user_log_path = pathlib.Path(f"{args.log_file}.{i}")
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise shutdown(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    restarts = 0
+    try:
+        replicas.start()
+        lines = [f"serving {args.repo} with {args.replicas} replicas"]
+        for i, server in enumerate(replicas.servers):
+            lines.append(f"  replica {i}: HTTP {server.http_url}  gRPC {server.grpc_url}  "
+                         f"metrics {server.metrics_url}  log {server.log_path}")  # fmt: skip
+        lines.append(f"  Client(\"{','.join(replicas.grpc_urls)}\", MODEL) spreads load and fails over")
+        lines.append("press Ctrl-C to stop")
+        print("\n".join(lines), flush=True)
+        dead_since: dict[int, float] = {}
+        while True:
+            time.sleep(0.5)
+            for i, server in enumerate(replicas.servers):
+                if server.is_alive():
+                    dead_since.pop(i, None)
+                    continue
+                # Each server's own supervisor restarts it after a crash; step in only when it
+                # has not within ready_timeout.
+                since = dead_since.setdefault(i, time.monotonic())
+                if time.monotonic() - since > args.ready_timeout:
+                    restarts += 1
+                    print(f"replica {i} stayed down; restarting it (restart {restarts})", file=sys.stderr,
+                          flush=True)  # fmt: skip
+                    _restart(replicas, i)
+                    dead_since.pop(i, None)
+    except (KeyboardInterrupt, shutdown):
+        print("stopping", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        replicas.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _restart(replicas: LocalReplicas, index: int, attempts: int = 5) -> None:
+    """Restart a replica on its ports, retrying while another process holds one of them."""
+    for attempt in range(attempts):
+        try:
+            replicas.restart(index)
+            return
+        except ServerStartError as exc:
+            if attempt + 1 == attempts:
+                raise
+            print(f"replica {index} did not start ({str(exc).splitlines()[0]}); retrying",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            time.sleep(1.0)

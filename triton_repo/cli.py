@@ -32,7 +32,14 @@ def register(subparsers: Any) -> None:
             "written into REPO are picked up while serving."
         ),
     )
-    serve.add_argument("repo", type=pathlib.Path, metavar="REPO", help="model repository folder")
+    serve.add_argument(
+        "repo", type=_repository, metavar="REPO", help="model repository folder or s3://BUCKET/PREFIX"
+    )
+    serve.add_argument(
+        "--replicas", type=int, default=1,
+        help="run N servers on REPO (replica i: every given port + 10*i); a replica that exits "
+        "is restarted (default 1)",
+    )  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--http-port", type=int, default=None, help="HTTP port (default: free port)")
     serve.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default: free port)")
@@ -87,6 +94,11 @@ def _raise_shutdown(signum: int, frame: object) -> None:
     raise _Shutdown(signal.Signals(signum).name)
 
 
+def _repository(text: str) -> str | pathlib.Path:
+    """REPO: ``s3://BUCKET/PREFIX`` as it is, anything else a folder."""
+    return text if text.startswith("s3://") else pathlib.Path(text)
+
+
 def _running(server: Any, restart_timeout: float) -> bool:
     """Whether the server runs, waiting up to ``restart_timeout`` s for its supervisor to
     restart it after a crash."""
@@ -101,6 +113,11 @@ def _running(server: Any, restart_timeout: float) -> bool:
 def _serve(args: argparse.Namespace) -> int:
     from ._errors import TritonRepoError
     from ._server import LocalTritonServer
+
+    if getattr(args, "replicas", 1) != 1:
+        from ._replicas import serve_replicas
+
+        return serve_replicas(args, shutdown=_Shutdown)
 
     previous = signal.signal(signal.SIGTERM, _raise_shutdown)
     server = None
