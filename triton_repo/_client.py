@@ -30,6 +30,7 @@ from ._errors import (
     TritonRepoError,
 )
 from ._repository import validate_model_name
+from ._shm import SharedMemoryPool, check_shared_memory
 
 __all__ = ["Client", "ModelInfo"]
 
@@ -116,6 +117,10 @@ class Client:
         timeout: seconds to wait for one answer (connection and response).
         version: model version to ask for; ``""`` lets the server choose (the latest).
         headers: extra headers sent with every request.
+        shared_memory: ``"system"``: tensors travel through POSIX shared-memory regions (one
+            input and one output region per thread, reused, released on :meth:`close`; same
+            host only; on :class:`LocalTritonServer` pass ``headers=server.admin_headers(...)``,
+            as its shared-memory API is restricted). ``None`` (default): by value.
 
     Raises:
         ModelNameError: ``model`` is not a valid model name.
@@ -140,6 +145,7 @@ class Client:
         timeout: float = 60.0,
         version: str | int = "",
         headers: dict[str, str] | None = None,
+        shared_memory: str | None = None,
     ):
         if protocol not in _PROTOCOLS:
             raise ConfigError(f"protocol={protocol!r}; expected one of {_PROTOCOLS}")
@@ -158,6 +164,7 @@ class Client:
         self._local = threading.local()
         self._info: ModelInfo | None = None
         self._info_lock = threading.Lock()
+        self._shm = SharedMemoryPool() if check_shared_memory(shared_memory) else None
 
     # ------------------------------------------------------------------------- connections
 
@@ -177,7 +184,10 @@ class Client:
         return {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their threads end)."""
+        """Close this thread's connection (others close when their threads end) and release
+        every shared-memory region of this client."""
+        if self._shm is not None:
+            self._shm.close()
         client = getattr(self._local, "client", None)
         if client is not None:
             client.close()
@@ -386,6 +396,9 @@ class Client:
         name = output or info.output_name
         if name not in info.output_names:
             raise InferenceInputError(f"output={name!r}; expected one of {info.output_names}")
+        if self._shm is not None:  # tensors through shared memory (._shm)
+            y = self._shm.infer(self, info, batch, name)
+            return y[0] if single else y
         module = self._module
         tensor = module.InferInput(info.input_name, list(batch.shape), info.datatype)
         tensor.set_data_from_numpy(batch)
