@@ -36,63 +36,62 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
-def _grid(n: int) -> tuple[int, int]:
-    cols = min(n, 3)
-    return (n + cols - 1) // cols, cols
+def _ratio_panel(ax: Any, cfg: dict[str, Any], layers: list[dict[str, Any]]) -> None:
+    ratios = [v["ratio_to_dcl_k6"]["median"] for v in layers]
+    lo = [r - v["ratio_to_dcl_k6"]["p25"] for r, v in zip(ratios, layers, strict=True)]
+    hi = [v["ratio_to_dcl_k6"]["p75"] - r for r, v in zip(ratios, layers, strict=True)]
+    bars = ax.barh(range(len(layers)), ratios, xerr=[lo, hi],
+                   color=[_color(v["kind"]) for v in layers], capsize=2)
+    for bar, v in zip(bars, layers, strict=True):
+        if v["form"] != "efficient":
+            bar.set_hatch("//")
+    ax.axvline(1.0, color="k", lw=1, ls="--")
+    ax.set_title(f"{cfg['label']} ({cfg['rounds_run']} rounds)", fontsize=9)
+    ax.set_xlabel("time / DCL k=6 (median of paired ratios)", fontsize=7)
+
+
+def _gflops_panel(ax: Any, cfg: dict[str, Any], layers: list[dict[str, Any]]) -> None:
+    conv = {v["name"]: v for v in cfg["variants"] if v["role"] == "plain_conv"}
+    y = range(len(layers))
+    ax.barh(y, [v["gflops_per_s"] for v in layers], color=[_color(v["kind"]) for v in layers])
+    ax.scatter([conv[v["plain_conv"]]["gflops_per_s"] for v in layers], y, marker="|",
+               s=120, color="k", zorder=3, label="plain 3x3 Conv, same MACs")
+    ax.set_title(cfg["label"], fontsize=9)
+    ax.set_xlabel("useful GFLOP/s", fontsize=7)
+
+
+def _panels(cfgs: list[dict[str, Any]], draw: Any, title: str, path: Path) -> Path:
+    """One panel per configuration (3 a row), each a bar per layer drawn by ``draw``."""
+    plt = _pyplot()
+    cols = min(len(cfgs), 3)
+    rows = (len(cfgs) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
+    for ax, cfg in zip(axes.flat, cfgs, strict=False):
+        layers = [v for v in cfg["variants"] if v["role"] == "layer"]
+        draw(ax, cfg, layers)
+        ax.set_yticks(range(len(layers)), [v["name"] for v in layers], fontsize=7)
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=7)
+    if draw is _gflops_panel:
+        axes.flat[0].legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(cfgs):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)
 
 
 def layers_plots(result: Any, out_dir: Path) -> list[Path]:
     """Per provider: bars of each layer's time as a ratio to DCL k=6 (the line at 1), one panel
     per configuration; and useful GFLOP/s against the plain Conv's."""
-    plt = _pyplot()
     paths: list[Path] = []
     for provider in dict.fromkeys(c["provider"] for c in result["configs"]):
         cfgs = [c for c in result["configs"] if c["provider"] == provider]
-        rows, cols = _grid(len(cfgs))
-        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
-        for ax, cfg in zip(axes.flat, cfgs, strict=False):
-            layers = [v for v in cfg["variants"] if v["role"] == "layer"]
-            names = [v["name"] for v in layers]
-            ratios = [v["ratio_to_dcl_k6"]["median"] for v in layers]
-            lo = [r - v["ratio_to_dcl_k6"]["p25"] for r, v in zip(ratios, layers, strict=True)]
-            hi = [v["ratio_to_dcl_k6"]["p75"] - r for r, v in zip(ratios, layers, strict=True)]
-            bars = ax.barh(range(len(names)), ratios, xerr=[lo, hi],
-                           color=[_color(v["kind"]) for v in layers], capsize=2)
-            for bar, v in zip(bars, layers, strict=True):
-                if v["form"] != "efficient":
-                    bar.set_hatch("//")
-            ax.axvline(1.0, color="k", lw=1, ls="--")
-            ax.set_yticks(range(len(names)), names, fontsize=7)
-            ax.invert_yaxis()
-            ax.set_title(f"{cfg['label']} ({cfg['rounds_run']} rounds)", fontsize=9)
-            ax.tick_params(axis="x", labelsize=7)
-            ax.set_xlabel("time / DCL k=6 (median of paired ratios)", fontsize=7)
-        for ax in list(axes.flat)[len(cfgs):]:
-            ax.axis("off")
-        fig.suptitle(f"Up-sampling layers, onnxruntime {provider}: time relative to DCL k=6 "
-                     "(dashed line); hatched = faithful form", fontsize=10)
-        paths.append(_save(plt, fig, out_dir / f"layers_ratio_{provider}.png"))
-
-        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
-        for ax, cfg in zip(axes.flat, cfgs, strict=False):
-            layers = [v for v in cfg["variants"] if v["role"] == "layer"]
-            conv = {v["name"]: v for v in cfg["variants"] if v["role"] == "plain_conv"}
-            y = range(len(layers))
-            ax.barh(y, [v["gflops_per_s"] for v in layers],
-                    color=[_color(v["kind"]) for v in layers])
-            ax.scatter([conv[v["plain_conv"]]["gflops_per_s"] for v in layers], y, marker="|",
-                       s=120, color="k", zorder=3, label="plain 3x3 Conv, same MACs")
-            ax.set_yticks(list(y), [v["name"] for v in layers], fontsize=7)
-            ax.invert_yaxis()
-            ax.set_title(cfg["label"], fontsize=9)
-            ax.tick_params(axis="x", labelsize=7)
-            ax.set_xlabel("useful GFLOP/s", fontsize=7)
-        axes.flat[0].legend(fontsize=7, loc="lower right")
-        for ax in list(axes.flat)[len(cfgs):]:
-            ax.axis("off")
-        fig.suptitle(f"Useful GFLOP/s, onnxruntime {provider} (| = plain Conv of the same MACs)",
-                     fontsize=10)
-        paths.append(_save(plt, fig, out_dir / f"layers_gflops_{provider}.png"))
+        paths.append(_panels(cfgs, _ratio_panel, f"Up-sampling layers, onnxruntime {provider}: "
+                             "time relative to DCL k=6 (dashed line); hatched = faithful form",
+                             out_dir / f"layers_ratio_{provider}.png"))
+        paths.append(_panels(cfgs, _gflops_panel, f"Useful GFLOP/s, onnxruntime {provider} "
+                             "(| = plain Conv of the same MACs)",
+                             out_dir / f"layers_gflops_{provider}.png"))
     return paths
 
 

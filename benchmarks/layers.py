@@ -16,6 +16,7 @@ a dense, well-shaped GEMM of the same size; a layer at 100 % does its useful wor
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -180,10 +181,7 @@ class _Entry:
 
 
 def _op_counts(model: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for node in model.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(collections.Counter(n.op_type for n in model.graph.node).items()))
 
 
 class _Builder:

@@ -34,8 +34,9 @@ from ._protocol import BASELINE_KIND, BenchmarkError, BenchmarkUsageError, Resul
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
 from ._timing import RoundPolicy, run_interleaved
+from .layers import LayerVariant, layer_variants
 
-__all__ = ["BENCHMARK", "NETWORKS", "PAPER_TABLE2", "NetVariant", "Network", "network_variants"]
+__all__ = ["BENCHMARK", "NETWORKS", "PAPER_TABLE2", "Network", "network_variants"]
 
 #: Gao et al. (arXiv 1705.06820), Table 2: U-Net prediction time on PASCAL VOC 2012 relative to
 #: the same U-Net with DCL, one Tesla K40 GPU, TensorFlow.
@@ -93,23 +94,11 @@ NETWORKS: dict[str, Network] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class NetVariant:
-    kind: str
-    k: int
-    interleave: str = INTERLEAVES[0]
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}_k{self.k}" + (
-            "" if self.interleave == INTERLEAVES[0] else f"_{self.interleave}")
-
-
 def network_variants(kinds: Sequence[str] | None = None, *, quick: bool = False
-                     ) -> list[NetVariant]:
-    """Every x2 kind registered now (or those in ``kinds``) at its default kernel, the baseline
-    at :data:`BASELINE_KERNELS` (only k = 6 when quick); the kinds that interleave phases also
-    with every other interleave. The baseline is always included.
+                     ) -> list[LayerVariant]:
+    """The efficient forms of :func:`benchmarks.layers.layer_variants` for every x2 kind
+    registered now (or those in ``kinds``); the baseline at :data:`BASELINE_KERNELS` (only
+    k = 6 when quick), always included.
 
     Raises:
         BenchmarkUsageError: a kind in ``kinds`` does not up-sample by 2.
@@ -120,14 +109,9 @@ def network_variants(kinds: Sequence[str] | None = None, *, quick: bool = False
     if other:
         raise BenchmarkUsageError(f"--kinds {','.join(other)}: the networks need x2 up-sampling "
                                   f"layers, {other[0]} has scale {get_kind(other[0]).scale}")
-    out: list[NetVariant] = []
-    for name in dict.fromkeys([BASELINE_KIND, *names]):
-        info = get_kind(name)
-        ks = ((BASELINE_KERNELS[-1:] if quick else BASELINE_KERNELS) if name == BASELINE_KIND
-              else (info.default_kernel,))
-        out += [NetVariant(name, k, il) for k in ks
-                for il in (INTERLEAVES if info.interleaves else INTERLEAVES[:1])]
-    return out
+    ks = BASELINE_KERNELS[-1:] if quick else BASELINE_KERNELS
+    return [v for v in layer_variants([BASELINE_KIND, *names])
+            if v.form == "efficient" and (v.kind != BASELINE_KIND or v.k in ks)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +123,7 @@ class NetworkSettings:
     threads: int
     policy: RoundPolicy
     networks: Mapping[str, Mapping[str, int]]  # name -> dims (with --size applied)
-    variants: tuple[NetVariant, ...]
+    variants: tuple[LayerVariant, ...]
     providers: tuple[str, ...] = ("cpu",)
     batch: int = 1
     torch: bool = True
@@ -193,7 +177,7 @@ class _Models:
         self.info: dict[str, dict[str, Any]] = {}
         self.up_share: dict[str, float | None] = {}
 
-    def add(self, net: str, v: NetVariant, x: np.ndarray, count: str) -> None:
+    def add(self, net: str, v: LayerVariant, x: np.ndarray, count: str) -> None:
         """Export ``net`` with ``v``, count its MACs, add its onnxruntime and torch runners."""
         import onnx
         import torch

@@ -166,6 +166,69 @@ class LevelResult:
     reported_window_s: float
 
 
+class _ClosedLoop:
+    """``concurrency`` workers calling ``infer()`` back to back, each after ``warmup`` untimed
+    calls; every answer's completion time and latency is recorded. A context manager: the
+    timed calls start on entering (all workers warm), the workers stop on leaving."""
+
+    def __init__(self, infer: Any, concurrency: int, warmup: int) -> None:
+        self.infer, self.warmup = infer, warmup
+        self.lock = threading.Lock()
+        self.done: list[tuple[float, float]] = []  # (completion time, latency)
+        self.errors: list[str] = []
+        self.sent = self.ok = self.failed = 0
+        self.stop = threading.Event()
+        self.warm = threading.Barrier(concurrency + 1)
+        self.threads = [threading.Thread(target=self._worker, daemon=True)
+                        for _ in range(concurrency)]
+
+    def _call(self) -> float | None:
+        with self.lock:
+            self.sent += 1
+        t0 = time.perf_counter()
+        try:
+            self.infer()
+        except Exception as err:  # a failed request is counted, not fatal
+            with self.lock:
+                self.failed += 1
+                if len(self.errors) < 5:
+                    self.errors.append(f"{type(err).__name__}: {str(err)[:200]}")
+            return None
+        latency = time.perf_counter() - t0
+        with self.lock:
+            self.ok += 1
+        return latency
+
+    def _worker(self) -> None:
+        for _ in range(self.warmup):  # connection, first runs
+            self._call()
+        try:
+            self.warm.wait()
+        except threading.BrokenBarrierError:
+            return
+        while not self.stop.is_set():
+            latency = self._call()
+            if latency is not None:
+                with self.lock:
+                    self.done.append((time.perf_counter(), latency))
+
+    def between(self, t0: float, t1: float) -> list[float]:
+        """Latencies of the requests completed in ``[t0, t1)``."""
+        with self.lock:
+            return [lat for t, lat in self.done if t0 <= t < t1]
+
+    def __enter__(self) -> _ClosedLoop:
+        for t in self.threads:
+            t.start()
+        self.warm.wait()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
 def measure_level(infer: Any, concurrency: int, *, window_s: float, max_windows: int,
                   max_requests: int, min_windows: int = STABLE_WINDOWS, warmup: int = 1
                   ) -> LevelResult:
@@ -176,78 +239,28 @@ def measure_level(infer: Any, concurrency: int, *, window_s: float, max_windows:
     ``min_windows`` windows), after ``max_windows`` windows, or once ``max_requests`` requests
     completed.
     """
-    lock = threading.Lock()
-    done: list[tuple[float, float]] = []  # (completion time, latency)
-    errors: list[str] = []
-    counts = {"sent": 0, "ok": 0, "fail": 0}
-    stop = threading.Event()
-    warm = threading.Barrier(concurrency + 1)
-
-    def call() -> float | None:
-        with lock:
-            counts["sent"] += 1
-        t0 = time.perf_counter()
-        try:
-            infer()
-        except Exception as err:  # a failed request is counted, not fatal
-            with lock:
-                counts["fail"] += 1
-                if len(errors) < 5:
-                    errors.append(f"{type(err).__name__}: {str(err)[:200]}")
-            return None
-        t1 = time.perf_counter()
-        with lock:
-            counts["ok"] += 1
-        return t1 - t0
-
-    def worker() -> None:
-        for _ in range(warmup):  # connection, first runs
-            call()
-        try:
-            warm.wait()
-        except threading.BrokenBarrierError:
-            return
-        while not stop.is_set():
-            lat = call()
-            if lat is not None:
-                with lock:
-                    done.append((time.perf_counter(), lat))
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    warm.wait()
-    start = time.perf_counter()
-    edges = [start]
-    thr: list[float] = []
-    lat_ms: list[float] = []
+    thr: list[float] = []  # requests/s per window
+    lat_ms: list[float] = []  # mean latency per window
     reason = "max_windows"
-    try:
+    with _ClosedLoop(infer, concurrency, warmup) as load:
+        edges = [time.perf_counter()]
         while len(thr) < max_windows:
             time.sleep(max(0.0, edges[-1] + window_s - time.perf_counter()))
             edges.append(time.perf_counter())
-            with lock:
-                in_window = [lat for t, lat in done if edges[-2] <= t < edges[-1]]
-                total = len(done)
-            thr.append(len(in_window) / (edges[-1] - edges[-2]))
-            lat_ms.append(1e3 * float(np.mean(in_window)) if in_window else float("inf"))
+            window = load.between(edges[-2], edges[-1])
+            thr.append(len(window) / (edges[-1] - edges[-2]))
+            lat_ms.append(1e3 * float(np.mean(window)) if window else float("inf"))
             if len(thr) >= min_windows and is_stable(thr, lat_ms):
                 reason = "stable"
                 break
-            if total >= max_requests:
+            if len(load.done) >= max_requests:
                 reason = "max_requests"
                 break
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
     lo, hi = edges[max(0, len(edges) - 1 - STABLE_WINDOWS)], edges[-1]
-    reported = [lat for t, lat in done if lo <= t < hi]
     return LevelResult(
-        latencies_s=reported, window_throughputs=thr, window_latencies_ms=lat_ms,
-        stable=reason == "stable", stop_reason=reason, sent=counts["sent"],
-        succeeded=counts["ok"], failed=counts["fail"], errors=errors,
-        reported_window_s=hi - lo)
+        latencies_s=load.between(lo, hi), window_throughputs=thr, window_latencies_ms=lat_ms,
+        stable=reason == "stable", stop_reason=reason, sent=load.sent, succeeded=load.ok,
+        failed=load.failed, errors=load.errors, reported_window_s=hi - lo)
 
 
 def _latency_ms(latencies_s: list[float]) -> dict[str, float | int]:
@@ -358,6 +371,18 @@ class ServeSettings:
     base_channels: int = 16
     depth: int = 5
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.protocols or set(self.protocols) - set(PROTOCOLS):
+            raise BenchmarkUsageError("--protocols: expected grpc, http or both, got "
+                                      f"{','.join(self.protocols)!r}")
+        for flag, value, least in (("--window", self.window_s, 0.001), ("--warmup", self.warmup, 0),
+                                   ("--rounds", self.paired_rounds, 1), ("--size", self.size, 1),
+                                   ("--max-requests", self.max_requests, 1)):
+            if value < least:
+                raise BenchmarkUsageError(f"{flag} must be >= {least:g}, got {value:g}")
+        if self.repo and not Path(self.repo).is_dir():
+            raise BenchmarkUsageError(f"--repo {self.repo} is not a folder")
 
     def to_json(self, run: _Run) -> dict[str, Any]:
         names = ("command", "quick", "protocols", "batches", "concurrency", "window_s",
@@ -670,22 +695,9 @@ class Serve:
             return d[name] if v is None else v
 
         protocols = tuple(p.lower() for p in split_list(args.protocols, "--protocols"))
-        bad = [p for p in protocols if p not in PROTOCOLS] or ([] if protocols else [""])
-        if bad:
-            raise BenchmarkUsageError(f"--protocols: unknown protocol {bad[0]!r}; expected "
-                                      f"{', '.join(PROTOCOLS)}")
         window_s = float(opt("window"))
-        if window_s <= 0:
-            raise BenchmarkUsageError(f"--window must be > 0 seconds, got {window_s}")
-        for flag, value in (("--rounds", args.rounds), ("--warmup", args.warmup),
-                            ("--max-requests", args.max_requests), ("--size", args.size)):
-            if value is not None and value < (0 if flag == "--warmup" else 1):
-                raise BenchmarkUsageError(f"{flag} must be >= {0 if flag == '--warmup' else 1}, "
-                                          f"got {value}")
-        if args.repo and not Path(args.repo).is_dir():
-            raise BenchmarkUsageError(f"--repo {args.repo} is not a folder")
         max_windows = max(STABLE_WINDOWS, int(opt("max_windows")))
-        if args.budget:  # seconds per level
+        if args.budget and window_s > 0:  # seconds per level
             max_windows = max(STABLE_WINDOWS, int(args.budget / window_s))
         return ServeSettings(
             command=args.command_line, quick=args.quick, protocols=protocols,
