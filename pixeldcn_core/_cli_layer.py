@@ -12,6 +12,7 @@ from ._emit import INTERLEAVES
 from ._errors import InputShapeError, PixelDCNError
 from ._model import build_layer_model
 from ._specs import KINDS, LayerSpec
+from ._targets import TARGETS, resolve_target
 from .reference import apply as reference_apply
 
 # Relative to the output's scale (max |y_ref|): what each dtype is held to.
@@ -29,8 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--kind", default="pixel_dcl", choices=sorted(KINDS), help="layer kind")
     p.add_argument("--form", default="efficient", help="efficient | faithful")
-    p.add_argument("--interleave", default="depth_to_space", choices=INTERLEAVES,
-                   help="how phases become the 2x output (concat: faster on onnxruntime CPU)")
+    p.add_argument("--interleave", default=None, choices=INTERLEAVES,
+                   help="how phases become the 2x output (concat: faster on onnxruntime CPU; "
+                        "default: the target's)")
+    p.add_argument("--target", default=None, choices=tuple(TARGETS),
+                   help="the ONNX consumer the model is for: forms it supports (default "
+                        "onnxruntime; any: runs on onnxruntime, ReferenceEvaluator, OpenVINO, "
+                        "tract and onnx2torch)")
     p.add_argument("--in-channels", type=int, default=16)
     p.add_argument("--out-channels", type=int, default=8)
     p.add_argument("--kernel-size", type=int, default=None, help="default: the kind's")
@@ -56,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
             f"multiples of {m}"
         )
     weights = spec.random_weights(args.seed)
+    target, _, interleave = resolve_target(args.target, None, args.interleave)
     model = build_layer_model(spec.kind, weights, form=args.form, dtype=args.dtype,
-                               interleave=args.interleave)
+                               interleave=interleave, target=target.name)
     ops = sorted({n.op_type for n in model.graph.node})
     rng = np.random.default_rng(args.seed)
     x = rng.standard_normal((args.batch, spec.in_channels, *args.size)).astype(args.dtype)
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     tol = TOLERANCE[args.dtype]
     ok = err <= tol * scale
     print(f"layer      {spec.info.title} ({spec.kind}, form={args.form}, "
-          f"interleave={args.interleave}, k={spec.k}, "
+          f"interleave={interleave}, target={target.name}, k={spec.k}, "
           f"{spec.in_channels}->{spec.out_channels} ch, bias={spec.bias})")
     print(f"onnx ops   {', '.join(ops)} ({len(model.graph.node)} nodes, opset "
           f"{model.opset_import[0].version})")

@@ -102,7 +102,8 @@ def test_seeded_inputs_are_the_same_for_a_seed_and_fill_symbolic_dims():
 
 def test_seeded_inputs_refuse_a_shape_that_does_not_fit():
     model, _ = _layer_model()
-    with pytest.raises(CheckInputError, match=r"input 'x': shape \[1, 5, 8, 8\] does not fit the model's \['\?', 4, '\?', '\?'\]"):
+    fits = r"input 'x': shape \[1, 5, 8, 8\] does not fit the model's \['\?', 4, '\?', '\?'\]"
+    with pytest.raises(CheckInputError, match=fits):
         seeded_inputs(model, [(1, 5, 8, 8)])
     with pytest.raises(CheckInputError, match="got 2 shapes, while the model has 1 inputs"):
         seeded_inputs(model, [(1, 4, 8, 8), (1, 4, 8, 8)])
@@ -218,3 +219,44 @@ def test_every_runtime_has_an_install_hint_and_a_loader():
     for rt in RUNTIMES.values():
         assert rt.pip and callable(rt.load) and rt.modules
     assert "INFERENCE_PRECISION_HINT=f32" in RUNTIMES["openvino"].hint
+
+
+# -- --target on the commands ----------------------------------------------------------------------
+def test_cli_layer_target_any_writes_opset_17_and_the_symmetric_dcl(capsys):
+    assert main(["layer", "--kind", "dcl", "--kernel-size", "3", "--target", "any", "--size", "8", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "target=any" in out and "ConvTranspose, Slice" in out and "opset 17" in out and "PASS" in out
+
+
+def test_cli_check_layer_with_target_any_passes_on_all_five(capsys):
+    rc = main(["check", "--layer", "dcl", "--kernel-size", "3", "--target", "any",
+               "--torchvision-stand-in"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    for name in RUNTIMES:
+        assert f"\n{name} " in out
+    assert "skipped" not in out and "ERROR" not in out
+
+
+def test_cli_check_names_the_onnx2torch_limitation_and_the_fix(capsys):
+    rc = main(["check", "--layer", "pixel_dcl", "--runtimes", "onnx2torch", "--torchvision-stand-in"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "DepthToSpace in DCR mode" in out and "export with --target onnx2torch or any" in out
+
+
+def test_cli_layer_rejects_an_unknown_target_with_exit_2(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["layer", "--target", "tensorrt"])
+    assert err.value.code == 2
+    assert "argument --target: invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["check", "--layer", "dcl", "--target", "tensorrt"], "target='tensorrt'; expected one of"),
+    (["check", "--layer", "dcl", "--target", "onnx2torch", "--opset", "18"],
+     "opset 18 with target='onnx2torch'"),
+])
+def test_cli_check_bad_target_exits_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert f"pixeldcn check: error: {message}" in capsys.readouterr().err

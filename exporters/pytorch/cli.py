@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from pixeldcn_core import INTERLEAVES, SpecError, get_kind, layer_kinds
+from pixeldcn_core import INTERLEAVES, TARGETS, SpecError, get_kind, layer_kinds
 
 __all__ = ["handler", "register"]
 
@@ -38,8 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp16", action="store_true", help="write a float16 model")
     p.add_argument("--static", action="store_true", help="fixed input shape (default: dynamic)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the core's)")
-    p.add_argument("--interleave", default="depth_to_space", choices=INTERLEAVES,
-                   help="how up-sampling layers interleave phases (concat: faster on onnxruntime CPU)")
+    p.add_argument("--interleave", default=None, choices=INTERLEAVES,
+                   help="how up-sampling layers interleave phases (concat: faster on onnxruntime "
+                        "CPU; default: the target's)")
+    p.add_argument("--target", default=None, choices=tuple(TARGETS),
+                   help="the ONNX consumer the model is for: forms it supports (default "
+                        "onnxruntime; any: runs on onnxruntime, ReferenceEvaluator, OpenVINO, "
+                        "tract and onnx2torch; check with pixeldcn check)")
     p.add_argument("--num-classes", type=int, default=21, help="unet, deeplab: output classes")
     p.add_argument("--base-channels", type=int, default=None,
                    help="first-level channels (default 64 for unet and the deeplab ResNet stem, "
@@ -149,7 +154,7 @@ def handler(args: argparse.Namespace) -> int:
     else:
         path = export_onnx(model, args.out, shape, dynamic=not args.static, opset=args.opset,
                            fp16=args.fp16, verify=io_active and not args.no_verify,
-                           verbose=True, interleave=args.interleave, **io)
+                           verbose=True, interleave=args.interleave, target=args.target, **io)
     size = path.stat().st_size / 2**20
     print(f"      wrote {path} ({size:.1f} MiB) in {time.perf_counter() - t1:.1f} s")
     step += 1
