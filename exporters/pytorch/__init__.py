@@ -23,6 +23,7 @@ from ._dcl import DCL2d, dcl2d
 from ._deeplab import ASPP, BackboneReport, DeepLabResNet, ResNetBackbone, load_backbone
 from ._errors import CheckpointError, ExportError, VerificationError
 from ._export import export_onnx
+from ._int8 import Int8Report, calibration_inputs, compare_int8, quantize_int8
 from ._ipixel_cl import IPixelCL2d, ipixel_cl2d
 from ._ipixel_dcl import IPixelDCL2d, ipixel_dcl2d
 from ._pixel_dcl import PixelDCL2d, pixel_dcl2d
@@ -76,6 +77,10 @@ __all__ = [
     "ConversionReport",
     "convert_deconvs",
     # export and verification
+    "Int8Report",
+    "calibration_inputs",
+    "compare_int8",
+    "quantize_int8",
     "TOLERANCES",
     "OutputCheck",
     "VerificationReport",
