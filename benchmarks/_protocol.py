@@ -118,8 +118,11 @@ class Result:
                 f"{source}: result format version {version}, this pixeldcn reads version "
                 f"{FORMAT_VERSION}; run `pixeldcn bench {data['benchmark']}` again to remake it")
         fixed = ("benchmark", "format_version", "machine", "settings", "targets")
-        targets = tuple(Target(**{k: v for k, v in t.items() if k != "status"})
-                        for t in data.get("targets", []))
+        try:
+            targets = tuple(Target(**{k: v for k, v in t.items() if k != "status"})
+                            for t in data.get("targets", []))
+        except (TypeError, AttributeError) as err:
+            raise BenchmarkUsageError(f"{source}: a target is not a target ({err})") from None
         return cls(data["benchmark"], data.get("machine", {}), data.get("settings", {}),
                    {k: v for k, v in data.items() if k not in fixed}, targets)
 
@@ -170,13 +173,24 @@ def load_result(path: str | Path) -> Result:
 
 def write_report(bench: Benchmark, result: Result, out_dir: Path, *, plots: bool = True
                  ) -> list[Path]:
-    """``NAME.json``, ``NAME.md`` and the plots of ``result`` in ``out_dir``; their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [write_json(out_dir / f"{bench.name}.json", result.to_json()),
-             write_text(out_dir / f"{bench.name}.md", bench.markdown(result) + "\n")]
-    if plots:
-        paths += bench.plots(result, out_dir)
-    return paths
+    """``NAME.json``, ``NAME.md`` and the plots of ``result`` in ``out_dir``; their paths.
+
+    Raises:
+        BenchmarkUsageError: ``result`` lacks a record its report needs (a hand-edited file).
+        BenchmarkError: the files cannot be written.
+    """
+    try:
+        markdown = bench.markdown(result) + "\n"
+    except (KeyError, TypeError, IndexError) as err:
+        raise BenchmarkUsageError(f"the {bench.name} result lacks what its report needs: "
+                                  f"{type(err).__name__} {err}") from None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [write_json(out_dir / f"{bench.name}.json", result.to_json()),
+                 write_text(out_dir / f"{bench.name}.md", markdown)]
+        return paths + (bench.plots(result, out_dir) if plots else [])
+    except OSError as err:
+        raise BenchmarkError(f"cannot write the report to {out_dir}: {err}") from None
 
 
 def print_targets(name: str, result: Result) -> None:

@@ -28,7 +28,7 @@ from ._protocol import (
 __all__ = ["MODULES", "command_line", "register"]
 
 #: Modules of ``benchmarks`` that define a ``BENCHMARK``, in the order of ``pixeldcn bench -h``.
-MODULES = ("layers", "network", "serve", "quality")
+MODULES = ("layers", "network", "serve", "quality", "lean")
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
@@ -75,8 +75,13 @@ def _written(out: Path, paths: list[Path]) -> str:
 
 def _run(bench: Benchmark, args: argparse.Namespace) -> int:
     args.command_line = command_line(args)
-    result = bench.run(bench.plan(args), progress=not args.no_progress)
     out = Path(args.out or f"runs/bench-{bench.name}")
+    for flag, value in (("--threads", args.threads), ("--seed", args.seed)):
+        if value is not None and value < 0:
+            raise BenchmarkUsageError(f"{flag} must be >= 0, got {value}")
+    if out.exists() and not out.is_dir():
+        raise BenchmarkUsageError(f"--out {out}: not a folder")
+    result = bench.run(bench.plan(args), progress=not args.no_progress)
     paths = write_report(bench, result, out, plots=not args.no_plots)
     print_targets(bench.name, result)
     print(f"[{bench.name}] wrote {_written(out, paths)}", flush=True)

@@ -160,6 +160,10 @@ def test_report_of_an_old_result_is_one_line_and_exit_code_2(tmp_path, capsys):
     ("{not json", "not a JSON result file"),
     ("[1, 2]", "not a pixeldcn benchmark result"),
     ('{"benchmark": "nope", "format_version": 2}', "a result of benchmark 'nope', expected one of"),
+    ('{"benchmark": "layers", "format_version": 2, "targets": [{"foo": 1}]}',
+     "a target is not a target"),
+    ('{"benchmark": "layers", "format_version": 2}',
+     "the layers result lacks what its report needs: KeyError"),
 ])
 def test_report_of_something_else_is_a_usage_error(content, message, tmp_path, capsys):
     path = tmp_path / "r.json"
@@ -200,6 +204,8 @@ def test_committed_results_load_and_render_to_the_committed_markdown(path, tmp_p
     (["--batches", "0"], "--batches: expected comma-separated positive integers, got '0'"),
     (["--kinds", "dcl,nope"], "unknown up-sampling layer kind 'nope'; expected one of dcl,"),
     (["--providers", "rocm"], "--providers: unknown provider 'rocm'; expected a comma-separated"),
+    (["--threads", "-1"], "--threads must be >= 0, got -1"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
 ])
 def test_bench_layers_usage_errors_are_one_line_and_exit_code_2(argv, message, tmp_path, capsys):
     rc = main(["bench", "layers", "--quick", *argv, "--out", str(tmp_path / "out")])
@@ -208,3 +214,21 @@ def test_bench_layers_usage_errors_are_one_line_and_exit_code_2(argv, message, t
     assert err.startswith("pixeldcn bench: error: ") and message in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_is_a_file_is_a_usage_error_before_anything_runs(tmp_path, capsys):
+    a_file = tmp_path / "f"
+    a_file.write_text("keep")
+    assert main(["bench", "layers", "--quick", "--out", str(a_file)]) == 2
+    assert capsys.readouterr().err == f"pixeldcn bench: error: --out {a_file}: not a folder\n"
+    assert a_file.read_text() == "keep"
+
+
+def test_a_report_that_cannot_be_written_is_a_failure_exit_code_1(toy, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "toy.md").mkdir()  # a folder where the Markdown file must go
+    assert main(["bench", "toy", "--out", str(locked)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pixeldcn bench: error: cannot write the report to {locked}: ")
+    assert len(err.splitlines()) == 1
