@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast reliability-long lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not server and not slow"
+
+# Long form of tests/test_reliability.py (~10 minutes): 16-client soak, 100 writer kills; figures in reliability.json.
+reliability-long: setup
+	PIXELDCN_RELIABILITY=long PIXELDCN_RELIABILITY_REPORT=reliability.json $(BIN)/python -m pytest tests/test_reliability.py -q -s
 
 lint: setup
 	$(BIN)/ruff check .

@@ -26,6 +26,17 @@ _NESTED = ("state_dict", "model_state_dict", "model")
 _OPTIONAL_SUFFIXES = (".num_batches_tracked",)
 
 
+def _refusal_reason(err: Exception) -> str:
+    """What torch's weights-only unpickler refused (the global it met), without torch's advice
+    to load the file with ``weights_only=False`` (which would run the code it holds)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        low = line.lower()
+        if "global" in low and "weights_only" not in low and "re-running" not in low:
+            return line
+    return f"{type(err).__name__}: the pickle holds objects other than tensors and plain containers"
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a flat ``name -> tensor`` dict from ``.safetensors`` or a torch file.
 
@@ -53,7 +64,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = _refusal_reason(err)
             raise CheckpointError(
                 f"{path.name}: refused: the file holds more than tensors and plain containers "
                 f"(weights_only=True): {first}"
