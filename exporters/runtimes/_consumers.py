@@ -17,6 +17,7 @@ import importlib
 import sys
 import tempfile
 import types
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -115,11 +116,14 @@ def _load_onnx2torch(path: Path, proto: onnx.ModelProto, feeds: Feeds) -> Runner
     import onnx2torch
     import torch
 
-    module = onnx2torch.convert(proto).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its converters' deprecation notes, not ours
+        module = onnx2torch.convert(proto).eval()
     names = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
 
     def run(f: Feeds) -> list[np.ndarray]:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             out = module(*[torch.from_numpy(np.ascontiguousarray(f[n])) for n in names])
         outs = out if isinstance(out, (tuple, list)) else [out]
         return [o.detach().cpu().numpy() for o in outs]
