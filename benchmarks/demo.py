@@ -1,9 +1,14 @@
 """``pixeldcn demo``: the whole path on one machine, in about two minutes on 2 CPU cores.
 
-Build the paper's U-Net with PixelDCL -> export to standard-op ONNX and verify it against
-PyTorch -> write a Triton model repository -> start the local Triton server -> send a real
-photograph over gRPC -> save the input and the predicted mask side by side -> a short served
-benchmark against in-process onnxruntime -> shut the server down.
+Default (``--task sr``, see :mod:`benchmarks._demo_sr`): the trained x2 PixelDCL
+super-resolution model shipped with the package, exported, served by a local Triton, run on a
+held-out photograph, pictured beside bicubic and the trained DCL model with PSNR and index.
+
+``--task segment``: build the paper's U-Net with PixelDCL -> export to standard-op ONNX and verify
+it against PyTorch -> write a Triton model repository -> start the local Triton server -> send a
+real photograph over gRPC -> save the input and the predicted mask side by side -> a short served
+benchmark against in-process onnxruntime -> shut the server down. No trained U-Net is shipped:
+it needs ``--weights`` (a trained checkpoint) or ``--random-weights`` (the mask then means nothing).
 """
 
 from __future__ import annotations
@@ -26,22 +31,36 @@ STEPS = 6
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="export the U-Net with PixelDCL, serve it with a local Triton, segment a photograph",
+        help="serve the trained x2 PixelDCL super-resolution model with a local Triton and "
+             "picture it beside bicubic and DCL (or --task segment: the U-Net)",
         description=(
-            "The main job end to end: build the paper's U-Net with the chosen up-sampling layer "
-            "(seeded random weights unless --weights is given), export and verify it, write a "
-            "model repository, start the local Triton server, send a photograph over gRPC, save "
-            "input and predicted mask side by side, run a short served benchmark, stop the server."
+            "The main job end to end. Default --task sr: load the shipped, trained x2 PixelDCL "
+            "super-resolution model, export and verify it, write a model repository, start the "
+            "local Triton server, super-resolve a held-out photograph over gRPC, save zoomed "
+            "crops of input | bicubic | DCL | PixelDCL | truth labelled with PSNR and "
+            "checkerboard index, run a short served benchmark, stop the server. --task segment: "
+            "the same path with the paper's U-Net (needs --weights or --random-weights)."
         ),
     )
+    p.add_argument("--task", default="sr", choices=("sr", "segment"),
+                   help="sr (default): trained super-resolution; segment: the U-Net")
+    p.add_argument("--pretrained", default="sr-x2-pixel_dcl",
+                   help="sr: the shipped model to serve (default sr-x2-pixel_dcl)")
+    p.add_argument("--compare", default="sr-x2-dcl",
+                   help="sr: the shipped model pictured beside it (default sr-x2-dcl)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="seeded random weights instead of trained ones (only when asked)")
     p.add_argument("--up", default="pixel_dcl", choices=layer_kinds(), help="up-sampling layer")
     p.add_argument("--interleave", default="depth_to_space", choices=INTERLEAVES,
                    help="how the up-sampling layers interleave phases in ONNX (concat: faster on CPU)")
     p.add_argument("--weights", type=Path, default=None,
                    help="trained checkpoint (.safetensors, or a torch file loaded weights-only)")
     p.add_argument("--image", type=Path, default=None,
-                   help="photograph to segment (default: scikit-image's 'chelsea')")
-    p.add_argument("--size", type=int, default=256, help="square input size (multiple of 16)")
+                   help="photograph (default: scikit-image's 'astronaut', held out from training; "
+                        "segment: 'chelsea')")
+    p.add_argument("--size", type=int, default=256,
+                   help="square size: sr, of the high-resolution crop (multiple of 4); segment, "
+                        "of the input (multiple of 16)")
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--base-channels", type=int, default=64)
     p.add_argument("--requests", type=int, default=8,
@@ -58,20 +77,6 @@ def _step(i: int, text: str) -> float:
 
 def _done(t0: float, text: str = "") -> None:
     print(f"      {text}{' ' if text else ''}({time.perf_counter() - t0:.1f} s)", flush=True)
-
-
-def voc_palette(n: int) -> np.ndarray:
-    """The PASCAL VOC colour map: class i -> RGB from the bits of i."""
-    pal = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[i] = (r, g, b)
-    return pal
 
 
 def load_image(path: Path | None, size: int) -> tuple[np.ndarray, str]:
@@ -109,6 +114,8 @@ def to_input(rgb: np.ndarray) -> np.ndarray:
 def save_side_by_side(rgb: np.ndarray, logits: np.ndarray, path: Path) -> dict[str, Any]:
     """Input | predicted mask | overlay, as one PNG. Returns the class histogram."""
     from PIL import Image
+
+    from triton_repo.cli import voc_palette  # the one colour map, also `pixeldcn infer`'s
 
     classes = logits.argmax(axis=1)[0]  # (H, W)
     pal = voc_palette(logits.shape[1])
@@ -172,6 +179,15 @@ def inprocess_latency(onnx_path: Path, x: np.ndarray, runs: int) -> dict[str, fl
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "task", "segment") == "sr":
+        from ._demo_sr import run_sr
+
+        return run_sr(args)
+    if args.weights is None and not args.random_weights:
+        from pixeldcn_core import SpecError
+
+        raise SpecError("--task segment: no trained U-Net is shipped; pass --weights CHECKPOINT, "
+                        "or --random-weights to run the path with a meaningless mask")
     try:
         import torch
 

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["load_input", "main", "register", "save_output"]
+__all__ = ["load_input", "main", "register", "save_output", "voc_palette"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -173,8 +173,9 @@ def _pillow() -> Any:
     return Image
 
 
-def _palette(n: int) -> Any:
-    """The PASCAL VOC colour map: class c gets the colour whose bits interleave those of c."""
+def voc_palette(n: int) -> Any:
+    """The PASCAL VOC colour map, ``uint8 [n, 3]``: class c gets the colour whose bits
+    interleave those of c (the demo colours its masks with it too)."""
     import numpy as np
 
     colours = np.zeros((n, 3), dtype=np.uint8)
@@ -239,7 +240,7 @@ def save_output(y: Any, path: pathlib.Path) -> list[pathlib.Path]:
             image = image_cls.fromarray(pixels[:, :, 0] if sample.shape[0] == 1 else pixels)
         else:
             labels = sample.argmax(axis=0)  # (H, W)
-            image = image_cls.fromarray(_palette(sample.shape[0])[labels])  # (H, W, 3)
+            image = image_cls.fromarray(voc_palette(sample.shape[0])[labels])  # (H, W, 3)
         target = path if len(batch) == 1 else path.with_name(f"{path.stem}_{i}{path.suffix}")
         image.save(target)
         written.append(target)
