@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# checkov validates the Kubernetes manifests (tests/test_deploy_manifests.py) from its own
+# environment: installed beside the project's, it would downgrade boto3.
+CHECKOV_VENV  ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: setup demo test test-fast reliability-long lint clean
+.PHONY: setup checkov-venv demo test test-fast reliability-long lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +20,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov>=3.2,<4"
+	touch $(CHECKOV_STAMP)
+
+checkov-venv: $(CHECKOV_STAMP)
+
 demo: setup
 	$(BIN)/pixeldcn demo
 
-test: setup
+test: setup checkov-venv
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -34,4 +46,4 @@ lint: setup
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

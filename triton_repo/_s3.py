@@ -55,6 +55,7 @@ __all__ = [
     "s3_client",
     "triton_server_env",
     "triton_url",
+    "triton_url_for",
 ]
 
 S3_EXTRA_HINT = "pip install 'pixeldcn[s3]'"
@@ -166,22 +167,29 @@ def _fail(what: str, location: str, exc: Exception) -> S3Error:
 
 
 def triton_url(location: S3Location | str, client: Any) -> str:
-    """The repository URL as Triton 2.51 takes it.
+    """The repository URL as Triton 2.51 takes it, for the endpoint ``client`` talks to.
 
     AWS itself: ``s3://bucket/prefix``; any other endpoint (MinIO, Ceph, moto):
     ``s3://[https://]host:port/bucket/prefix``, because Triton ignores ``AWS_ENDPOINT_URL``.
     """
+    return triton_url_for(location, client.meta.endpoint_url)
+
+
+def triton_url_for(location: S3Location | str, endpoint_url: str | None) -> str:
+    """:func:`triton_url` for an endpoint given as a URL (``None``: AWS itself)."""
     if isinstance(location, str):
         location = S3Location.parse(location)
-    endpoint = urllib.parse.urlsplit(client.meta.endpoint_url)
-    host = endpoint.hostname or ""
     path = f"{location.bucket}/{location.prefix}".rstrip("/")
+    if not endpoint_url:
+        return f"s3://{path}"
+    endpoint = urllib.parse.urlsplit(endpoint_url)
+    host = endpoint.hostname or ""
     if host.endswith(".amazonaws.com") or host == "amazonaws.com":
         return f"s3://{path}"
-    if not _HOST_RE.fullmatch(host):
+    if endpoint.scheme not in ("http", "https") or not _HOST_RE.fullmatch(host):
         raise S3LocationError(
-            f"endpoint host {host!r} (from {client.meta.endpoint_url!r}); Triton reads only "
-            "[0-9a-zA-Z.-] in an S3 endpoint host (no IPv6 literal)"
+            f"endpoint {endpoint_url!r}; expected http(s)://host[:port] where Triton reads only "
+            f"[0-9a-zA-Z.-] in the host (got {host!r}; no IPv6 literal)"
         )
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     scheme = "https://" if endpoint.scheme == "https" else ""
