@@ -86,6 +86,9 @@ def test_every_object_loads_into_the_official_kubernetes_models(manifests: pathl
                      "autoscaler.yaml", "disruption-budget.yaml", "ingress.yaml", "service-monitor.yaml"}
     counts = {p.name: len(validate_file(str(p))) for p in files}
     assert counts["ingress.yaml"] == 2 and sum(counts.values()) == 9
+    optional = manifests / "k8s" / "optional" / "ingress-nginx-controller-settings.yaml"
+    (settings,) = validate_file(str(optional))
+    assert settings.data["client-header-timeout"] == "10" and settings.data["keep-alive"] == "75"
     deployment = validate_file(str(manifests / "k8s" / "deployment.yaml"))[0]
     assert type(deployment).__name__ == "V1Deployment"
     assert deployment.spec.template.spec.containers[0].security_context.read_only_root_filesystem is True

@@ -690,6 +690,8 @@ def kubernetes_manifests(
     }
     if options.ingress_host:
         files["ingress.yaml"] = [ingress(models, options, grpc=False), ingress(models, options, grpc=True)]
+        # Not applied by `kubectl apply -f DIR` (not recursive): merge into the controller's own.
+        files["optional/ingress-nginx-controller-settings.yaml"] = [ingress_controller_settings(options)]
     if options.service_monitor:
         files["service-monitor.yaml"] = [service_monitor(options)]
     return files
@@ -797,6 +799,7 @@ def write_manifests(
     written = []
     for name, objects in files.items():
         path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, to_yaml(objects).encode("utf-8"))
         written.append(path)
     return written
