@@ -260,3 +260,31 @@ def test_cli_layer_rejects_an_unknown_target_with_exit_2(capsys):
 def test_cli_check_bad_target_exits_2(argv, message, capsys):
     assert main(argv) == 2
     assert f"pixeldcn check: error: {message}" in capsys.readouterr().err
+
+
+def test_a_uint8_image_input_gets_0_to_255_and_every_consumer_agrees():
+    """add_preprocessing: uint8 NHWC in, Cast/Transpose/normalise in the graph, then the layer."""
+    model, _ = _layer_model("pixel_dcl")
+    model = pc.add_preprocessing(model, layout="nhwc")
+    feeds = seeded_inputs(model, [(1, 8, 8, 4)])
+    (x,) = feeds.values()
+    assert x.dtype == np.uint8 and x.min() >= 0 and x.max() > 200
+    report = check_model(model, "ort,reference,openvino,tract", input_shapes=[(1, 8, 8, 4)])
+    assert report.passed and report.precision == "float32", str(report)
+    assert report.inputs[0][2] == "uint8"
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_files_check_writes_follow_the_umask(tmp_path, mask, mode, capsys):
+    import os
+    import stat
+
+    old = os.umask(mask)
+    try:
+        rc = main(["check", "--layer", "resize_conv", "--runtimes", "ort", "--json",
+                   str(tmp_path / "r.json"), "--save", str(tmp_path / "layer.onnx")])
+    finally:
+        os.umask(old)
+    assert rc == 0, capsys.readouterr().out
+    for name in ("r.json", "layer.onnx"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode

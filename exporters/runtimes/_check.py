@@ -43,11 +43,6 @@ __all__ = [
 SCHEMA = "pixeldcn.check/1"
 METADATA_INPUT_SHAPES = "pixeldcn.input_shapes"  # written by exporters.pytorch.export_onnx
 
-_NP_OF_ONNX = {
-    onnx.TensorProto.FLOAT: np.float32,
-    onnx.TensorProto.FLOAT16: np.float16,
-    onnx.TensorProto.DOUBLE: np.float64,
-}
 
 
 class CheckError(PixelDCNError):
@@ -190,8 +185,28 @@ def input_specs(model: onnx.ModelProto) -> list[tuple[str, list[int | None], Any
             continue
         t = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-        specs.append((value.name, dims, _NP_OF_ONNX.get(t.elem_type, np.float32)))
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type))
+        except Exception:
+            raise CheckInputError(
+                f"input {value.name!r} has ONNX element type {t.elem_type}, which the check "
+                "cannot generate; pass inputs= (Python) instead"
+            ) from None
+        specs.append((value.name, dims, dtype))
     return specs
+
+
+def _random(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Standard normal for floats; 0..255 for uint8 (images); 0..9 for other integers; bools."""
+    if np.issubdtype(dtype, np.floating):
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, shape).astype(np.bool_)
+    if dtype == np.uint8:
+        return rng.integers(0, 256, shape).astype(np.uint8)
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(0, 10, shape).astype(dtype)
+    raise CheckInputError(f"cannot generate inputs of dtype {dtype}; pass inputs= (Python) instead")
 
 
 def seeded_inputs(
@@ -201,7 +216,8 @@ def seeded_inputs(
     seed: int = 0,
     default_dim: int = 16,
 ) -> dict[str, np.ndarray]:
-    """Standard-normal inputs from ``seed``, the same for every consumer.
+    """Seeded inputs, the same for every consumer: standard normal for float inputs, 0..255 for
+    uint8 (image) inputs, 0..9 for other integers.
 
     Shapes: ``input_shapes`` (one per input), else the exporter's metadata
     ``pixeldcn.input_shapes``, else the model's dims with symbolic ones set to 1 (dim 0) or
@@ -229,7 +245,7 @@ def seeded_inputs(
                 f"input {name!r}: shape {list(shape)} does not fit the model's "
                 f"{['?' if d is None else d for d in dims]}"
             )
-        feeds[name] = rng.standard_normal(shape).astype(dt)
+        feeds[name] = _random(rng, tuple(shape), dt)
     return feeds
 
 
@@ -301,7 +317,9 @@ def check_model(
     names = _parse_runtimes(runtimes)
     proto, path, label = _load(model)
     feeds = dict(inputs) if inputs is not None else seeded_inputs(proto, input_shapes, seed=seed)
-    precision = precision_of(a.dtype for a in feeds.values())
+    out_types = [o.type.tensor_type.elem_type for o in proto.graph.output]
+    precision = precision_of([*(a.dtype for a in feeds.values()),
+                              *(onnx.helper.tensor_dtype_to_np_dtype(t) for t in out_types if t)])
     tolerance = TOLERANCES[precision]
     out_names = [o.name for o in proto.graph.output]
     if torchvision_stand_in and "onnx2torch" in names:

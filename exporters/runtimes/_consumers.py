@@ -93,7 +93,8 @@ def _load_openvino(path: Path, proto: onnx.ModelProto, feeds: Feeds) -> Runner:
 
 
 _TRACT_TYPES = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16", np.dtype(np.float64): "f64",
-                np.dtype(np.int64): "i64", np.dtype(np.int32): "i32"}
+                np.dtype(np.int64): "i64", np.dtype(np.int32): "i32", np.dtype(np.uint8): "u8",
+                np.dtype(np.int8): "i8", np.dtype(np.bool_): "bool"}
 
 
 def tract_fact(a: np.ndarray) -> str:
