@@ -291,7 +291,11 @@ def test_push_killed_mid_upload_never_exposes_the_partial_version(
         assert report.uploaded == {"kill": [2]} and report.skipped == {"kill": [1]}
         _wait_seed(fresh, 2)
         _wait_seed(client, 2)
+        environ = pathlib.Path(f"/proc/{restarted.pid}/environ").read_bytes().decode().split("\0")
+        mount = next(v.split("=", 1)[1] for v in environ if v.startswith("TRITON_AWS_MOUNT_DIRECTORY="))
+        assert any(pathlib.Path(mount).iterdir())
         code = restarted.stop()
+        assert not pathlib.Path(mount).exists(), "Triton's S3 copies were left behind"
         assert code is not None and code >= 0, f"exit {code}: needed SIGTERM/SIGKILL (a hung load?)"
     assert _s3.list_repository(URL)["kill"].policy == "latest 1"
 
