@@ -21,6 +21,9 @@ A benchmark is a small object (see :class:`Benchmark`)::
 
     BENCHMARK = Echo()                       # in benchmarks/echo.py; add "echo" to cli.MODULES
 
+Optional: ``failure(result) -> str | None`` (a message makes the command exit with 1 after the
+report is written). ``args.command_line`` is the command that reproduces the run; record it.
+
 ``pixeldcn bench NAME`` then runs ``plan -> run -> write_report`` (JSON + Markdown + PNG, the one
 reporting path), prints the targets, and ``pixeldcn bench report NAME.json`` renders a stored
 result again. Errors: :class:`BenchmarkUsageError` (also a ``ValueError``; exit code 2) for bad
