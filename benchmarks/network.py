@@ -28,6 +28,7 @@ import numpy as np
 
 from pixeldcn_core import INTERLEAVES, get_kind, layer_kinds
 
+from . import deeplab as _deeplab
 from ._machine import machine_info, physical_cores
 from ._plots import network_plots
 from ._protocol import BASELINE_KIND, BenchmarkError, BenchmarkUsageError, Result
@@ -68,6 +69,8 @@ class Network:
         paper: kind -> the paper's prediction time relative to DCL, and where it comes from.
         targets: (variant, title, bound) of the goals set on this network (onnxruntime CPU).
         in_channels: input channels.
+        by_default: timed when ``--networks`` is not given (a network that takes many minutes
+            per run, like DeepLab-ResNet-101, is timed only when named).
     """
 
     title: str
@@ -79,6 +82,7 @@ class Network:
     paper_source: str = ""
     targets: tuple[tuple[str, str, float], ...] = ()
     in_channels: int = 3
+    by_default: bool = True
 
 
 #: name -> network; ``pixeldcn bench network`` times every one (or those of ``--networks``).
@@ -91,6 +95,12 @@ NETWORKS: dict[str, Network] = {
         targets=(("pixel_dcl_k3", "PixelDCL", 0.78), ("ipixel_dcl_k3", "iPixelDCL", 1.0),
                  ("pixel_dcl_k3_concat", "PixelDCL (concat interleave)", 0.78),
                  ("ipixel_dcl_k3_concat", "iPixelDCL (concat interleave)", 1.0))),
+    # The paper's second network (Table 1 pairs DeepLab-ResNet + DCL / iPixelDCL / PixelDCL;
+    # the paper gives their accuracy, not their time). See benchmarks/deeplab.py.
+    "deeplab": Network(
+        "DeepLab-ResNet-101", _deeplab.build, full=_deeplab.FULL, quick=_deeplab.QUICK,
+        size_multiple=lambda dims: _deeplab.SIZE_MULTIPLE,
+        paper_source="paper Table 1 (accuracy only, no time)", by_default=False),
 }
 
 
@@ -333,9 +343,11 @@ class NetworkBench:
                        help="comma-separated layer kinds (default: every registered kind); the "
                             "DCL k=6 network, the baseline, is always timed")
         p.add_argument("--networks", default=None,
-                       help=f"comma-separated networks among {', '.join(NETWORKS)} (default: all)")
+                       help=f"comma-separated networks among {', '.join(NETWORKS)} (default: "
+                            f"{', '.join(n for n, net in NETWORKS.items() if net.by_default)})")
         p.add_argument("--size", type=int, default=None,
-                       help="input height = width (default 256; quick: 32)")
+                       help="input height = width (default: each network's, U-Net 256, "
+                            "DeepLab 512; quick: 32, 256)")
         p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
         p.add_argument("--providers", default="cpu",
                        help="onnxruntime providers, comma-separated: cpu, cuda, tensorrt "
@@ -349,7 +361,8 @@ class NetworkBench:
         """The settings of ``args``; raises :class:`BenchmarkUsageError` on a bad flag."""
         from ._ort import parse_providers
 
-        nets = split_list(args.networks, "--networks") or list(NETWORKS)
+        nets = split_list(args.networks, "--networks") or [
+            n for n, net in NETWORKS.items() if net.by_default]
         unknown = [n for n in nets if n not in NETWORKS]
         if unknown:
             raise BenchmarkUsageError(f"--networks: unknown network(s) {unknown}; expected some "
