@@ -27,6 +27,7 @@ from ._errors import (
     TritonNotInstalledError,
     TritonRepoError,
 )
+from ._replicas import LocalReplicas, ReplicaClient
 from ._repository import (
     history,
     list_versions,
@@ -55,8 +56,10 @@ __all__ = [
     "remove_version",
     # serving
     "LocalTritonServer",
+    "LocalReplicas",
     # client
     "Client",
+    "ReplicaClient",
     "ModelInfo",
     # errors
     "TritonRepoError",
