@@ -152,6 +152,7 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
             s.log_tail(1500) for s, up in zip(replicas.servers, alive, strict=True) if not up
         )
         server_ok = [success_count(triton_repo.Client(u, "m").statistics()) for u in replicas.grpc_urls]
+        assert list(clients[1].server_success_counts().values()) == server_ok  # same, over HTTP
         stats = [c.replica_stats() for c in clients]
         counts = [c.counts() for c in clients]
 

@@ -266,6 +266,11 @@ class ReplicaClient(Client):
                 out[replica.url] = None
         return out
 
+    def server_success_counts(self) -> dict[str, int | None]:
+        """Each replica's own count of successful inferences of this model (None: unreachable);
+        compare with :meth:`replica_stats` ``ok`` to check that nothing was lost."""
+        return {url: None if st is None else success_count(st) for url, st in self.statistics().items()}
+
     def replica_stats(self) -> dict[str, ReplicaStats]:
         """Client-side counts per replica (a copy)."""
         with self._lock:
