@@ -350,3 +350,31 @@ def test_repo_cli_push_ls_rm(moto: MotoS3Server, models, tmp_path: pathlib.Path,
     with pytest.raises(SystemExit) as exc:
         _cli("repo", "rm", url, "cli", "notanumber")
     assert exc.value.code == 2
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_serve_command_on_s3(server: triton_repo.LocalTritonServer) -> None:
+    import re
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pixeldcn_core.cli", "serve", URL], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "press Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert f"serving {URL}" in text, text + proc.stderr.read()  # type: ignore[union-attr]
+        grpc = re.search(r"gRPC\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+        client = triton_repo.Client(grpc, "first").wait_ready(60)
+        assert _output_seed(client.infer(X)) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
