@@ -4,9 +4,10 @@ Triton 2.51's Python backend never restarts a dead stub (it stays a zombie, ever
 about 1 s and fails with "Stub ... is not healthy") and both ready endpoints keep saying 200. The
 :class:`Supervisor` thread of :class:`~triton_repo.LocalTritonServer` therefore:
 
-- every ``interval`` seconds, lists the server's stub processes (``/proc``); a stub that is a
-  zombie or has vanished marks its model *down*: readiness turns false at once, the model is
-  unloaded (requests then fail fast with "not ready") and loaded again, which starts a new stub;
+- a watcher thread lists the server's stub processes (``/proc``) every ``interval`` seconds,
+  never blocked by a load in progress; a stub that is a zombie on two looks in a row marks its
+  model *down*: readiness turns false at once, and the loader thread unloads the model
+  (requests then fail fast with "not ready") and loads it again, which starts a new stub;
 - also restarts a stub whose shared-memory region grew past ``max_shm_bytes`` (a hostile request
   that was refused still grew it), so the server's memory returns to its baseline;
 - every ``poll_secs``, looks at the repository (the server runs in explicit model-control mode)
@@ -161,6 +162,22 @@ class Supervisor(threading.Thread):
         self._pid_model: dict[int, str] = {}
         #: Stubs of a model that was unloaded to restart them (still exiting).
         self.retired: set[int] = set()
+        #: Models whose stub the watcher found dead or bloated, for the loader to restart.
+        self.pending: set[str] = set()
+        self._suspects: set[int] = set()
+        self.wake = threading.Event()
+        self.watcher = threading.Thread(target=self.watch, name=f"{self.name}-watch", daemon=True)
+
+    def start(self) -> None:
+        """Start the loader (this thread) and the watcher (stubs and shared memory, every
+        ``interval`` seconds, never blocked by a load in progress)."""
+        super().start()
+        self.watcher.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.watcher.is_alive():
+            self.watcher.join(timeout)
 
     # ------------------------------------------------------------------------------- events
 
@@ -176,20 +193,44 @@ class Supervisor(threading.Thread):
     # --------------------------------------------------------------------------- the loop
 
     def run(self) -> None:
+        """The loader: restarts a crashed server, restarts the models the watcher flagged, loads
+        what changed in the repository; one model-control call at a time."""
         next_poll = 0.0
-        while not self.stop_event.wait(self.interval):
+        while not self.stop_event.is_set():
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            if self.stop_event.is_set():
+                break
             try:
                 if not self.server.is_alive():
-                    if self.server.restart_on_crash and not self.stop_event.is_set():
+                    if self.server.restart_on_crash:
                         self._restart_server()
                     continue
-                self._check_stubs()
-                private_shm(self.server._shm_prefix)
+                with self.lock:
+                    pending, self.pending = sorted(self.pending), set()
+                for model in pending:
+                    self._reload(model, restart_stub=True)
                 if time.monotonic() >= next_poll:
                     self._poll_repository()
                     next_poll = time.monotonic() + self.server.poll_secs
             except Exception as exc:
                 self.note("", f"supervisor error: {exc!r}")
+
+    def watch(self) -> None:
+        """The watcher: flags dead or bloated stubs (readiness false at once) and keeps the
+        shared-memory files private, every ``interval`` seconds."""
+        while not self.stop_event.wait(self.interval):
+            try:
+                if self.server.is_alive():
+                    broken = self._check_stubs()
+                    if broken:
+                        with self.lock:
+                            self.down.update(broken)
+                            self.pending.update(broken)
+                        self.wake.set()
+                private_shm(self.server._shm_prefix)
+            except Exception as exc:
+                self.note("", f"watcher error: {exc!r}")
 
     def _restart_server(self) -> None:
         with self.lock:
@@ -199,7 +240,8 @@ class Supervisor(threading.Thread):
             self.server._restart()
             self.restarts += 1
             self.loaded = dict(self.server._started_models)
-            self._pid_model.clear()
+            with self.lock:
+                self._pid_model.clear()
             self.note("", "tritonserver restarted")
         except Exception as exc:
             self.note("", f"restart failed: {exc!r}")
@@ -212,10 +254,11 @@ class Supervisor(threading.Thread):
         """Remember which model each live stub runs (a zombie's command line is empty)."""
         for stub in list_stubs(self.server.pid, self.server.repo_dir):
             if not stub.dead:
-                self._pid_model[stub.pid] = stub.model
+                with self.lock:
+                    self._pid_model[stub.pid] = stub.model
 
-    def _check_stubs(self) -> None:
-        """Reload the model of a stub that died (a zombie) or holds too much shared memory.
+    def _check_stubs(self) -> set[str]:
+        """The models with a stub that died (a zombie) or holds too much shared memory.
 
         A stub that exits normally (its version was unloaded) is reaped by the server and
         vanishes; a crashed one stays a zombie, whose model is remembered from its live days.
@@ -224,22 +267,28 @@ class Supervisor(threading.Thread):
         broken: set[str] = set()
         for stub in list_stubs(self.server.pid, self.server.repo_dir):
             if not stub.dead:
-                self._pid_model[stub.pid] = stub.model
-                if stub.pid in self.retired:  # unloaded, exiting on its own
-                    continue
+                with self.lock:
+                    self._pid_model[stub.pid] = stub.model
+                    if stub.pid in self.retired or stub.model in self.down:  # being restarted
+                        continue
                 if limit is not None and stub.shm_bytes() > limit:
                     broken.add(stub.model)
                     self.note(stub.model, f"stub {stub.pid} holds {stub.shm_bytes()} bytes of shared memory")
                 continue
             with self.lock:
-                if stub.pid in self.handled_zombies:
+                if stub.pid in self.handled_zombies or stub.pid in self.retired:
                     continue
+                # A stub that exits normally (its version unloaded) is a zombie for the instant
+                # before the server reaps it: only one seen on two looks in a row has crashed.
+                if stub.pid not in self._suspects:
+                    self._suspects.add(stub.pid)
+                    continue
+                self._suspects.discard(stub.pid)
                 self.handled_zombies.add(stub.pid)
-            model = self._pid_model.pop(stub.pid, None)
+                model = self._pid_model.pop(stub.pid, None)
             self.note(model or "?", f"stub {stub.pid} died")
-            broken.update([model] if model else self.loaded)  # unknown owner: reload them all
-        for model in sorted(broken):
-            self._reload(model, restart_stub=True)
+            broken.update([model] if model else list(self.loaded))  # unknown owner: reload them all
+        return broken
 
     def _poll_repository(self) -> None:
         current = self.server._repository_models()
@@ -260,8 +309,8 @@ class Supervisor(threading.Thread):
         if restart_stub:
             with self.lock:
                 self.down.add(model)
+                self.retired.update(pid for pid, m in self._pid_model.items() if m == model)
             self.note(model, "down: unloading to restart its stub")
-            self.retired.update(pid for pid, m in self._pid_model.items() if m == model)
             self.server._control("unload", model)  # requests now fail at once ("not ready")
         ok, message = self.server._control("load", model)
         if fingerprint is None:
@@ -284,13 +333,10 @@ def readiness(server) -> tuple[bool, str]:
             down = sorted(supervisor.down)
         if down:
             return False, f"model(s) {down} are down (stub restart in progress)"
-    handled = set()
-    if supervisor is not None:
-        with supervisor.lock:
-            handled = set(supervisor.handled_zombies)
-    dead = [s.pid for s in list_stubs(server.pid, server.repo_dir) if s.dead and s.pid not in handled]
-    if dead:
-        return False, f"stub process(es) {dead} died; the model is being reloaded"
+    else:  # nobody watches the stubs: look now
+        dead = [s.pid for s in list_stubs(server.pid, server.repo_dir) if s.dead]
+        if dead:
+            return False, f"stub process(es) {dead} died"
     try:
         index = server._repository_index()
     except (urllib.error.URLError, OSError, ValueError) as exc:
