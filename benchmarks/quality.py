@@ -21,6 +21,7 @@ standard deviation over seeds. Results are data (``quality.json``); Markdown and
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tempfile
 import time
@@ -449,8 +450,6 @@ def _save_model(model: Any, task: str, variant: Variant, s: QualitySettings, met
     name = f"sr-x{TASKS[task][1]}-{variant.key}"
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / f"{name}.safetensors"))
-    import json
-
     (folder / f"{name}.json").write_text(json.dumps(
         {"name": name, "config": model.config(), "metrics": dict(metrics),
          "settings": {k: v for k, v in dataclasses.asdict(s).items() if k != "variants"}},
@@ -718,3 +717,89 @@ def overlap_maps(size: int = 6) -> dict[str, np.ndarray]:
     """The core's overlap map of every (kind, kernel) this benchmark trains."""
     return {f"{v.kind} k={v.kernel_size}": overlap_map(v.kind, v.kernel_size, size=size)
             for v in all_variants() if v.init == get_kind(v.kind).inits[0]}
+
+
+def ship_pretrained(models_dir: str | Path, picks: Mapping[str, str], dest: str | Path,
+                    command: str) -> list[Path]:
+    """Copy seed-0 SR models saved by ``--save-models`` into ``dest`` under shipped names, each
+    with a model card (JSON + Markdown) holding its held-out PSNR/SSIM/index, measured again
+    here on the benchmark's held-out crops (what the pretrained test reproduces).
+
+    Args:
+        models_dir: the ``--save-models`` folder.
+        picks: shipped name -> saved name, e.g. ``{"sr-x2-pixel_dcl": "sr-x2-pixel_dcl-k3-default"}``.
+        dest: the package's ``pretrained`` folder.
+        command: the ``pixeldcn bench quality`` command that trained them.
+    """
+    import hashlib
+    import shutil
+
+    from exporters.pytorch._sr import SRNet
+    from exporters.pytorch._weights import load_weights
+
+    src, dest = Path(models_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for shipped, saved in picks.items():
+        meta = json.loads((src / f"{saved}.json").read_text())
+        model = SRNet(**meta["config"])
+        load_weights(model, src / f"{saved}.safetensors")
+        task = f"sr{meta['config']['scale']}"
+        s = meta["settings"]
+        images = eval_images(s["eval_side"])
+        held = evaluate(model, task, images)
+        floor = {f["method"]: {k: f[k] for k in ("psnr", "ssim", "index")}
+                 for f in floors(task, images)}
+        target = dest / f"{shipped}.safetensors"
+        shutil.copyfile(src / f"{saved}.safetensors", target)
+        card = {
+            "name": shipped, "arch": "sr", "config": meta["config"], "trained_as": saved,
+            "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+            "task": f"x{meta['config']['scale']} super-resolution of luminance, residual over "
+                    "bicubic (VDSR style)",
+            "data": {
+                "train": {n: c for n, c in PHOTOS.items() if n not in HELD_OUT},
+                "held_out": {n: PHOTOS[n] for n in HELD_OUT},
+                "evaluation": f"{s['eval_side']}x{s['eval_side']} centre crops of the held-out "
+                              "photographs, luminance (skimage rgb2gray); input = bicubic x1/"
+                              f"{meta['config']['scale']} with anti-aliasing (torch); PSNR/SSIM "
+                              "with data_range 1, border of `scale` pixels shaved",
+                "source": "scikit-image skimage.data",
+            },
+            "recipe": {"steps": s["steps"], "batch": s["batch"], "patch": s["patch"],
+                       "optimizer": "Adam", "lr": s["lr"], "schedule": "cosine to lr/20",
+                       "loss": "MSE", "seed": s["seeds"][0], "training_pool": s["pool_size"]},
+            "command": command,
+            "held_out": {k: held["mean"][k] for k in ("psnr", "ssim", "index", "error_index",
+                                                      "residual_index")}
+                        | {"per_image": held["per_image"]},
+            "bicubic": floor.get("bicubic"), "bilinear": floor.get("bilinear"),
+            "truth_index": float(np.mean([checkerboard_index(im) for im in images.values()])),
+        }
+        (dest / f"{shipped}.json").write_text(json.dumps(card, indent=1) + "\n")
+        (dest / f"{shipped}.md").write_text(_card_markdown(card))
+        written += [target, dest / f"{shipped}.json", dest / f"{shipped}.md"]
+    return written
+
+
+def _card_markdown(card: Mapping[str, Any]) -> str:
+    c, h, b = card["config"], card["held_out"], card["bicubic"]
+    lines = [
+        f"# {card['name']}", "",
+        f"{card['task']}. Up-sampling: `{c['up']}` (kernel {c['up_kernel_size']}, init "
+        f"`{c['init']}`), width {c['width']}, {c['depth']} convs before the first x2 layer; "
+        f"{int(math.log2(c['scale']))} x2 layer(s).", "",
+        "| held out | PSNR dB | SSIM | checkerboard index |", "| --- | ---: | ---: | ---: |",
+        f"| this model | {h['psnr']:.2f} | {h['ssim']:.4f} | {h['index']:.4f} |",
+        f"| bicubic | {b['psnr']:.2f} | {b['ssim']:.4f} | {b['index']:.4f} |",
+        f"| ground truth | - | - | {card['truth_index']:.4f} |", "",
+        f"Data: {card['data']['source']}; trained on "
+        f"{', '.join(card['data']['train'])}; held out (never trained on): "
+        f"{', '.join(card['data']['held_out'])}. {card['data']['evaluation']}.", "",
+        f"Recipe: {json.dumps(card['recipe'])}.", "",
+        f"Made by: `{card['command']}` (seed-0 model `{card['trained_as']}`).", "",
+        f"Use: `pixeldcn export --arch sr --pretrained {card['name']} --out {card['name']}.onnx`; "
+        f"in Python `exporters.pytorch.load_pretrained({card['name']!r})`.", "",
+        f"SHA-256 of the weights: `{card['sha256']}`.", "",
+    ]
+    return "\n".join(lines)

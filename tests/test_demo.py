@@ -1,6 +1,9 @@
-"""``pixeldcn demo`` end to end, small: U-Net export, repository, real local Triton, gRPC, PNG.
+"""``pixeldcn demo`` end to end, small: the trained SR model (default) and the U-Net (segment),
+export, repository, real local Triton, gRPC, PNG.
 
-Parity: the served prediction (its class histogram, saved in demo.json) equals the argmax of the
+SR: the served output equals the model run in process (float32, 1e-4), and the trained PixelDCL
+model beats bicubic on the held-out photograph. Segment parity: the served prediction (its class
+histogram, saved in demo.json) equals the argmax of the
 same ONNX model run in process by onnxruntime on the same photograph (float32, same graph, so the
 argmax agrees exactly).
 """
@@ -24,9 +27,46 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 SIZE, CLASSES = 32, 5
 
 
+def test_sr_demo_serves_the_trained_pixel_dcl_model_and_pictures_it_beside_bicubic_and_dcl(
+        tmp_path, capsys) -> None:
+    out = tmp_path / "sr"
+    rc = main(["demo", "--size", "96", "--requests", "2", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    for step in range(1, 7):
+        assert f"[{step}/6]" in printed
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["task"] == "sr" and summary["pretrained"] == "sr-x2-pixel_dcl"
+    assert not summary["random_weights"] and "trained weights" in summary["weights"]
+    assert "astronaut" in summary["image"] and "held out" in summary["image"]
+    q = summary["quality"]
+    for key in ("bicubic", "dcl", "pixel_dcl"):
+        assert np.isfinite(q[key]["psnr"]) and 0 <= q[key]["index"] < 0.05, (key, q[key])
+    assert q["pixel_dcl"]["psnr"] > q["bicubic"]["psnr"]
+    assert summary["served_vs_inprocess_max_abs"] < 1e-4
+    assert [row["concurrency"] for row in summary["served"]] == [1, 2]
+    png = Image.open(out / "prediction.png")
+    side = summary["crop"]["side"] * summary["crop"]["zoom"]
+    assert png.size == (5 * side + 4 * 6, side + 28)  # 5 labelled panels, 6-pixel gaps
+    assert "| PixelDCL (sr-x2-pixel_dcl, served) |" in printed
+
+
+def test_sr_demo_refuses_an_unknown_model_and_a_bad_size(tmp_path, capsys) -> None:
+    assert main(["demo", "--pretrained", "sr-x3", "--out", str(tmp_path)]) == 2
+    assert "unknown pretrained model 'sr-x3'" in capsys.readouterr().err
+    assert main(["demo", "--size", "30", "--out", str(tmp_path)]) == 2
+    assert "--size must be a multiple of 4 and >= 32, got 30" in capsys.readouterr().err
+
+
+def test_segment_demo_needs_weights_or_an_explicit_random_weights(tmp_path, capsys) -> None:
+    assert main(["demo", "--task", "segment", "--out", str(tmp_path)]) == 2
+    assert "no trained U-Net is shipped" in capsys.readouterr().err
+
+
 def test_demo_runs_end_to_end_and_serves_what_onnxruntime_computes(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
-    rc = main(["demo", "--size", str(SIZE), "--base-channels", "4", "--num-classes", str(CLASSES),
+    rc = main(["demo", "--task", "segment", "--random-weights", "--size", str(SIZE),
+               "--base-channels", "4", "--num-classes", str(CLASSES),
                "--requests", "2", "--interleave", "concat", "--out", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
@@ -62,7 +102,8 @@ def test_demo_runs_end_to_end_and_serves_what_onnxruntime_computes(tmp_path, cap
 
 
 def test_demo_refuses_a_size_the_unet_cannot_take(tmp_path, capsys) -> None:
-    rc = main(["demo", "--size", "40", "--out", str(tmp_path)])
+    rc = main(["demo", "--task", "segment", "--random-weights", "--size", "40", "--out",
+               str(tmp_path)])
     err = capsys.readouterr().err
     assert rc != 0
     assert "--size must be a multiple of 16" in err and "got 40" in err

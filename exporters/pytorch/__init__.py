@@ -27,6 +27,7 @@ from ._int8 import Int8Report, calibration_inputs, compare_int8, quantize_int8
 from ._ipixel_cl import IPixelCL2d, ipixel_cl2d
 from ._ipixel_dcl import IPixelDCL2d, ipixel_dcl2d
 from ._pixel_dcl import PixelDCL2d, pixel_dcl2d
+from ._pretrained import load_pretrained, pretrained_card, pretrained_names
 from ._registry import (
     FUNCTIONS,
     MODULES,
@@ -36,6 +37,7 @@ from ._registry import (
     unregister_module,
 )
 from ._resize_conv import ResizeConv2d, resize_conv2d
+from ._sr import SRNet
 from ._subpixel_conv import SubPixelConv2d, icnr_, subpixel_conv2d
 from ._unet import UNet
 from ._vae import VAE, VAEDecoder, VAEEncoder
@@ -66,6 +68,7 @@ __all__ = [
     "register_module",
     "unregister_module",
     # networks
+    "SRNet",
     "ASPP",
     "DeepLabResNet",
     "ResNetBackbone",
@@ -87,6 +90,9 @@ __all__ = [
     "export_onnx",
     "verify",
     # weights
+    "load_pretrained",
+    "pretrained_card",
+    "pretrained_names",
     "BackboneReport",
     "load_backbone",
     "load_weights",

@@ -10,7 +10,7 @@ from pixeldcn_core import INTERLEAVES, TARGETS, SpecError, get_kind, layer_kinds
 
 __all__ = ["handler", "register"]
 
-ARCHS = ("unet", "vae-decoder", "deeplab")
+ARCHS = ("unet", "vae-decoder", "deeplab", "sr")
 #: --depth when none is given, per arch (unet: levels; deeplab: ResNet depth).
 DEFAULT_DEPTH = {"unet": 5, "deeplab": 101}
 
@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(.safetensors, .pt) for the backbone (and ASPP), see load_backbone")
     p.add_argument("--latent-dim", type=int, default=128, help="vae-decoder: size of z")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
+    p.add_argument("--pretrained", default=None,
+                   help="sr: a trained model shipped with pixeldcn, by name (sr-x2-pixel_dcl, "
+                   "sr-x2-dcl, sr-x4-pixel_dcl, sr-x4-dcl); --up and sizes come from its card")
     from ._io import add_io_arguments
 
     add_io_arguments(p)
@@ -103,17 +106,31 @@ def handler(args: argparse.Namespace) -> int:
 
     if args.backbone_weights is not None and args.arch != "deeplab":
         raise SpecError(f"--backbone-weights: only for --arch deeplab, got --arch {args.arch}")
+    if args.pretrained is not None and args.arch != "sr":
+        raise SpecError(f"--pretrained: only for --arch sr, got --arch {args.arch}")
     if args.depth is not None and args.arch not in DEFAULT_DEPTH:
         raise SpecError(f"--depth: not an option of --arch {args.arch}")
     depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(args.arch)
     steps = 3 + bool(args.weights) + bool(args.backbone_weights)
     step = 1
-    t0 = _stage(step, steps, f"building {args.arch} (up={kind})")
+    what = f"pretrained {args.pretrained}" if args.pretrained else f"up={kind}"
+    t0 = _stage(step, steps, f"building {args.arch} ({what})")
     model: nn.Module
     if args.arch == "unet":
         base = 64 if args.base_channels is None else args.base_channels
         model = UNet(3, args.num_classes, base, depth, kind, up_kernel_size=args.up_kernel_size)
         default_shape: tuple[int, ...] = (1, 3, 256, 256)
+    elif args.arch == "sr":
+        from ._pretrained import load_pretrained
+        from ._sr import SRNet
+
+        if args.pretrained is not None:
+            model = load_pretrained(args.pretrained)  # SpecError lists the shipped names
+            kind = model.up_kind
+        else:
+            base = 16 if args.base_channels is None else args.base_channels
+            model = SRNet(kind, 2, 1, base, up_kernel_size=args.up_kernel_size)
+        default_shape = (1, model.channels, 128, 128)
     elif args.arch == "deeplab":
         from . import DeepLabResNet
 
