@@ -20,6 +20,7 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -297,6 +298,51 @@ def test_shared_memory_files_are_private(server: triton_repo.LocalTritonServer) 
 
 
 # ------------------------------------------------------------------------------- dead stubs
+
+
+@pytest.mark.slow
+def test_stubs_are_watched_while_a_slow_load_runs(
+    server: triton_repo.LocalTritonServer, repo: pathlib.Path, exports: dict[int, pathlib.Path]
+) -> None:
+    # A model with 4 instances loads its stubs one after the other (seconds). Meanwhile the new
+    # stubs' shared memory turns 0600 and a stub of another model killed -9 marks it down.
+    shm = pathlib.Path("/dev/shm")
+    before = {f.name for f in shm.glob(f"{server._shm_prefix}*")}
+    options = triton_repo.ServingOptions(max_batch_size=8, instances=4)
+    triton_repo.write_repository(repo, "wide", exports[2], options=options)
+
+    def wide_state() -> str:  # "" while the loading stubs starve the server of CPU
+        try:
+            index = server._repository_index()
+        except (urllib.error.URLError, OSError):
+            return ""
+        return next((m.get("state", "") for m in index if m["name"] == "wide"), "")
+
+    private_while_loading = down_while_loading = False
+    killed = False
+    deadline = time.monotonic() + 120
+    while wide_state() != "READY" and time.monotonic() < deadline:
+        new = [f for f in shm.glob(f"{server._shm_prefix}*") if f.name not in before]
+        modes = []
+        for f in new:
+            with contextlib.suppress(OSError):
+                modes.append(f.stat().st_mode & 0o777)
+        loading = wide_state() == "LOADING"
+        if loading and modes and all(m == 0o600 for m in modes):
+            private_while_loading = True
+        if loading and new and not killed:
+            for pid in stub_pids(server, "up"):
+                os.kill(pid, signal.SIGKILL)
+            killed = True
+        if killed and loading and "['up'] are down" in server.readiness()[1]:
+            down_while_loading = True
+        time.sleep(0.02)
+    assert wide_state() == "READY"
+    assert killed and down_while_loading, "a dead stub went unnoticed while another model loaded"
+    assert private_while_loading, "shared memory stayed 0644 while a model loaded"
+    wait_for(lambda: valid_request_ok(server, "up"), RECOVERY_DEADLINE, "model 'up' to answer again")
+    shutil.rmtree(repo / "wide")  # the supervisor unloads it
+    wait_for(lambda: wide_state() in ("", "UNAVAILABLE"), 60, "'wide' to be unloaded")
 
 
 @pytest.mark.slow
