@@ -74,22 +74,11 @@ def toy_function(x, weight, bias=None):
 
 
 class Toy2d(_Up):
+    """All a kind's module needs: the base builds ``weight`` from the registry's shapes, checks
+    the spec and ``init``, initialises with the registry's fan-in and runs ``function``."""
+
     kind = TOY
     function = staticmethod(toy_function)
-
-    def __init__(self, in_channels, out_channels, kernel_size=3, bias=False, *, device=None,
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, bias)
-        k = self.kernel_size
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, k, k, device=device,
-                                               dtype=dtype) * 0.3)
-        self._make_bias(bias, device=device, dtype=dtype)
-
-    def forward(self, x):
-        return toy_function(x, self.weight, self.bias)
-
-    def _onnx_tensors(self):
-        return {"weight": self.weight}
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixeldcn_core import InputShapeError, LayerSpec, WeightError
+from pixeldcn_core import InputShapeError, LayerSpec, SpecError, WeightError, get_kind
 
-__all__ = ["Kernel", "UpsampleLayer", "check_input", "interleave", "kaiming_normal_"]
+__all__ = ["Kernel", "UpsampleLayer", "check_init", "check_input", "interleave", "kaiming_normal_"]
 
 
 def check_input(x: torch.Tensor, in_channels: int, name: str) -> None:
@@ -66,19 +66,60 @@ class Kernel(nn.Module):
         return f"weight: {tuple(self.weight.shape)}"
 
 
-class UpsampleLayer(nn.Module):
-    """Base of every up-sampling module: ``x [N, Cin, H, W] -> y [N, C, 2H, 2W]``.
+def check_init(kind: str, init: str | None, inits: Sequence[str]) -> str:
+    """``init`` normalised (``None`` -> the first, i.e. default, of ``inits``), or SpecError."""
+    if init is None:
+        return inits[0]
+    if not isinstance(init, str) or init.strip().lower() not in inits:
+        raise SpecError(f"{kind}: unknown init {init!r}; expected one of {', '.join(inits)}")
+    return init.strip().lower()
 
-    Subclasses set :attr:`kind` (a registered kind), create their parameters and implement
-    ``forward``, :meth:`reset_parameters`, :meth:`onnx_weights` and :meth:`_load_onnx_weights`.
+
+class _RegistryInits:
+    """``cls.inits``: the kind's initialisations, read from the core registry (one list)."""
+
+    def __get__(self, obj: object, cls: type[UpsampleLayer]) -> tuple[str, ...]:
+        return get_kind(cls.kind).inits
+
+
+class UpsampleLayer(nn.Module):
+    """Base of every up-sampling module: ``x [N, Cin, H, W] -> y [N, C, s*H, s*W]``.
+
+    A subclass sets :attr:`kind` (a kind registered in the core), :attr:`function` (its
+    functional form) and, when its weights are not one ``weight`` parameter, :attr:`param_names`.
+    The base builds the parameters from the registry's weight shapes, checks the spec and the
+    ``init`` name, runs ``forward`` through ``function`` and maps the weights to and from the
+    core's layout. Override :meth:`reset_parameters` for another initialisation than He normal
+    with the registry's fan-in, and :meth:`from_deconv` to take over a deconvolution's weights.
+
+    Args:
+        in_channels: Cin.
+        out_channels: C.
+        kernel_size: k (``None``: the kind's default).
+        bias: add a learnable per-channel bias (zero at init).
+        init: one of :attr:`inits` (``None``: the first, the kind's default).
+        device, dtype: where and in which dtype the parameters are created.
     """
 
     kind: ClassVar[str]
     #: The functional form ``f(x, *weights, bias)`` (weights in the core's order).
     function: ClassVar[Callable[..., torch.Tensor]]
+    #: Core weight name -> attribute: ``"weight"`` (a parameter) or a submodule name holding a
+    #: :class:`Kernel` (state_dict key ``<name>.weight``), e.g. ``{"w1": "conv1", ...}``.
+    param_names: ClassVar[Mapping[str, str]] = {"weight": "weight"}
+    #: The initialisations this kind accepts (the registry's ``KindInfo.inits``).
+    inits: ClassVar[tuple[str, ...]] = _RegistryInits()  # type: ignore[assignment]
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int | None, bias: bool
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | None = None,
+        bias: bool = False,
+        *,
+        init: str | None = None,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None:
         super().__init__()
         # LayerSpec checks everything up front and raises SpecError (a ValueError).
@@ -86,6 +127,31 @@ class UpsampleLayer(nn.Module):
         self.in_channels = spec.in_channels
         self.out_channels = spec.out_channels
         self.kernel_size = spec.k
+        self.init = check_init(self.kind, init, self.inits)
+        factory = {"device": device, "dtype": dtype}
+        for name, shape in spec.weight_shapes().items():
+            if name == "bias":
+                continue
+            attr = self.param_names[name]
+            if attr == "weight":
+                self.weight = nn.Parameter(torch.empty(shape, **factory))
+            else:
+                setattr(self, attr, Kernel(shape, **factory))
+        self._make_bias(bias, **factory)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """He normal, std = sqrt(2 / fan_in) with the registry's fan-in of each weight; bias 0."""
+        fan_in = get_kind(self.kind).fan_in
+        for name, w in self._onnx_tensors().items():
+            kaiming_normal_(w, fan_in(name, tuple(w.shape)))
+        if self.bias is not None:
+            self.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_channels, type(self).__name__)
+        return self.function(x, *self._onnx_tensors().values(), self.bias)
 
     @property
     def spec(self) -> LayerSpec:
@@ -110,8 +176,13 @@ class UpsampleLayer(nn.Module):
             out["bias"] = _np(self.bias)
         return out
 
-    def _onnx_tensors(self) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _onnx_tensors(self) -> dict[str, torch.Tensor]:
+        """The weight tensors (parameters, not copies) by core name, in the core's order."""
+        out = {}
+        for name, attr in self.param_names.items():
+            held = getattr(self, attr)
+            out[name] = held if attr == "weight" else held.weight
+        return out
 
     @torch.no_grad()
     def load_onnx_weights(self, weights: Mapping[str, Any]) -> None:

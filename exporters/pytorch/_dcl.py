@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +10,8 @@ from torch import nn
 
 from pixeldcn_core.reference import dcl_padding
 
-from ._base import UpsampleLayer, check_input, kaiming_normal_
-from ._inits import check_init, dcl_bilinear_
+from ._base import UpsampleLayer, check_input
+from ._inits import dcl_bilinear_
 
 __all__ = ["DCL2d", "dcl2d"]
 
@@ -59,43 +59,21 @@ class DCL2d(UpsampleLayer):
     """
 
     kind = "dcl"
-    inits: ClassVar[tuple[str, ...]] = ("default", "bilinear")
     function = staticmethod(dcl2d)
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 6,
-        bias: bool = False,
-        *,
-        init: str | None = None,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, bias)
-        self.init = check_init(self.kind, init, self.inits)
-        fk = {"device": device, "dtype": dtype}
-        k = self.kernel_size
-        self.weight = nn.Parameter(torch.empty(self.in_channels, self.out_channels, k, k, **fk))
-        self._make_bias(bias, **fk)
-        self.reset_parameters()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Each class has its own forward (not the base's): torch.compile caches per code object.
+        check_input(x, self.in_channels, "DCL2d")
+        return dcl2d(x, self.weight, self.bias)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         if self.init == "bilinear":
             dcl_bilinear_(self.weight)
+            if self.bias is not None:
+                self.bias.zero_()
         else:
-            kaiming_normal_(self.weight, self.in_channels * self.kernel_size**2 // 4)
-        if self.bias is not None:
-            self.bias.zero_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_channels, "DCL2d")
-        return dcl2d(x, self.weight, self.bias)
-
-    def _onnx_tensors(self) -> dict[str, torch.Tensor]:
-        return {"weight": self.weight}
+            super().reset_parameters()  # fan_in = Cin * k^2 / 4 (the registry's)
 
     @classmethod
     def from_deconv(cls, old: nn.ConvTranspose2d, **kwargs: Any) -> tuple[UpsampleLayer, str]:

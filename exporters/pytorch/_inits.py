@@ -22,14 +22,10 @@ exactly equal to the linear interpolation (interior pixels; the zero padding tou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
-from pixeldcn_core import SpecError
-
-from ._base import kaiming_normal_
+from ._base import check_init, kaiming_normal_
 
 __all__ = [
     "check_init",
@@ -37,15 +33,6 @@ __all__ = [
     "ipixel_dcl_bilinear_",
     "pixel_dcl_bilinear_",
 ]
-
-
-def check_init(kind: str, init: str | None, inits: Sequence[str]) -> str:
-    """``init`` normalised (``None`` -> the first, i.e. default, of ``inits``), or SpecError."""
-    if init is None:
-        return inits[0]
-    if not isinstance(init, str) or init.strip().lower() not in inits:
-        raise SpecError(f"{kind}: unknown init {init!r}; expected one of {', '.join(inits)}")
-    return init.strip().lower()
 
 
 @torch.no_grad()

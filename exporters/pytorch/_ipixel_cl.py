@@ -7,6 +7,7 @@ DeepLab's decoder and :func:`convert_deconvs` refuse it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -16,8 +17,7 @@ from torch import nn
 from pixeldcn_core import InputShapeError, SpecError
 from pixeldcn_core.reference import same_padding_s2
 
-from ._base import Kernel, UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
-from ._inits import check_init
+from ._base import UpsampleLayer, add_bias, check_input, interleave
 
 __all__ = ["IPixelCL2d", "ipixel_cl2d"]
 
@@ -115,47 +115,14 @@ class IPixelCL2d(UpsampleLayer):
     """
 
     kind = "ipixel_cl"
-    inits: ClassVar[tuple[str, ...]] = ("default",)
     function = staticmethod(ipixel_cl2d)
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        bias: bool = False,
-        *,
-        init: str | None = None,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, bias)
-        self.init = check_init(self.kind, init, self.inits)
-        fk = {"device": device, "dtype": dtype}
-        c, cin, k = self.out_channels, self.in_channels, self.kernel_size
-        self.conv1 = Kernel((c, cin, k, k), **fk)
-        self.conv2 = Kernel((c, cin + c, k, k), **fk)
-        self.conv3 = Kernel((c, cin + c, k, k), **fk)
-        self.conv4 = Kernel((c, cin + c, k, k), **fk)
-        self._make_bias(bias, **fk)
-        self.reset_parameters()
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            w = conv.weight
-            kaiming_normal_(w, w.shape[1] * w.shape[2] * w.shape[3])
-        if self.bias is not None:
-            self.bias.zero_()
+    param_names: ClassVar[Mapping[str, str]] = {"w1": "conv1", "w2": "conv2", "w3": "conv3", "w4": "conv4"}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Each class has its own forward (not the base's): torch.compile caches per code object.
         check_input(x, self.in_channels, "IPixelCL2d")
         return ipixel_cl2d(x, self.conv1.weight, self.conv2.weight, self.conv3.weight,
                            self.conv4.weight, self.bias)
-
-    def _onnx_tensors(self) -> dict[str, torch.Tensor]:
-        return {"w1": self.conv1.weight, "w2": self.conv2.weight, "w3": self.conv3.weight,
-                "w4": self.conv4.weight}
 
     @classmethod
     def from_deconv(cls, old: nn.ConvTranspose2d, **kwargs: Any) -> tuple[UpsampleLayer, str]:

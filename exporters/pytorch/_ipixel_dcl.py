@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from ._base import Kernel, UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
-from ._inits import check_init, ipixel_dcl_bilinear_
+from ._base import UpsampleLayer, add_bias, check_input, interleave
+from ._inits import ipixel_dcl_bilinear_
 
 __all__ = ["IPixelDCL2d", "ipixel_dcl2d"]
 
@@ -65,44 +66,19 @@ class IPixelDCL2d(UpsampleLayer):
     """
 
     kind = "ipixel_dcl"
-    inits: ClassVar[tuple[str, ...]] = ("default", "bilinear")
     function = staticmethod(ipixel_dcl2d)
+    param_names: ClassVar[Mapping[str, str]] = {"w1": "conv1", "w2": "conv2", "w3": "conv3"}
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        bias: bool = False,
-        *,
-        init: str | None = None,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, bias)
-        self.init = check_init(self.kind, init, self.inits)
-        fk = {"device": device, "dtype": dtype}
-        c, cin, k = self.out_channels, self.in_channels, self.kernel_size
-        self.conv1 = Kernel((c, cin, k, k), **fk)
-        self.conv2 = Kernel((c, cin + c, k, k), **fk)
-        self.conv3 = Kernel((2 * c, cin + 2 * c, k, k), **fk)
-        self._make_bias(bias, **fk)
-        self.reset_parameters()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Each class has its own forward (not the base's): torch.compile caches per code object.
+        check_input(x, self.in_channels, "IPixelDCL2d")
+        return ipixel_dcl2d(x, self.conv1.weight, self.conv2.weight, self.conv3.weight, self.bias)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         if self.init == "bilinear":
             ipixel_dcl_bilinear_(self.conv1.weight, self.conv2.weight, self.conv3.weight)
+            if self.bias is not None:
+                self.bias.zero_()
         else:
-            for conv in (self.conv1, self.conv2, self.conv3):
-                w = conv.weight
-                kaiming_normal_(w, w.shape[1] * w.shape[2] * w.shape[3])
-        if self.bias is not None:
-            self.bias.zero_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_channels, "IPixelDCL2d")
-        return ipixel_dcl2d(x, self.conv1.weight, self.conv2.weight, self.conv3.weight, self.bias)
-
-    def _onnx_tensors(self) -> dict[str, torch.Tensor]:
-        return {"w1": self.conv1.weight, "w2": self.conv2.weight, "w3": self.conv3.weight}
+            super().reset_parameters()  # fan_in = input channels x k^2 of each kernel

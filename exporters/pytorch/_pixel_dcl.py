@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +11,8 @@ import torch.nn.functional as F
 from pixeldcn_core import pixel_dcl_phase_taps
 from pixeldcn_core.reference import pixel_dcl_mask
 
-from ._base import Kernel, UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
-from ._inits import check_init, pixel_dcl_bilinear_
+from ._base import UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
+from ._inits import pixel_dcl_bilinear_
 
 __all__ = ["PixelDCL2d", "pixel_dcl2d"]
 
@@ -91,29 +92,13 @@ class PixelDCL2d(UpsampleLayer):
     """
 
     kind = "pixel_dcl"
-    inits: ClassVar[tuple[str, ...]] = ("default", "bilinear")
     function = staticmethod(pixel_dcl2d)
+    param_names: ClassVar[Mapping[str, str]] = {"w1": "conv1", "w2": "conv2", "w3": "conv3"}
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        bias: bool = False,
-        *,
-        init: str | None = None,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, bias)
-        self.init = check_init(self.kind, init, self.inits)
-        fk = {"device": device, "dtype": dtype}
-        c, cin, k = self.out_channels, self.in_channels, self.kernel_size
-        self.conv1 = Kernel((c, cin, k, k), **fk)
-        self.conv2 = Kernel((c, c, k, k), **fk)
-        self.conv3 = Kernel((c, c, k, k), **fk)
-        self._make_bias(bias, **fk)
-        self.reset_parameters()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Each class has its own forward (not the base's): torch.compile caches per code object.
+        check_input(x, self.in_channels, "PixelDCL2d")
+        return pixel_dcl2d(x, self.conv1.weight, self.conv2.weight, self.conv3.weight, self.bias)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -128,10 +113,3 @@ class PixelDCL2d(UpsampleLayer):
         self.conv3.weight.masked_fill_(~mask, 0.0)
         if self.bias is not None:
             self.bias.zero_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_channels, "PixelDCL2d")
-        return pixel_dcl2d(x, self.conv1.weight, self.conv2.weight, self.conv3.weight, self.bias)
-
-    def _onnx_tensors(self) -> dict[str, torch.Tensor]:
-        return {"w1": self.conv1.weight, "w2": self.conv2.weight, "w3": self.conv3.weight}

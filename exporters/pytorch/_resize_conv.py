@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ._base import UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
-from ._inits import check_init
+from ._base import UpsampleLayer, add_bias, check_input, interleave
 
 __all__ = ["ResizeConv2d", "resize_conv2d"]
 
@@ -73,37 +69,9 @@ class ResizeConv2d(UpsampleLayer):
     """
 
     kind = "resize_conv"
-    inits: ClassVar[tuple[str, ...]] = ("default",)
     function = staticmethod(resize_conv2d)
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        bias: bool = False,
-        *,
-        init: str | None = None,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, bias)
-        self.init = check_init(self.kind, init, self.inits)
-        fk = {"device": device, "dtype": dtype}
-        k = self.kernel_size
-        self.weight = nn.Parameter(torch.empty(self.out_channels, self.in_channels, k, k, **fk))
-        self._make_bias(bias, **fk)
-        self.reset_parameters()
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        kaiming_normal_(self.weight, self.in_channels * self.kernel_size**2)
-        if self.bias is not None:
-            self.bias.zero_()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Each class has its own forward (not the base's): torch.compile caches per code object.
         check_input(x, self.in_channels, "ResizeConv2d")
         return resize_conv2d(x, self.weight, self.bias)
-
-    def _onnx_tensors(self) -> dict[str, torch.Tensor]:
-        return {"weight": self.weight}

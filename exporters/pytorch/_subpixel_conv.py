@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from pixeldcn_core import SpecError
 
 from ._base import UpsampleLayer, add_bias, check_input, kaiming_normal_
-from ._inits import check_init
 
 __all__ = ["SubPixelConv2d", "icnr_", "subpixel_conv2d"]
 
@@ -65,14 +63,18 @@ class SubPixelConv2d(UpsampleLayer):
     """
 
     kind = "subpixel_conv"
-    inits: ClassVar[tuple[str, ...]] = ("icnr", "default")
     function = staticmethod(subpixel_conv2d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Each class has its own forward (not the base's): torch.compile caches per code object.
+        check_input(x, self.in_channels, "SubPixelConv2d")
+        return subpixel_conv2d(x, self.weight, self.bias)
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int = 3,
+        kernel_size: int | None = None,
         bias: bool = False,
         icnr: bool = True,
         *,
@@ -80,31 +82,22 @@ class SubPixelConv2d(UpsampleLayer):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, bias)
         if not isinstance(icnr, bool):
             raise SpecError(f"icnr must be a bool, got {icnr!r}")
-        self.init = check_init(self.kind, init, self.inits if icnr else ("default", "icnr"))
-        self.icnr = self.init == "icnr"
-        fk = {"device": device, "dtype": dtype}
-        k = self.kernel_size
-        self.weight = nn.Parameter(
-            torch.empty(4 * self.out_channels, self.in_channels, k, k, **fk)
-        )
-        self._make_bias(bias, **fk)
-        self.reset_parameters()
+        if init is None and not icnr:
+            init = "default"
+        super().__init__(in_channels, out_channels, kernel_size, bias, init=init,
+                         device=device, dtype=dtype)
+
+    @property
+    def icnr(self) -> bool:
+        return self.init == "icnr"
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         if self.icnr:
             icnr_(self.weight)
+            if self.bias is not None:
+                self.bias.zero_()
         else:
-            kaiming_normal_(self.weight, self.in_channels * self.kernel_size**2)
-        if self.bias is not None:
-            self.bias.zero_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_channels, "SubPixelConv2d")
-        return subpixel_conv2d(x, self.weight, self.bias)
-
-    def _onnx_tensors(self) -> dict[str, torch.Tensor]:
-        return {"weight": self.weight}
+            super().reset_parameters()  # fan_in = Cin * k^2
