@@ -91,3 +91,25 @@ def test_a_server_that_does_not_answer_exits_1(files):
     proc = pixeldcn("--url", "127.0.0.1:1", "--model", "sr", "--image", str(files["photo"]))
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_served_model_gives_the_same_index_as_its_onnx_file(files, tmp_path):
+    from triton_repo import LocalTritonServer, ServingOptions, write_repository
+
+    repo = tmp_path / "repo"
+    write_repository(repo, "painter", files["dcl"], options=ServingOptions(max_batch_size=2))
+    local = pixeldcn(str(files["dcl"]), "--image", str(files["photo"]))
+    assert local.returncode == 0, local.stderr
+    with LocalTritonServer(repo) as server:
+        served = pixeldcn("--url", server.grpc_url, "--model", "painter", "--image",
+                          str(files["photo"]))
+        missing = pixeldcn("--url", server.grpc_url, "--model", "nothere", "--image",
+                           str(files["photo"]))
+    assert served.returncode == 0, served.stderr
+    index = {p.stdout.split("index")[1].split()[0] for p in (local, served)}
+    assert len(index) == 1, (local.stdout, served.stdout)  # same 4 decimals
+    assert "painter at 127.0.0.1:" in served.stdout
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "nothere" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
