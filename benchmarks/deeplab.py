@@ -82,11 +82,16 @@ def mac_breakdown(model: Any, shape: tuple[int, ...]) -> dict[str, int]:
 # -- the decoder's share of MACs and time ------------------------------------------------------
 def decoder_share(kinds: list[tuple[str, int | None]], dims: Mapping[str, int], *,
                   rounds: int = 5, warmup: int = 1, threads: int | None = None, seed: int = 0,
-                  progress: bool = True) -> list[dict[str, Any]]:
+                  progress: bool = True, whole_ms: Mapping[str, float] | None = None
+                  ) -> list[dict[str, Any]]:
     """For each (kind, k): MACs per part (:func:`mac_breakdown`), and onnxruntime (CPU) time of
     the whole network and of its decoder alone (the three blocks exported on their own, fed the
     ASPP output's shape), every model interleaved per round. The time share is the median over
-    rounds of decoder time / whole-network time (same round)."""
+    rounds of decoder time / whole-network time (same round).
+
+    ``whole_ms`` (variant name -> median ms of the whole network, e.g. from a ``bench network``
+    result) skips exporting and timing the whole networks: the share is then the decoder's
+    median over that median, from two runs (less exact; the report says which)."""
     import tempfile
     from pathlib import Path
 
@@ -117,11 +122,16 @@ def decoder_share(kinds: list[tuple[str, int | None]], dims: Mapping[str, int], 
             macs = mac_breakdown(model, shape)
             if progress:
                 print(f"[deeplab] export {name} (whole network and decoder alone)", flush=True)
-            whole = export_onnx(model, Path(tmp) / f"{name}.onnx", shape, verify=False)
             dshape = decoder_input_shape(model, 1, size)
             dec = export_onnx(nn.Sequential(*model.decoder).eval(), Path(tmp) / f"{name}_dec.onnx",
                               dshape, verify=False)
-            for part, path, x_shape in (("whole", whole, shape), ("decoder", dec, dshape)):
+            parts = [("decoder", dec, dshape)]
+            if whole_ms is None:
+                whole = export_onnx(model, Path(tmp) / f"{name}.onnx", shape, verify=False)
+                parts.append(("whole", whole, shape))
+            elif name not in whole_ms:
+                raise ValueError(f"no whole-network time for {name}; given: {sorted(whole_ms)}")
+            for part, path, x_shape in parts:
                 sess = make_session(Path(path).read_bytes(), choice)
                 x = rng.standard_normal(x_shape).astype(np.float32)
                 runners[f"{name}|{part}"] = make_runner(sess, {sess.get_inputs()[0].name: x},
@@ -131,11 +141,18 @@ def decoder_share(kinds: list[tuple[str, int | None]], dims: Mapping[str, int], 
         times = run_interleaved(runners, RoundPolicy(rounds, warmup, None, rounds), seed=seed,
                                 desc="deeplab rounds", progress=progress)
     for name, row in rows.items():
-        whole_t, dec_t = times[f"{name}|whole"], times[f"{name}|decoder"]
+        dec_t = times[f"{name}|decoder"]
+        if whole_ms is None:
+            whole_t = times[f"{name}|whole"]
+            share = paired_ratio(dec_t, whole_t)
+            whole = summarize(whole_t)
+        else:
+            whole = {"median": whole_ms[name]}
+            share = {"median": summarize(dec_t)["median"] / whole_ms[name]}
         g = row["gmacs"]
         row.update({
-            "whole_ms": summarize(whole_t), "decoder_ms": summarize(dec_t),
-            "decoder_time_share": paired_ratio(dec_t, whole_t),
+            "whole_ms": whole, "decoder_ms": summarize(dec_t), "paired": whole_ms is None,
+            "decoder_time_share": share,
             "decoder_mac_share": (g["decoder_up"] + g["decoder_conv"]) / g["total"],
             "up_mac_share": g["decoder_up"] / g["total"],
         })
@@ -157,8 +174,11 @@ def decoder_markdown(rows: list[dict[str, Any]], dims: Mapping[str, int], comman
         markdown_table(["up-sampling", "GMAC total", "GMAC up-sampling layers",
                         "GMAC decoder convs", "decoder MAC share", "up-sampling MAC share",
                         "whole ms (median)", "decoder alone ms", "decoder time share"], table),
-        "", "Decoder: the three blocks (up-sampling layer + BN + ReLU, 3x3 conv); time share: "
-        "median over rounds of (decoder alone) / (whole network) timed in the same round.", ""])
+        "", "Decoder: the three blocks (up-sampling layer + BN + ReLU, 3x3 conv). Time share: "
+        + ("median over rounds of (decoder alone) / (whole network) timed in the same round."
+           if all(r["paired"] for r in rows) else
+           "median time of the decoder alone / the whole network's median from the `bench "
+           "network` result given with --whole-from (two runs: indicative)."), ""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,16 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    from pixeldcn_core import get_kind, layer_kinds
-
     p = argparse.ArgumentParser(prog="python -m benchmarks.deeplab", description=main.__doc__)
     p.add_argument("--size", type=int, default=None, help="input H = W (default 512; quick 256)")
     p.add_argument("--depth", type=int, default=101, choices=(50, 101))
     p.add_argument("--kinds", default=None, help="comma-separated x2 kinds (default: all); "
-                   "dcl is timed at k=6")
+                   "the baseline, DCL k=6, is always included")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="256 x 256, 3 rounds")
     p.add_argument("--out", type=Path, default=None, help="folder for deeplab.json and .md")
+    p.add_argument("--whole-from", type=Path, default=None,
+                   help="a bench network result (network.json) holding these DeepLab variants: "
+                        "take the whole networks' onnxruntime-cpu medians from it")
     args = p.parse_args(argv)
     dims = {**(QUICK if args.quick else FULL), "depth": args.depth}
     if args.size:
@@ -186,10 +207,21 @@ def main(argv: list[str] | None = None) -> int:
     if dims["size"] % SIZE_MULTIPLE:
         print(f"--size must be a multiple of {SIZE_MULTIPLE}, got {dims['size']}", file=sys.stderr)
         return 2
-    names = args.kinds.split(",") if args.kinds else [
-        k for k in layer_kinds() if get_kind(k).scale == 2]
-    kinds = [(get_kind(n).name, 6 if get_kind(n).name == "dcl" else None) for n in names]
-    rows = decoder_share(kinds, dims, rounds=3 if args.quick else args.rounds)
+    from pixeldcn_core import INTERLEAVES
+
+    from .network import network_variants
+
+    # the same variants as bench network --quick: the baseline (DCL k=6) and each kind's default
+    kinds = [(v.kind, v.k) for v in network_variants(args.kinds.split(",") if args.kinds else None,
+                                                      quick=True)
+             if v.interleave == INTERLEAVES[0]]
+    whole = None
+    if args.whole_from:
+        res = json.loads(args.whole_from.read_text())
+        records = res.get("records", res)
+        whole = {r["variant"]: r["times_ms"]["median"] for r in records["rows"]
+                 if r["network"] == "deeplab" and r["runtime"] == "onnxruntime-cpu"}
+    rows = decoder_share(kinds, dims, rounds=3 if args.quick else args.rounds, whole_ms=whole)
     command = "python -m benchmarks.deeplab " + shlex.join(argv if argv is not None
                                                            else sys.argv[1:])
     md = decoder_markdown(rows, dims, command.strip())
