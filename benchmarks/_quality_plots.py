@@ -30,11 +30,18 @@ def _color(kind: str) -> str:
     return _COLORS[kinds.index(kind) % len(_COLORS)] if kind in kinds else _COLORS[5]
 
 
-def _style(row: dict[str, Any]) -> dict[str, Any]:
+def _style(row: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Colour per (kind, kernel) in the order of ``rows``; solid/circle for the kind's default
+    init, dashed/square for the other."""
     from pixeldcn_core import get_kind
 
     default = row["init"] == get_kind(row["kind"]).inits[0]
-    return {"color": _color(row["kind"]), "linestyle": "-" if default else "--",
+    if rows:
+        pairs = list(dict.fromkeys((r["kind"], r["kernel_size"]) for r in rows))
+        color = _COLORS[pairs.index((row["kind"], row["kernel_size"])) % len(_COLORS)]
+    else:
+        color = _color(row["kind"])
+    return {"color": color, "linestyle": "-" if default else "--",
             "marker": "o" if default else "s"}
 
 
@@ -52,7 +59,7 @@ def loss_plot(result: Any, out_dir: Path) -> Path:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         for r in (r for r in result["rows"] if r["task"] == task):
-            st = _style(r)
+            st = _style(r, result["rows"])
             ax.plot(np.linspace(0, 1, len(r["curve"])) * result.settings["steps"], r["curve"],
                     color=st["color"], linestyle=st["linestyle"], label=r["label"], lw=1.2)
         ax.set_yscale("log")
@@ -74,7 +81,7 @@ def scatter_plot(result: Any, out_dir: Path) -> Path:
     truth = result["truth_index"]["mean"]
     for ax, task in zip(axes[0], tasks, strict=True):
         for r in (r for r in result["rows"] if r["task"] == task):
-            st = _style(r)
+            st = _style(r, result["rows"])
             ax.errorbar(r["index"], r["psnr"], xerr=r["index_std"] or 0, yerr=r["psnr_std"] or 0,
                         color=st["color"], marker=st["marker"], ms=6, capsize=2,
                         label=r["label"], linestyle="none")
@@ -129,7 +136,7 @@ def crop_grid(result: Any, task: str, path: Path) -> Path:
             panels.append((f"{r['label']}\n{r['psnr']:.2f} dB, idx {r['index']:.3f}", crops[key]))
     cols = min(6, len(panels))
     nrows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.3 * cols, 2.55 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.3 * cols, 2.8 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, img) in zip(axes.flat, panels, strict=False):
