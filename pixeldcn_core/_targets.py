@@ -18,7 +18,8 @@ an equivalent form (the same numbers):
   with pads ``begin`` on both sides, then a ``Slice`` dropping the last ``end - begin`` rows
   and columns;
 - opset 17 by default, and an error for a newer one;
-- (exporters) ``Reshape(allowzero=1)`` with a constant shape holding no zero as ``allowzero=0``.
+- (exporters) ``Reshape(allowzero=1)`` with a constant shape holding no zero as ``allowzero=0``;
+- (exporters, tract and any) ``Expand(x, shape)`` as ``Add(x, ConstantOfShape(shape, 0))``.
 
 ``"any"`` is the intersection: a model every consumer above runs. ``"onnxruntime"`` (the
 default) is the fastest form for onnxruntime, i.e. what the emitters always wrote.
@@ -47,6 +48,10 @@ class Target:
         reshape_allowzero: implements ``Reshape(allowzero=1)`` (which the PyTorch exporter
             writes; the exporters rewrite it to ``allowzero=0`` where the shape is a constant
             without zeros, the same op then).
+        expand: runs ``Expand`` wherever it appears. tract 0.23's optimiser fails on an Expand
+            feeding a Concat and a 1 x 1 Conv (DeepLab's ASPP image pooling: "Trying to
+            substitute a 1,256,8,8 by 1,256,1,1"); the exporters then write the broadcast as
+            ``Add(x, ConstantOfShape(shape, 0))``.
     """
 
     name: str
@@ -56,6 +61,7 @@ class Target:
     max_opset: int | None = None
     interleave: str = "depth_to_space"
     reshape_allowzero: bool = True
+    expand: bool = True
 
 
 #: Every target, by name. The default is :data:`DEFAULT_TARGET`.
@@ -64,13 +70,13 @@ TARGETS: dict[str, Target] = {
     for t in (
         Target("onnxruntime", "onnxruntime"),
         Target("openvino", "OpenVINO"),
-        Target("tract", "tract"),
+        Target("tract", "tract", expand=False),
         Target("onnx2torch", "onnx2torch", depth_to_space_dcr=False,
                asymmetric_conv_transpose=False, max_opset=17, interleave="concat",
                reshape_allowzero=False),
         Target("any", "every consumer (onnxruntime, ReferenceEvaluator, OpenVINO, tract, onnx2torch)",
                depth_to_space_dcr=False, asymmetric_conv_transpose=False, max_opset=17,
-               interleave="concat", reshape_allowzero=False),
+               interleave="concat", reshape_allowzero=False, expand=False),
     )
 }
 

@@ -165,3 +165,18 @@ def test_a_model_with_outputs_around_20_verifies_with_the_default_tolerances(tmp
     assert report.passed and 10 < out.scale < 40
     assert out.atol == pytest.approx(1e-5 * out.scale)  # the absolute part scales with the output
     assert out.max_abs > 1e-6 and out.min_atol <= out.atol
+
+
+def test_deeplab_exported_for_any_target_agrees_on_all_five_consumers(tmp_path):
+    """A reduced DeepLab-ResNet (ASPP image pooling: ReduceMean + Expand) exported for "any":
+    opset 17 with ReduceMean's axes as the attribute, Expand as Add(x, zeros) for tract."""
+    from exporters.pytorch import DeepLabResNet
+
+    torch.manual_seed(0)
+    model = DeepLabResNet(depth=50, up="pixel_dcl", base_width=8, blocks=(1, 1, 1, 1),
+                          num_classes=5, aspp_channels=16, decoder_channels=(16, 8)).eval()
+    path = export_onnx(model, tmp_path / "deeplab.onnx", (1, 3, 64, 64), target="any")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Expand" not in ops and "DepthToSpace" not in ops
+    report = check_model(path, ALL)
+    assert _statuses(report) == {"ort": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
