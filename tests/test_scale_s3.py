@@ -9,6 +9,7 @@ Parity tolerance: served outputs equal in-process onnxruntime within ATOL = 1e-5
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -378,3 +379,38 @@ def test_serve_command_on_s3(server: triton_repo.LocalTritonServer) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_without_the_pin_triton_loads_a_partial_version_and_hangs(
+    moto: MotoS3Server, models, tmp_path: pathlib.Path
+) -> None:
+    """The upstream behaviour the pin protects from (Triton 2.51), pinned so a fix upstream shows.
+
+    A version whose model.onnx landed before its model.py is loaded at once and stays LOADING: the
+    server turns not ready, never loads the version after the rest lands, and ignores SIGTERM.
+    """
+    url = f"s3://{BUCKET}/naive"
+    repo = _local_repo(tmp_path, "naive", models, [1, 2])
+    _s3.push_repository(repo, url, versions=[1], settle_secs=0)
+    client = _s3.s3_client()
+    server = triton_repo.LocalTritonServer(url, ready_timeout=90, restart_on_crash=False).start()
+    try:
+        http = triton_repo.Client(server.http_url, "naive", protocol="http", version=2)
+        base = _s3.S3Location.parse(url)
+        onnx_file = repo / "naive" / "2" / "model.onnx"
+        client.upload_file(str(onnx_file), BUCKET, base.key("naive", "2", "model.onnx"))
+        time.sleep(4)  # two polls
+        for rel in _s3._local_files(repo / "naive" / "2"):
+            client.upload_file(str(repo / "naive" / "2" / rel), BUCKET, base.key("naive", "2", rel))
+        time.sleep(6)  # three more polls: version 2 complete in the bucket
+        assert "loading: naive:2" in server.log_tail(20000)
+        assert not http.is_ready(), "Triton 2.51 now loads a version completed later: re-measure"
+        os.kill(server.pid, signal.SIGTERM)
+        time.sleep(5)
+        assert server.is_alive(), "Triton 2.51 now stops on SIGTERM with a load stuck: re-measure"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.stop()
