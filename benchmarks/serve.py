@@ -403,6 +403,8 @@ def _resolve_urls(args: Any, protocols: tuple[str, ...]) -> dict[str, str] | Non
     if not args.model:
         raise BenchmarkUsageError("--url needs --model: the name of the model to benchmark")
     urls: dict[str, str] = {}
+    if args.url and "," in args.url:
+        return {p: _replica_urls(args.url, protocols) for p in protocols}
     if args.url:
         url = args.url
         for prefix in ("http://", "https://", "grpc://"):
@@ -421,6 +423,50 @@ def _resolve_urls(args: Any, protocols: tuple[str, ...]) -> dict[str, str] | Non
         raise BenchmarkUsageError(f"no URL for protocol(s) {missing}; give --url or "
                                   "--grpc-url/--http-url")
     return {p: urls[p] for p in protocols}
+
+
+def _replica_urls(text: str, protocols: tuple[str, ...]) -> str:
+    """``--url H1:P1,H2:P2,...``: replicas of one server, spread over by one client."""
+    if len(protocols) != 1:
+        raise BenchmarkUsageError(f"--url {text} names replicas of one protocol, while "
+                                  f"--protocols has {list(protocols)}; give --protocols grpc or http")
+    parts = [u.strip() for u in text.split(",")]
+    for u in parts:
+        host, _, port = u.partition(":")
+        if not host or not port.isdigit():
+            raise BenchmarkUsageError(f"--url: expected HOST:PORT,HOST:PORT,..., got {u!r} in {text!r}")
+    return ",".join(parts)
+
+
+class _Aggregate:
+    """Statistics of a model summed over replicas, in one server's JSON shape (what
+    :func:`stats_delta` reads), so every level's nothing-lost check covers all of them."""
+
+    def __init__(self, client: Any, model: str) -> None:
+        self.client, self.model = client, model
+
+    def statistics(self) -> dict[str, Any]:
+        total: dict[str, Any] = {"name": self.model, "inference_count": 0, "execution_count": 0,
+                                 "inference_stats": {}}
+        for url, st in self.client.statistics().items():
+            if st is None:
+                raise BenchmarkError(f"replica {url} did not answer its statistics")
+            entry = _model_stats(st, self.model)
+            for key in ("inference_count", "execution_count"):
+                total[key] += _int(entry.get(key))
+            for part, v in entry.get("inference_stats", {}).items():
+                acc = total["inference_stats"].setdefault(part, {"count": 0, "ns": 0})
+                acc["count"] += _int(v.get("count"))
+                acc["ns"] += _int(v.get("ns"))
+        return {"model_stats": [total]}
+
+
+def _replica_figures(client: Any) -> dict[str, Any]:
+    """Per-replica client and server counts, and the client's retries (one protocol)."""
+    clients, servers = client.replica_stats(), client.server_success_counts()
+    return {"counts": client.counts(), "replicas": {
+        url: {"client_ok": st.ok, "client_failed": st.failed, "server_success": servers.get(url)}
+        for url, st in clients.items()}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,13 +528,16 @@ def _connect(stack: ExitStack, s: ServeSettings, run: _Run) -> Any:
     run.clients = {p: stack.enter_context(Client(run.urls[p], run.model, protocol=p,
                                                  timeout=120.0)) for p in s.protocols}
     stats = run.clients[s.protocols[0]]
+    if hasattr(stats, "replica_stats"):  # several URLs: one ReplicaClient
+        stats.wait_ready(timeout=60.0)
+        stats = _Aggregate(stats, run.model)
     if server is not None:
         # The Python backend writes __pycache__ into the version folder when it loads
         # model.py; the server's repository poll sees the change and reloads the model once,
         # which resets its statistics. Let that happen before anything is counted.
         time.sleep(2.5 * server.poll_secs)
         stats.wait_ready(timeout=60.0)
-    info = stats.info()
+    info = run.clients[s.protocols[0]].info()
     for b in s.batches:
         if info.max_batch_size and b > info.max_batch_size:
             raise BenchmarkUsageError(f"--batches {b}: model {run.model!r} accepts at most "
@@ -642,8 +691,23 @@ def serve_markdown(result: Result) -> str:
         f"(perf_analyzer's rule), at most {s['max_windows']} windows or {s['max_requests']} "
         "requests per level; closed-loop clients (one request in flight each).", "",
         *targets_section("Targets", result.targets),
-        *(_paired_md(result["paired_c1"]) if result["paired_c1"] else []), *_sweep_md(result)]
+        *(_paired_md(result["paired_c1"]) if result["paired_c1"] else []), *_sweep_md(result),
+        *_replicas_md(result.get("replicas"))]
     return "\n".join(lines)
+
+
+def _replicas_md(replicas: Mapping[str, Any] | None) -> list[str]:
+    if not replicas:
+        return []
+    c = replicas["counts"]
+    rows = [[url, v["client_ok"], v["client_failed"], v["server_success"]]
+            for url, v in replicas["replicas"].items()]
+    return ["## Replicas (one client spreading requests, failing over)", "",
+            markdown_table(["replica", "client ok", "client failed attempts",
+                            "server successes (whole run)"], rows), "",
+            f"Aggregate: {c['answered']} answered, {c['retries']} retried on another replica, "
+            f"{c['failed_calls']} failed calls. The sweep's server figures are summed over the "
+            "replicas.", ""]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,7 +723,8 @@ class Serve:
     def add_arguments(self, p: Any) -> None:
         p.add_argument("--url", default=None,
                        help="a running Triton: HOST (ports 8001 gRPC, 8000 HTTP) or HOST:PORT "
-                            "with one protocol; needs --model")
+                            "with one protocol, or replicas HOST:PORT,HOST:PORT,... (one "
+                            "protocol; aggregate and per-replica figures); needs --model")
         p.add_argument("--grpc-url", default=None, help="HOST:PORT of a running Triton's gRPC")
         p.add_argument("--http-url", default=None, help="HOST:PORT of a running Triton's HTTP")
         p.add_argument("--repo", default=None,
@@ -730,12 +795,17 @@ class Serve:
                 for level in levels:
                     run.rows.append(_level(s, run, stats, *level))
                     bar.update(1)
-            run.server_version = _server_version(run.urls[s.protocols[0]], s.protocols[0])
+            run.server_version = _server_version(run.urls[s.protocols[0]].split(",")[0],
+                                                 s.protocols[0])
+            first = run.clients[s.protocols[0]]
+            replicas = _replica_figures(first) if hasattr(first, "replica_stats") else None
         checked = [r["lost"] for r in run.rows] + [p["lost"] for p in run.paired.values()]
         records = {"in_process": run.in_process, "paired_c1": run.paired, "rows": run.rows,
                    "lost_total": sum(n or 0 for n in checked),
                    # Levels whose count could not be checked: the server's statistics were reset.
                    "unchecked_levels": sum(n is None for n in checked)}
+        if replicas:
+            records["replicas"] = replicas
         settings = s.to_json(run)
         return Result(self.name, machine, settings, records,
                       tuple(serve_targets(records, settings)))

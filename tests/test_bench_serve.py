@@ -189,3 +189,48 @@ def test_serving_overhead_is_a_paired_ratio_against_in_process_onnxruntime(quick
     assert t["name"] == "served_grpc_c1_p50_over_in_process"
     assert t["measured"] == res["paired_c1"]["grpc"]["served_over_in_process"]["median"]
     assert t["status"] in ("PASS", "MISS")
+
+
+# -- several replicas behind one client -----------------------------------------------------------
+
+
+def test_replica_urls_need_one_protocol_and_host_port_each(tmp_path, capsys):
+    rc = main(["bench", "serve", "--url", "127.0.0.1:1,127.0.0.1:2", "--model", "m",
+               "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "names replicas of one protocol" in err and "Traceback" not in err
+    rc = main(["bench", "serve", "--url", "127.0.0.1:1,nowhere", "--model", "m",
+               "--protocols", "grpc", "--out", str(tmp_path)])
+    assert rc == 2 and "expected HOST:PORT,HOST:PORT,..., got 'nowhere'" in capsys.readouterr().err
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_bench_serve_over_two_replicas_reports_aggregate_and_per_replica_figures(tmp_path):
+    """Two real servers, one client spreading requests: nothing lost in the summed statistics,
+    and each replica's client count equals its own server's success count."""
+    pytest.importorskip("tritonclient")
+    import numpy as np  # noqa: F401  (the model's inputs)
+
+    import pixeldcn_core as pc
+    import triton_repo
+
+    weights = pc.LayerSpec("pixel_dcl", 3, 2).random_weights(seed=5)
+    onnx_path = tmp_path / "m.onnx"
+    pc.io.save_model_atomic(pc.build_layer_model("pixel_dcl", weights), onnx_path)
+    repo = tmp_path / "repo"
+    triton_repo.write_repository(repo, "m", onnx_path,
+                                 options=triton_repo.ServingOptions(kind="cpu", max_batch_size=4))
+    out = tmp_path / "out"
+    with triton_repo.LocalReplicas(repo, 2, ready_timeout=120) as replicas:
+        rc = main(["bench", "serve", "--quick", "--no-progress", "--no-plots", "--url",
+                   ",".join(replicas.grpc_urls), "--model", "m", "--protocols", "grpc",
+                   "--size", "16", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "serve.json").read_text())
+    assert res["lost_total"] == 0 and res["unchecked_levels"] == 0
+    per = res["replicas"]["replicas"]
+    assert sorted(per) == sorted(replicas.grpc_urls)
+    assert all(v["client_ok"] > 0 and v["client_ok"] == v["server_success"] for v in per.values())
+    assert res["replicas"]["counts"]["answered"] == sum(v["client_ok"] for v in per.values())
+    assert "## Replicas" in (out / "serve.md").read_text()
