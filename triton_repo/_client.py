@@ -45,11 +45,6 @@ _DTYPES = {
 # gRPC status names (as tritonclient reports them) that mean "nobody answered".
 _GRPC_UNAVAILABLE = ("StatusCode.UNAVAILABLE",)
 _GRPC_TIMEOUT = ("StatusCode.DEADLINE_EXCEEDED",)
-# What a server message means, where its words do not say it.
-_CAUSES = (
-    ("is not healthy", " (the model's Python-backend stub died; a pixeldcn server restarts it in seconds)"),
-    ("has no available versions", " (the model is not loaded: loading, or restarting after a crash)"),
-)
 _NOT_FOUND_MARKERS = ("unknown model", "is not found", "is not ready", "no version is available")
 
 
@@ -192,7 +187,7 @@ class Client:
         """Close this thread's connection (others close when their threads end) and release
         every shared-memory region of this client."""
         if self._shm is not None:
-            self._shm.close()
+            self._shm.close(self)
         client = getattr(self._local, "client", None)
         if client is not None:
             client.close()
@@ -227,9 +222,8 @@ class Client:
                     f"{what}: the {where} did not answer within {self.timeout:g}s: {message}"
                 )
             cls = ModelNotFoundError if any(m in message.lower() for m in _NOT_FOUND_MARKERS) else ServerError
-            hint = next((h for marker, h in _CAUSES if marker in message.lower()), "")
             return cls(
-                f"{what}: the {where} answered {status}: {message}{hint}",
+                f"{what}: the {where} answered {status}: {message}",
                 status=status,
                 server_message=message,
             )

@@ -88,9 +88,11 @@ class _ThreadRegions:
         self.regions: dict[str, _Region] = {}  # "in" / "out" -> region
 
 
-def _release(regions: list[tuple[_Region, Any, dict[str, str]]]) -> None:
-    """Unregister (best effort, through the connection that registered) and unlink."""
+def _release(regions: list[tuple[_Region, Any, dict[str, str]]], via: Any = None) -> None:
+    """Unregister (best effort, through ``via`` or else the connection that registered; an HTTP
+    connection is not to be used from another thread) and unlink."""
     for region, conn, headers in regions:
+        conn = via if via is not None else conn
         if region.registered and conn is not None:
             with contextlib.suppress(Exception):  # the server may be gone; unlinking still matters
                 conn.unregister_system_shared_memory(region.name, headers=headers)
@@ -160,9 +162,10 @@ class SharedMemoryPool:
         for region in list(self._thread().regions.values()):
             self._drop(region)
 
-    def close(self) -> None:
-        """Unregister and unlink every region of every thread."""
-        _release_all(self._live, self._lock)
+    def close(self, client: Any = None) -> None:
+        """Unregister (through ``client``'s connection of this thread) and unlink every region
+        of every thread."""
+        _release_all(self._live, self._lock, client._client() if client is not None else None)
 
     def names(self) -> list[str]:
         """Names of the live regions (all threads)."""
@@ -215,11 +218,12 @@ class SharedMemoryPool:
         return np.array(shm.get_contents_as_numpy(out_region.handle, np.dtype(out_shape[0]), shape))
 
 
-def _release_all(live: dict[str, tuple[_Region, Any, dict[str, str]]], lock: threading.Lock) -> None:
+def _release_all(live: dict[str, tuple[_Region, Any, dict[str, str]]], lock: threading.Lock,
+                 via: Any = None) -> None:
     with lock:
         entries = list(live.values())
         live.clear()
-    _release(entries)
+    _release(entries, via)
 
 
 def unregister_stale(client: Any) -> list[str]:
