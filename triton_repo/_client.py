@@ -45,6 +45,11 @@ _DTYPES = {
 # gRPC status names (as tritonclient reports them) that mean "nobody answered".
 _GRPC_UNAVAILABLE = ("StatusCode.UNAVAILABLE",)
 _GRPC_TIMEOUT = ("StatusCode.DEADLINE_EXCEEDED",)
+# What a server message means, where its words do not say it.
+_CAUSES = (
+    ("is not healthy", " (the model's Python-backend stub died; a pixeldcn server restarts it in seconds)"),
+    ("has no available versions", " (the model is not loaded: loading, or restarting after a crash)"),
+)
 _NOT_FOUND_MARKERS = ("unknown model", "is not found", "is not ready", "no version is available")
 
 
@@ -222,8 +227,9 @@ class Client:
                     f"{what}: the {where} did not answer within {self.timeout:g}s: {message}"
                 )
             cls = ModelNotFoundError if any(m in message.lower() for m in _NOT_FOUND_MARKERS) else ServerError
+            hint = next((h for marker, h in _CAUSES if marker in message.lower()), "")
             return cls(
-                f"{what}: the {where} answered {status}: {message}",
+                f"{what}: the {where} answered {status}: {message}{hint}",
                 status=status,
                 server_message=message,
             )
