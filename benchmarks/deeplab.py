@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=101, choices=(50, 101))
     p.add_argument("--kinds", default=None, help="comma-separated x2 kinds (default: all); "
                    "the baseline, DCL k=6, is always included")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5; quick 3)")
     p.add_argument("--quick", action="store_true", help="256 x 256, 3 rounds")
     p.add_argument("--out", type=Path, default=None, help="folder for deeplab.json and .md")
     p.add_argument("--whole-from", type=Path, default=None,
@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         records = res.get("records", res)
         whole = {r["variant"]: r["times_ms"]["median"] for r in records["rows"]
                  if r["network"] == "deeplab" and r["runtime"] == "onnxruntime-cpu"}
-    rows = decoder_share(kinds, dims, rounds=3 if args.quick else args.rounds, whole_ms=whole)
+    rounds = args.rounds or (3 if args.quick else 5)
+    rows = decoder_share(kinds, dims, rounds=rounds, whole_ms=whole)
     command = "python -m benchmarks.deeplab " + shlex.join(argv if argv is not None
                                                            else sys.argv[1:])
     md = decoder_markdown(rows, dims, command.strip())
