@@ -219,3 +219,15 @@ def test_regions_are_released_on_error_and_re_registered_after_a_server_restart(
         assert len(our_regions()) == 2 and our_regions() <= registered(second)
         c.close()
         assert not our_regions() and not registered(second)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_float_images_sent_to_a_uint8_model_are_refused_before_sending(server, protocol):
+    with client(server, "lean", protocol, True) as c:
+        with pytest.raises(triton_repo.InferenceInputError,
+                           match=r"x.dtype=float32; expected uint8 .*astype\(np.uint8\)"):
+            c.infer(np.zeros((1, 8, 6, 3), np.float32))
+        with pytest.raises(triton_repo.InferenceInputError, match=r"x has dim 3=4 .* expected 3"):
+            c.infer(np.zeros((1, 8, 6, 4), np.uint8))  # NHWC with 4 channels
+        assert c.infer(images(9, 1)).shape == (1, 16, 12)  # the client still works
+    assert not our_regions()
