@@ -231,3 +231,16 @@ def test_float_images_sent_to_a_uint8_model_are_refused_before_sending(server, p
             c.infer(np.zeros((1, 8, 6, 4), np.uint8))  # NHWC with 4 channels
         assert c.infer(images(9, 1)).shape == (1, 16, 12)  # the client still works
     assert not our_regions()
+
+
+def test_config_declares_int32_for_a_mask_of_more_than_256_classes(tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    weights = pc.LayerSpec("subpixel_conv", 3, 300).random_weights(0)
+    model = pc.add_postprocessing(pc.build_layer_model("subpixel_conv", weights), "mask")
+    onnx.save(model, tmp_path / "m.onnx")
+    triton_repo.write_repository(tmp_path / "repo", "big", tmp_path / "m.onnx",
+                                 options=triton_repo.ServingOptions(max_batch_size=2))
+    cfg = text_format.Parse((tmp_path / "repo" / "big" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert (mc.DataType.Name(cfg.output[0].data_type), list(cfg.output[0].dims)) == ("TYPE_INT32", [-1, -1])
