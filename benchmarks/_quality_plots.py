@@ -124,6 +124,8 @@ def overlap_plot(out_dir: Path) -> Path:
 
 def crop_grid(result: Any, task: str, path: Path) -> Path:
     """The same zoomed crop from every variant beside the truth and the interpolation floors."""
+    from .quality import decode_crop
+
     plt = _pyplot()
     crops = result["crop"]["images"][task]
     rows_by_key = {r["key"]: r for r in result["rows"] if r["task"] == task}
@@ -140,7 +142,7 @@ def crop_grid(result: Any, task: str, path: Path) -> Path:
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, img) in zip(axes.flat, panels, strict=False):
-        ax.imshow(np.asarray(img, dtype=np.uint8), cmap="gray", vmin=0, vmax=255,
+        ax.imshow(decode_crop(img), cmap="gray", vmin=0, vmax=255,
                   interpolation="nearest")
         ax.set_title(title, fontsize=7)
     c = result["crop"]

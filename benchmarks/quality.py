@@ -426,10 +426,25 @@ def crop_box(truth: np.ndarray, side: int) -> tuple[int, int]:
     return box
 
 
-def _crop(img: np.ndarray, box: tuple[int, int, int]) -> list[list[int]]:
+def _crop(img: np.ndarray, box: tuple[int, int, int]) -> str:
+    """The crop as base64 of its ``uint8`` bytes, row-major ``side x side`` (see
+    :func:`decode_crop`): compact in JSON."""
+    import base64
+
     top, left, side = box
-    c = img[top : top + side, left : left + side]
-    return np.round(np.clip(c, 0, 1) * 255).astype(np.uint8).tolist()
+    c = np.round(np.clip(img[top : top + side, left : left + side], 0, 1) * 255).astype(np.uint8)
+    return base64.b64encode(np.ascontiguousarray(c).tobytes()).decode("ascii")
+
+
+def decode_crop(data: str | list[list[int]]) -> np.ndarray:
+    """A crop stored by :func:`_crop` (or as nested lists) as ``uint8 [side, side]``."""
+    import base64
+
+    if isinstance(data, list):
+        return np.asarray(data, dtype=np.uint8)
+    flat = np.frombuffer(base64.b64decode(data), dtype=np.uint8)
+    side = math.isqrt(flat.size)
+    return flat.reshape(side, side)
 
 
 def _stats(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -803,3 +818,32 @@ def _card_markdown(card: Mapping[str, Any]) -> str:
         f"SHA-256 of the weights: `{card['sha256']}`.", "",
     ]
     return "\n".join(lines)
+
+
+def init_indices(seeds: int = 5, width: int = 32, side: int = 256,
+                 variants: Sequence[Variant] | None = None) -> list[dict[str, Any]]:
+    """Checkerboard index at init of each variant as issue 11 measures it: a ``width -> width``
+    layer between two fixed random 1x1 convs (3 -> width -> 3), on ``astronaut`` (RGB) down-sampled
+    to ``side`` x ``side``; mean and spread over ``seeds``. The photograph's own index is the row
+    ``photograph``.
+    """
+    import torch
+    from skimage import data
+    from skimage.transform import resize
+
+    from exporters.pytorch import MODULES
+
+    im = resize(data.astronaut().astype(np.float64) / 255.0, (side, side), anti_aliasing=True)
+    x = torch.from_numpy(im.transpose(2, 0, 1)[None].astype(np.float32))  # (1, 3, side, side)
+    rows = [{"variant": "photograph", "index": checkerboard_index(x.numpy()), "std": 0.0}]
+    for v in variants or all_variants():
+        values = []
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            first, last = torch.nn.Conv2d(3, width, 1), torch.nn.Conv2d(width, 3, 1)
+            layer = MODULES[v.kind](width, width, v.kernel_size, init=v.init)
+            with torch.no_grad():
+                values.append(checkerboard_index(last(layer(first(x))).numpy()))
+        rows.append({"variant": v.label, "key": v.key, "index": float(np.mean(values)),
+                     "std": float(np.std(values))})
+    return rows
