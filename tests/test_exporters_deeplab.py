@@ -14,6 +14,7 @@ rtol 1e-3); loaded tensors compared exactly.
 from __future__ import annotations
 
 import pickle
+import re
 
 import onnx
 import pytest
@@ -352,3 +353,38 @@ def test_convert_deconvs_swaps_a_deeplab_with_conv_transpose_decoder_then_export
     assert all(type(b.up[0]).kind == "pixel_dcl" for b in model.decoder)
     randomise_batchnorm(model, 15)
     export_and_check(model, tmp_path / "converted.onnx", "pixel_dcl")
+
+
+# -------------------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--arch", "unet", "--backbone-weights", "w.pt"],
+     "--backbone-weights: only for --arch deeplab, got --arch unet"),
+    (["--arch", "vae-decoder", "--depth", "50"], "--depth: not an option of --arch vae-decoder"),
+    (["--arch", "deeplab", "--depth", "34"], r"depth must be one of \[50, 101\], got 34"),
+    (["--arch", "deeplab", "--up", "ipixel_cl"], "up='ipixel_cl' maps H x W to H x W"),
+])
+def test_export_cli_refuses_bad_deeplab_options_with_exit_code_2(tmp_path, capsys, argv, message):
+    from pixeldcn_core.cli import main
+
+    assert main(["export", *argv, "--out", str(tmp_path / "m.onnx")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.slow
+def test_export_cli_builds_deeplab_loads_a_torchvision_backbone_and_verifies(tmp_path, capsys):
+    from pixeldcn_core.cli import main
+
+    source = DeepLabResNet(depth=50, base_width=4)
+    torch.save(torchvision_resnet_state(source), tmp_path / "r50.pth")
+    rc = main(["export", "--arch", "deeplab", "--depth", "50", "--base-channels", "4",
+               "--num-classes", "3", "--up", "resize_conv", "--input-shape", "1,3,32,32",
+               "--backbone-weights", str(tmp_path / "r50.pth"), "--out", str(tmp_path / "d.onnx")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "loaded 318 backbone tensors" in out and "ignored 2 unexpected keys: fc.bias, fc.weight" in out
+    assert "result: PASS" in out
+    proto = onnx.load(str(tmp_path / "d.onnx"))
+    assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim][1] == 3
