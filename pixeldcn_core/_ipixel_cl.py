@@ -8,10 +8,10 @@ stride-2 TF-'SAME' convs of ``concat(shift(x, a, b), <earlier maps>)``.
 Efficient form. Write ``T1..T4`` for the four stride-2 conv outputs (``[N, C, H/2, W/2]``), so
 ``y00 = T1, y11 = T2, y10 = T3, y01 = T4``. Each conv reads two things:
 
-- the shifted input: ``conv_s2(shift(x, a, b), w[:, :Cin])``. With TF padding (begin, end) =
-  (0, k - 2) (k <= 3), the four are one stride-2 Conv of ``x`` with 4C output channels and a
-  ``(k + 1) x (k + 1)`` kernel holding each ``w`` at offset (a, b); for larger k (begin > 0 the
-  shift would read ``x[0]`` where the definition reads padding) each is a Conv of a sliced ``x``.
+- the shifted input: ``conv_s2(shift(x, a, b), w[:, :Cin])``, a stride-2 Conv of the slice
+  ``x[.., a:, b:]`` with ``a`` (``b``) more zero rows (columns) of end padding. (Fusing the four
+  into one Conv with a ``(k + 1) x (k + 1)`` kernel holding each ``w`` at its offset was tried:
+  7/16 of its taps are zeros for k = 3, and it measured slower than the definition's own form.)
 - the sparse maps D1 (T1 on phase 00) and S (T1 on 00, T2 on 11): a stride-2 conv over a map that
   is non-zero on one phase only is a stride-1 conv at H/2 x W/2 with the taps of that phase
   (:func:`phase_taps`): 3/4 of D1's taps and 1/2 of S's taps are never multiplied.
@@ -87,29 +87,13 @@ def _conv_s2(b: GraphBuilder, x: str, w: np.ndarray, pads: list[int], hint: str)
                 {"kernel_shape": [k, k], "pads": pads, "strides": [2, 2]})
 
 
-def _shifted_input_convs(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray]
-                         ) -> str:
-    """``[N, 4C, H/2, W/2]``: conv_s2 of x (w1), shift(x,1,1) (w2), shift(x,0,1) (w4),
-    shift(x,1,0) (w3), each over the input part of its kernel."""
-    k, cin, c = spec.k, spec.in_channels, spec.out_channels
-    begin, end = same_padding_s2(k)
-    parts = [(w["w1"], 0, 0), (w["w2"][:, :cin], 1, 1), (w["w4"][:, :cin], 0, 1),
-             (w["w3"][:, :cin], 1, 0)]
-    if begin == 0:
-        # conv_s2(shift(x, a, b), w)[i] reads x[2i + r + a]: the kernel moved by (a, b) inside a
-        # (k+1) x (k+1) one. Exact because begin = 0: the shift never brings x[0] into a tap that
-        # the definition pads with zero.
-        fused = np.zeros((4 * c, cin, k + 1, k + 1), dtype=w["w1"].dtype)
-        for i, (wx, a, bb) in enumerate(parts):
-            fused[i * c:(i + 1) * c, :, a:a + k, bb:bb + k] = wx
-        return _conv_s2(b, x, fused, [0, 0, k - 1, k - 1], "wx")
-    outs = []
-    for wx, a, bb in parts:
-        src = x if (a, bb) == (0, 0) else _slice(b, x, a, bb)  # (N, Cin, H - a, W - b)
-        # Zero rows past the end stand for shift's zeros: pad the end by a (resp. b) more.
-        outs.append(_conv_s2(b, src, np.ascontiguousarray(wx), [begin, begin, end + a, end + bb],
-                             "wx"))
-    return b.op("Concat", outs, {"axis": 1})
+def _shifted_input_conv(b: GraphBuilder, x: str, wx: np.ndarray, a: int, bb: int) -> str:
+    """``conv_s2(shift(x, a, b), wx)`` at ``[N, C, H/2, W/2]``: a stride-2 Conv of the slice
+    ``x[.., a:, b:]``, its end padded by ``a`` (resp. ``b``) more rows (columns) of zeros, which
+    stand for the shift's zeros. Every tap of ``wx`` is used: no kernel padding."""
+    begin, end = same_padding_s2(int(wx.shape[2]))
+    src = x if (a, bb) == (0, 0) else _slice(b, x, a, bb)  # (N, Cin, H - a, W - b)
+    return _conv_s2(b, src, np.ascontiguousarray(wx), [begin, begin, end + a, end + bb], "wx")
 
 
 def _same_size(b: GraphBuilder, x: str, y: str) -> str:
@@ -127,14 +111,16 @@ def ipixel_cl_efficient(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str
     interleaved (see the module docstring)."""
     k, cin, c, bias = spec.k, spec.in_channels, spec.out_channels, w.get("bias")
     even, odd = phase_taps(k, 0), phase_taps(k, 1)
-    xs = _shifted_input_convs(b, x, spec, w)  # (N, 4C, h, w): T1, T2x, T4x, T3x
-    sizes = b.initializer(np.array([c, 3 * c], dtype=np.int64), "split", cast=False)
-    t1, rest = b.op("Split", [xs, sizes], {"axis": 1}, num_outputs=2)
+    t1 = _shifted_input_conv(b, x, w["w1"], 0, 0)  # (N, C, h, w)
     # T1 sits on phase 00 of D1 (read by w2) and of S (read by w4, w3): the even taps.
     w_t1 = np.concatenate([w["w2"][:, cin:], w["w4"][:, cin:], w["w3"][:, cin:]], axis=0)
-    u = b.op("Add", [rest, _phase_conv(b, t1, w_t1, even, even, None)])  # (N, 3C, h, w)
-    sizes2 = b.initializer(np.array([c, 2 * c], dtype=np.int64), "split", cast=False)
-    t2, p43 = b.op("Split", [u, sizes2], {"axis": 1}, num_outputs=2)
+    z = _phase_conv(b, t1, w_t1, even, even, None)  # (N, 3C, h, w)
+    sizes = b.initializer(np.array([c, 2 * c], dtype=np.int64), "split", cast=False)
+    z2, z43 = b.op("Split", [z, sizes], {"axis": 1}, num_outputs=2)
+    t2 = b.op("Add", [_shifted_input_conv(b, x, w["w2"][:, :cin], 1, 1), z2])
+    x43 = b.op("Concat", [_shifted_input_conv(b, x, w["w4"][:, :cin], 0, 1),
+                          _shifted_input_conv(b, x, w["w3"][:, :cin], 1, 0)], {"axis": 1})
+    p43 = b.op("Add", [x43, z43])  # (N, 2C, h, w): T4, T3 so far
     if odd:  # T2 sits on phase 11 of S: the odd taps of w4, w3
         w_t2 = np.concatenate([w["w4"][:, cin:], w["w3"][:, cin:]], axis=0)
         p43 = b.op("Add", [p43, _phase_conv(b, t2, w_t2, odd, odd, None)])  # (N, 2C, h, w)
