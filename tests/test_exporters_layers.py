@@ -118,7 +118,7 @@ def test_pixel_dcl_masked_taps_get_exactly_zero_gradient(k):
 
 
 def test_pixel_dcl_initialises_masked_taps_to_zero_and_used_taps_he_normal():
-    layer = PixelDCL2d(64, 64, 3)
+    layer = PixelDCL2d(64, 64, 3, init="default")  # He; the default is "bilinear" (issue 11)
     w3 = layer.conv3.weight.detach()
     mask = torch.as_tensor(R.pixel_dcl_mask(3), dtype=torch.bool)
     assert torch.count_nonzero(w3[..., ~mask]) == 0

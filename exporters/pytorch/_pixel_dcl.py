@@ -76,12 +76,13 @@ class PixelDCL2d(UpsampleLayer):
         ``conv1.weight [C, Cin, k, k]`` (w1), ``conv2.weight [C, C, k, k]`` (w2),
         ``conv3.weight [C, C, k, k]`` (w3, only taps with ``r + c`` odd are used), ``bias [C]``.
 
-    Initialisation: He normal (std = sqrt(2 / fan_in)) where fan_in counts the weights reaching
-    one output value: ``Cin k^2`` for w1, ``C k^2`` for w2 and ``C * (k^2 // 2)`` for the used taps
-    of w3; the masked taps of w3 start at zero and, receiving zero gradient, stay there
-    (``init="default"``). ``init="bilinear"``: w1 He-random, w2 and w3 fixed averages so that the
-    layer starts as a conv followed by bilinear x2 interpolation, free of checkerboard artifacts
-    (see ``exporters.pytorch._inits``).
+    Initialisation: ``init="bilinear"`` (the default): w1 He-random, w2 and w3 fixed averages so
+    that the layer starts as a conv followed by bilinear x2 interpolation, free of checkerboard
+    artifacts (see ``exporters.pytorch._inits``; it trained at least as well as He init in
+    ``pixeldcn bench quality``). ``init="default"``: He normal (std = sqrt(2 / fan_in)) where
+    fan_in counts the weights reaching one output value: ``Cin k^2`` for w1, ``C k^2`` for w2 and
+    ``C * (k^2 // 2)`` for the used taps of w3. Either way the masked taps of w3 start at zero
+    and, receiving zero gradient, stay there.
 
     Args:
         in_channels: Cin.
