@@ -47,7 +47,8 @@ def build_layer_model(
 
     Returns:
         A model with input ``x [batch, Cin, height, width]`` and output
-        ``y [batch, C, 2*height, 2*width]``; batch, height and width are dynamic.
+        ``y [batch, C, s*height, s*width]`` with ``s`` the kind's scale (2 for the up-sampling
+        kinds, 1 for ``ipixel_cl``); batch, height and width are dynamic.
 
     Raises:
         UnknownKindError, SpecError, WeightError: with the field, the value and what was expected.
@@ -60,7 +61,9 @@ def build_layer_model(
     x = b.input("x", dtype, ["batch", spec.in_channels, "height", "width"])
     y = emit_layer(b, spec.kind, x, {k: np.asarray(v) for k, v in weights.items()}, form=form,
                    interleave=interleave)
-    b.output(y, "y", ["batch", spec.out_channels, "2*height", "2*width"])
+    scale = spec.info.scale
+    dims = ["height", "width"] if scale == 1 else [f"{scale}*height", f"{scale}*width"]
+    b.output(y, "y", ["batch", spec.out_channels, *dims])
     doc = (
         f"{spec.info.title}: in_channels={spec.in_channels}, out_channels={spec.out_channels}, "
         f"kernel_size={spec.k}, bias={spec.bias}, form={form}"

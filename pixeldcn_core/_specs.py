@@ -224,7 +224,10 @@ def _positive_int(field: str, value: Any) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class LayerSpec:
-    """A validated up-sampling layer: ``x [N, in_channels, H, W] -> y [N, out_channels, 2H, 2W]``.
+    """A validated layer: ``x [N, in_channels, H, W] -> y [N, out_channels, s*H, s*W]``.
+
+    ``s`` is the kind's :attr:`KindInfo.scale`: 2 for every up-sampling kind, 1 for a kind that
+    keeps the size (``ipixel_cl``).
 
     Args:
         kind: a registered kind name (see :func:`layer_kinds`).

@@ -87,3 +87,10 @@ def test_bad_kwargs_raise_a_spec_error_before_anything_is_replaced():
         convert_deconvs(model, "pixel_dcl", kernel_size=4)
     assert isinstance(model.up1, nn.ConvTranspose2d)
     assert isinstance(model.body[1], nn.ConvTranspose2d)
+
+
+def test_a_kind_that_does_not_double_the_size_is_refused_before_looking_at_the_model():
+    """ipixel_cl keeps H x W: convert_deconvs says so even for a model without deconvolutions."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    with pytest.raises(pc.SpecError, match=r"kind 'ipixel_cl' has scale 1 .* expected an x2 kind: dcl"):
+        convert_deconvs(model, kind="ipixel_cl")

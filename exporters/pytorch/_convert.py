@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from pixeldcn_core import get_kind
+from pixeldcn_core import SpecError, get_kind, layer_kinds
 
 from ._registry import module_for
 
@@ -93,6 +93,12 @@ def convert_deconvs(model: nn.Module, kind: str = "pixel_dcl", **kwargs: Any) ->
         SpecError: ``kwargs`` are invalid for the kind.
     """
     info = get_kind(kind)
+    if info.scale != 2:
+        raise SpecError(
+            f"convert_deconvs: kind {info.name!r} has scale {info.scale} (x{info.scale} output), "
+            "so it cannot replace an x2 ConvTranspose2d; expected an x2 kind: "
+            + ", ".join(k for k in layer_kinds() if get_kind(k).scale == 2)
+        )
     cls = module_for(info.name)
     report = ConversionReport(info.name)
     if isinstance(model, nn.ConvTranspose2d):
