@@ -203,7 +203,8 @@ def overlap_map(kind: str, kernel_size: int | None = None, *, size: int = 8) -> 
         size: side of the input (the output is ``2 * size``); at least 1.
 
     Returns:
-        float64 ``(2 * size, 2 * size)`` array.
+        float64 ``(scale * size, scale * size)`` array (``scale`` of the kind: 2 for the
+        up-sampling kinds).
 
     Raises:
         UnknownKindError: ``kind`` is not registered.

@@ -18,6 +18,7 @@ from pixeldcn_core import (
     UnknownKindError,
     checkerboard_index,
     checkerboard_map,
+    get_kind,
     layer_kinds,
     overlap_map,
 )
@@ -230,9 +231,10 @@ def test_dcl_overlap_map_counts_the_taps_reaching_each_output(k):
 
 @pytest.mark.parametrize("kind", layer_kinds())
 def test_overlap_map_exists_for_every_registered_kind(kind):
-    m = overlap_map(kind, size=5)
-    assert m.shape == (10, 10)
-    assert np.all(np.isfinite(m)) and m[4:6, 4:6].min() > 0
+    scale = getattr(get_kind(kind), "scale", 2)  # 1 for a size-keeping kind (ipixel_cl)
+    m = overlap_map(kind, size=6)
+    assert m.shape == (6 * scale, 6 * scale)
+    assert np.all(np.isfinite(m)) and m[2:4, 2:4].min() > 0
 
 
 def test_overlap_maps_of_resize_and_subpixel_are_flat_inside():
