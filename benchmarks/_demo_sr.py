@@ -86,9 +86,7 @@ def run_sr(args: argparse.Namespace) -> int:
     try:
         import torch
 
-        from exporters.pytorch import export_onnx
-        from exporters.pytorch._pretrained import load_pretrained, pretrained_card
-        from exporters.pytorch._sr import SRNet
+        from exporters.pytorch import SRNet, export_onnx, load_pretrained, pretrained_card
         from triton_repo import Client, LocalTritonServer, ServingOptions, write_repository
 
         from .demo import inprocess_latency, served_benchmark

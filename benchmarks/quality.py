@@ -255,8 +255,7 @@ def build_model(task: str, variant: Variant, s: QualitySettings) -> Any:
     """The network of ``task`` with ``variant``'s up-sampling layers (torch ``nn.Module``)."""
     from torch import nn
 
-    from exporters.pytorch import MODULES
-    from exporters.pytorch._sr import SRNet
+    from exporters.pytorch import MODULES, SRNet
 
     _, scale, what = TASKS[task]
     if what == "sr":
@@ -749,8 +748,7 @@ def ship_pretrained(models_dir: str | Path, picks: Mapping[str, str], dest: str 
     import hashlib
     import shutil
 
-    from exporters.pytorch._sr import SRNet
-    from exporters.pytorch._weights import load_weights
+    from exporters.pytorch import SRNet, load_weights
 
     src, dest = Path(models_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
