@@ -55,7 +55,9 @@ DEFAULTS: dict[str, Any] = {"sizes": "128,256", "base_channels": 64, "depth": 5,
 QUICK: dict[str, Any] = {"sizes": "32", "base_channels": 8, "depth": 3, "serve_size": 32, "paired_rounds": 6}
 POLICY = RoundPolicy(11, 1, budget_s=240.0, min_rounds=5)
 QUICK_POLICY = RoundPolicy(3, 1, budget_s=None, min_rounds=3)
-TARGET_EFFICIENCY = 1.05  # (time / floor time) / (MACs / floor MACs), PixelDCL
+TARGET_EFFICIENCY = 1.05  # (time / floor time) / (MACs / floor MACs), of TARGET_KIND
+#: The kind the efficiency target is set on, and the kind of the served U-Net (data, not a branch).
+TARGET_KIND = SERVED_KIND = "pixel_dcl"
 TARGET_SERVED = {128: 1.10, 256: 1.05}  # served p50 uint8/mask/shm over in-process, c = 1
 
 
@@ -187,7 +189,7 @@ def _served_models(s: LeanSettings, tmp: Path) -> dict[str, Path]:
 
     torch.manual_seed(s.seed)
     shape = (1, 3, s.serve_size, s.serve_size)
-    f32 = export_onnx(_unet("pixel_dcl", s), tmp / "served_f32.onnx", shape, verify=False)
+    f32 = export_onnx(_unet(SERVED_KIND, s), tmp / "served_f32.onnx", shape, verify=False)
     bases = {False: onnx.load(str(f32))}
     if s.int8 and any(o[4] for o in SERVED_OPTIONS):
         print("[lean] quantising the served U-Net to int8 (calibration: photos)", flush=True)
@@ -287,7 +289,7 @@ def _serve_part(s: LeanSettings, tmp: Path) -> list[dict[str, Any]]:
 def lean_targets(records: Mapping[str, Any], s: Mapping[str, Any]) -> list[Target]:
     out = []
     for r in records.get("floor", []):
-        if r["kind"] == "pixel_dcl":
+        if r["kind"] == TARGET_KIND:
             out.append(Target(
                 f"unet{r['size']}_pixel_dcl_efficiency",
                 f"U-Net {r['size']}x{r['size']}: (PixelDCL time / floor time) / (its MACs / "
