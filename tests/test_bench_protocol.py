@@ -183,8 +183,24 @@ def test_the_error_types_map_to_the_documented_exit_codes():
 # -- the committed results are current and their reports are views of them ----------------------
 
 
-@pytest.mark.parametrize("path", sorted(RESULTS.rglob("*.json")), ids=lambda p: p.parent.name
-                         + "/" + p.name)
+# Committed JSON that is not a benchmark result: data behind a README table, written by a helper
+# script (`python -m benchmarks.deeplab`, `benchmarks.quality.init_indices()`), not by `bench`.
+AUXILIARY = {"deeplab/deeplab.json", "quality/init_indices.json"}
+
+
+def _rel(p: pathlib.Path) -> str:
+    return p.relative_to(RESULTS).as_posix()
+
+
+def test_auxiliary_result_data_exists_and_parses_and_every_other_json_is_a_result():
+    for name in sorted(AUXILIARY):
+        assert json.loads((RESULTS / name).read_text()), name
+        with pytest.raises(BenchmarkUsageError, match="not a pixeldcn benchmark result"):
+            load_result(RESULTS / name)
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(RESULTS.rglob("*.json"))
+                                  if _rel(p) not in AUXILIARY], ids=_rel)
 def test_committed_results_load_and_render_to_the_committed_markdown(path, tmp_path):
     result = load_result(path)
     assert result.format_version == FORMAT_VERSION

@@ -249,3 +249,27 @@ def test_serve_replicas_command_restarts_a_killed_replica(tmp_path: pathlib.Path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_several_urls_with_shared_memory_give_each_replica_its_regions_and_free_them(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Client([u1, u2], shared_memory="system"): correct answers from both replicas through
+    shared memory, and no region of this process left in /dev/shm after close."""
+    onnx.save(layer_model(5), tmp_path / "m.onnx")
+    repo = tmp_path / "repo"
+    triton_repo.write_repository(repo, "m", tmp_path / "m.onnx", options=CPU)
+    expected = reference(layer_model(5), X)
+    mine = f"pixeldcn-client-{os.getpid()}-"
+    with LocalReplicas(repo, 2, ready_timeout=120) as replicas:
+        keys = [server.admin_headers("grpc") for server in replicas.servers]  # one key each
+        client = triton_repo.Client(replicas.grpc_urls, "m", shared_memory="system", headers=keys)
+        client.wait_ready(60)
+        for _ in range(6):
+            np.testing.assert_allclose(client.infer(X), expected, rtol=0, atol=1e-5)
+        assert all(st.ok == 3 for st in client.replica_stats().values())  # round robin
+        assert list(pathlib.Path("/dev/shm").glob(f"{mine}*"))  # regions in use
+        client.close()
+        assert not list(pathlib.Path("/dev/shm").glob(f"{mine}*"))

@@ -98,7 +98,10 @@ class ReplicaClient(Client):
 
     Args:
         url: replicas as ``["host:port", ...]`` or ``"host:port,host:port"``.
-        model, protocol, timeout, version, headers: as :class:`Client`, for every replica.
+        model, protocol, timeout, version, headers: as :class:`Client`, for every replica;
+            ``headers`` may also be a list with one dict per URL (each local server has its own
+            admin key, which shared memory needs).
+        shared_memory: as :class:`Client`; each replica gets its own regions (same host only).
         balance: ``"round_robin"`` or ``"least_outstanding"``.
         max_attempts: replicas one inference may try (default: all of them).
         down_secs: how long a replica that failed is skipped before it is tried again.
@@ -116,10 +119,11 @@ class ReplicaClient(Client):
         protocol: str = "grpc",
         timeout: float = 60.0,
         version: str | int = "",
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | Sequence[dict[str, str] | None] | None = None,
         balance: str = "round_robin",
         max_attempts: int | None = None,
         down_secs: float = 1.0,
+        shared_memory: str | None = None,
     ):
         urls = split_urls(url)
         if balance not in BALANCE:
@@ -128,9 +132,14 @@ class ReplicaClient(Client):
             raise ConfigError(f"max_attempts={max_attempts!r}; expected an integer >= 1 or None")
         if down_secs < 0:
             raise ConfigError(f"down_secs={down_secs!r}; expected >= 0")
+        per_url = list(headers) if isinstance(headers, (list, tuple)) else [headers] * len(urls)
+        if len(per_url) != len(urls):
+            raise ConfigError(f"headers: got {len(per_url)} dicts for {len(urls)} URLs; expected "
+                              "one dict for all, or one per URL")
         self.replicas = [
-            Client(u, model, protocol=protocol, timeout=timeout, version=version, headers=headers)
-            for u in urls
+            Client(u, model, protocol=protocol, timeout=timeout, version=version, headers=h,
+                   shared_memory=shared_memory)
+            for u, h in zip(urls, per_url, strict=True)
         ]
         first = self.replicas[0]
         self.url = ",".join(c.url for c in self.replicas)
