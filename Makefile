@@ -32,7 +32,7 @@ demo: setup
 	$(BIN)/pixeldcn demo
 
 test: setup checkov-venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not server and not slow"
