@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import pixeldcn_core as pc
-from exporters.pytorch import UNet, convert_deconvs, register_module
+from exporters.pytorch import UNet, convert_deconvs, register_module, unregister_module
 from exporters.pytorch import UpsampleLayer as _Up
-from exporters.pytorch import unregister_module
 from pixeldcn_core import reference as R
 from pixeldcn_core.cli import main
 
