@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pixeldcn_core import INTERLEAVES, PixelDCNError, layer_kinds
+from pixeldcn_core import INTERLEAVES, PixelDCNError, SpecError, layer_kinds
 
 STEPS = 6
 
@@ -184,8 +184,6 @@ def run(args: argparse.Namespace) -> int:
 
         return run_sr(args)
     if args.weights is None and not args.random_weights:
-        from pixeldcn_core import SpecError
-
         raise SpecError("--task segment: no trained U-Net is shipped; pass --weights CHECKPOINT, "
                         "or --random-weights to run the path with a meaningless mask")
     try:
@@ -196,9 +194,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise PixelDCNError(f"the demo needs every extra: pip install 'pixeldcn[all]' ({err})") from err
     if args.size % 16 or args.size < 32:
-        raise PixelDCNError(f"--size must be a multiple of 16 and >= 32, got {args.size}")
+        raise SpecError(f"--size must be a multiple of 16 and >= 32, got {args.size}")
     if args.requests < 1:
-        raise PixelDCNError(f"--requests must be >= 1, got {args.requests}")
+        raise SpecError(f"--requests must be >= 1, got {args.requests}")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -105,5 +105,5 @@ def test_demo_refuses_a_size_the_unet_cannot_take(tmp_path, capsys) -> None:
     rc = main(["demo", "--task", "segment", "--random-weights", "--size", "40", "--out",
                str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc != 0
+    assert rc == 2  # a usage error
     assert "--size must be a multiple of 16" in err and "got 40" in err

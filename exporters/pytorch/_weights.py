@@ -28,7 +28,7 @@ _OPTIONAL_SUFFIXES = (".num_batches_tracked",)
 
 def _refusal_reason(err: Exception) -> str:
     """What torch's weights-only unpickler refused (the global it met), without torch's advice
-    to load the file with ``weights_only=False`` (which would run the code it holds)."""
+    to turn the weights-only mode off (which would run the code the file holds)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     for line in lines:
         low = line.lower()
