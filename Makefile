@@ -31,8 +31,12 @@ checkov-venv: $(CHECKOV_STAMP)
 demo: setup
 	$(BIN)/pixeldcn demo
 
+# Two workers, one test file each at a time (--dist loadfile: a file's module fixtures and servers
+# stay in one process): the suite waits on servers as much as it computes.
+PYTEST_WORKERS ?= 2
+
 test: setup checkov-venv
-	$(BIN)/python -m pytest -q --durations=30
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=30
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not server and not slow"
