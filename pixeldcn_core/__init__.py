@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 from . import (
     _kinds,  # noqa: F401  (registers the built-in kinds)
     io,
+    kinds,  # noqa: F401  (registers the built-in kinds, one module each)
     reference,
 )
 from ._builder import (

@@ -36,6 +36,7 @@ from ._registry import (
     register_module,
     unregister_module,
 )
+from . import kinds as _kinds  # noqa: E402,I001  (registers each kind's module; needs _registry)
 from ._resize_conv import ResizeConv2d, resize_conv2d
 from ._sr import SRNet
 from ._subpixel_conv import SubPixelConv2d, icnr_, subpixel_conv2d
