@@ -108,6 +108,8 @@ def calibration_inputs(
         if not folder.is_dir():
             raise ExportError(f"--calibration: got {str(source)!r}, which is not a folder; "
                               "expected a folder of images or .npy inputs, or 'photos'")
+        from pixeldcn_core.images import load_npy, open_image
+
         files = sorted(f for f in folder.iterdir()
                        if f.is_file() and f.suffix.lower() in (*_IMAGE_SUFFIXES, ".npy"))
         if not files:
@@ -115,7 +117,7 @@ def calibration_inputs(
                               f"({', '.join(_IMAGE_SUFFIXES)}) or .npy files")
         for f in files:
             if f.suffix.lower() == ".npy":
-                a = np.load(f, allow_pickle=False)
+                a = load_npy(f, what="--calibration")  # header checked against the bound first
                 a = a[None] if a.ndim == 3 else a
                 if a.ndim != 4 or a.shape[1] != c or not np.issubdtype(a.dtype, np.floating):
                     raise ExportError(
@@ -124,14 +126,8 @@ def calibration_inputs(
                     )
                 arrays.extend(a[i: i + 1].astype(np.float32) for i in range(len(a)))
             else:
-                from PIL import Image, UnidentifiedImageError
-
-                try:
-                    with Image.open(f) as im:
-                        img = np.asarray(im.convert("RGB") if im.mode in ("RGBA", "P") else im)
-                except (UnidentifiedImageError, OSError) as err:
-                    raise ExportError(f"calibration file {f.name!r} is not a readable image: "
-                                      f"{err}") from err
+                with open_image(f, what="--calibration") as im:  # bounded before decoding
+                    img = np.asarray(im.convert("RGB") if im.mode in ("RGBA", "P") else im)
                 images.append((f.name, img, 1))
     if images and c != 3:
         raise ExportError(f"calibration: images give 3 channels, while the model takes {c}; "

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
-from pixeldcn_core import INTERLEAVES, TARGETS, SpecError, get_kind, layer_kinds
+import numpy as np
+
+from pixeldcn_core import INTERLEAVES, OUTPUTS, TARGETS, SpecError, get_kind, layer_kinds
+from pixeldcn_core.cli import add_image_limit_arguments, run_command
 
 __all__ = ["handler", "register"]
 
@@ -60,9 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", default=None,
                    help="sr: a trained model shipped with pixeldcn, by name (sr-x2-pixel_dcl, "
                    "sr-x2-dcl, sr-x4-pixel_dcl, sr-x4-dcl); --up and sizes come from its card")
-    from ._io import add_io_arguments
-
     add_io_arguments(p)
+    add_image_limit_arguments(p)
     p.set_defaults(func=handler)
 
 
@@ -93,16 +96,14 @@ def handler(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".onnx":
         raise SpecError(f"--out: got {str(args.out)!r}, expected a path ending in .onnx")
     shape = _parse_shape(args.input_shape) if args.input_shape else None
-    from ._io import io_kwargs
-
     io = io_kwargs(args)
-    from ._int8 import check_int8_args
+    from exporters.pytorch._int8 import check_int8_args
 
     check_int8_args(args.int8, args.calibration, args.fp16)
 
     from torch import nn
 
-    from . import VAE, UNet, export_onnx, load_weights, verify
+    from exporters.pytorch import VAE, UNet, export_onnx, load_weights, verify
 
     if args.backbone_weights is not None and args.arch != "deeplab":
         raise SpecError(f"--backbone-weights: only for --arch deeplab, got --arch {args.arch}")
@@ -121,8 +122,7 @@ def handler(args: argparse.Namespace) -> int:
         model = UNet(3, args.num_classes, base, depth, kind, up_kernel_size=args.up_kernel_size)
         default_shape: tuple[int, ...] = (1, 3, 256, 256)
     elif args.arch == "sr":
-        from ._pretrained import load_pretrained
-        from ._sr import SRNet
+        from exporters.pytorch import SRNet, load_pretrained
 
         if args.pretrained is not None:
             model = load_pretrained(args.pretrained)  # SpecError lists the shipped names
@@ -132,7 +132,7 @@ def handler(args: argparse.Namespace) -> int:
             model = SRNet(kind, 2, 1, base, up_kernel_size=args.up_kernel_size)
         default_shape = (1, model.channels, 128, 128)
     elif args.arch == "deeplab":
-        from . import DeepLabResNet
+        from exporters.pytorch import DeepLabResNet
 
         base = 64 if args.base_channels is None else args.base_channels
         model = DeepLabResNet(3, args.num_classes, depth, kind, up_kernel_size=args.up_kernel_size,
@@ -147,7 +147,7 @@ def handler(args: argparse.Namespace) -> int:
     print(f"      {type(model).__name__}: {n_params / 1e6:.2f} M parameters")
     shape = shape or default_shape
     if args.backbone_weights:
-        from . import load_backbone
+        from exporters.pytorch import load_backbone
 
         step += 1
         _stage(step, steps, f"loading the backbone {args.backbone_weights}")
@@ -165,7 +165,7 @@ def handler(args: argparse.Namespace) -> int:
                 f"{'float16' if args.fp16 else 'float32'})")
     io_active = io["input_format"] != "float32" or io["output"] != "logits" or args.int8
     if args.int8:
-        from ._int8 import export_int8_cli
+        from exporters.pytorch._int8 import export_int8_cli
 
         path = export_int8_cli(model, args, shape, io)
     else:
@@ -189,9 +189,78 @@ def handler(args: argparse.Namespace) -> int:
 
 def _load_decoder(vae: object, path: Path, load_weights: object) -> None:
     """A VAE decoder checkpoint may hold the whole VAE or only the decoder."""
-    from ._weights import read_checkpoint
+    from exporters.pytorch import read_checkpoint
 
     keys = read_checkpoint(path)
     target = vae if any(k.startswith("decoder.") for k in keys) else vae.decoder  # type: ignore[attr-defined]
     load_weights(target, path)  # type: ignore[operator]
 
+
+# -- --input / --output / --mean / --std / --int8 (moved from exporters.pytorch._io) --------------
+#: exporters.pytorch._io.INPUT_FORMATS (not imported here: that would import torch)
+INPUT_FORMATS = ("float32", "uint8-nhwc", "uint8-nchw")
+
+
+def add_io_arguments(p: Any) -> None:
+    """``--input``, ``--output``, ``--mean``, ``--std`` of ``pixeldcn export``."""
+    p.add_argument("--input", dest="io_input", default="float32", choices=INPUT_FORMATS,
+                   help="what the served model takes: float32 NCHW (default) or uint8 images "
+                   "normalised in the graph (uint8-nhwc: as cameras and PIL give them)")
+    p.add_argument("--output", dest="io_output", default="logits",
+                   choices=[o.replace("_", "-") for o in OUTPUTS],
+                   help="what it answers: logits (default), probabilities, mask (class index "
+                   "per pixel, uint8 up to 256 classes) or uint8-image (image-to-image models)")
+    p.add_argument("--mean", default=None,
+                   help="with --input uint8-*: per-channel mean in 0..1, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", default=None,
+                   help="with --input uint8-*: per-channel std in 0..1, e.g. 0.229,0.224,0.225")
+    p.add_argument("--int8", action="store_true",
+                   help="write a statically quantised int8 (QDQ) model, calibrated on "
+                   "--calibration; prints its agreement with float32 and both latencies")
+    p.add_argument("--calibration", default=None, metavar="DIR|photos",
+                   help="with --int8: a folder of images (or .npy float inputs), or 'photos' "
+                   "(scikit-image's photographs; held-out ones measure the agreement)")
+
+
+def _floats(flag: str, text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(np.isfinite(values)):
+        from exporters.pytorch import ExportError
+
+        raise ExportError(f"{flag}: got {text!r}, expected numbers separated by commas, "
+                          "e.g. 0.485,0.456,0.406")
+    return values
+
+
+def io_kwargs(args: Any) -> dict[str, Any]:
+    """export_onnx keywords from parsed ``pixeldcn export`` arguments."""
+    kw: dict[str, Any] = {
+        "input_format": args.io_input,
+        "output": args.io_output,
+        "mean": _floats("--mean", args.mean),
+        "std": _floats("--std", args.std),
+    }
+    from exporters.pytorch import ExportError
+    from exporters.pytorch._io import check_io
+
+    check_io(kw["input_format"], kw["output"])
+    if args.io_input == "float32" and (kw["mean"] is not None or kw["std"] is not None):
+        raise ExportError("--mean/--std: given, but --input is float32; they normalise uint8 "
+                          "input only (add --input uint8-nhwc)")
+    return kw
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m exporters.cli_export ARGS``: ``pixeldcn export`` without the entry points."""
+    return run_command(register, "export", argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())
