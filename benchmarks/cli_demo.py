@@ -62,6 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handler(args: argparse.Namespace) -> int:
     """Run ``pixeldcn demo``; returns the exit code (errors raise PixelDCNError)."""
+    if args.image is not None:  # refused now, not after the export and the server start
+        from pixeldcn_core.images import check_input
+
+        check_input(args.image, what="--image")
     from .demo import run
 
     return run(args)

@@ -163,6 +163,9 @@ def handler(args: argparse.Namespace) -> int:
                         f"{'both' if args.model else 'neither'}")
     if args.url is not None and not args.served:
         raise SpecError("--url needs --model NAME (the served model)")
+    from pixeldcn_core.images import check_input
+
+    check_input(args.image, what="--image")  # the header only: refused before any decoding
     model: Any = (_OnnxModel(args.model) if args.model is not None
                   else _ServedModel(args.url, args.served, args.protocol))
     channels = model.shape[1] if len(model.shape) == 4 and model.shape[1] > 0 else None

@@ -69,6 +69,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=handler)
 
 
+def _check_calibration_files(calibration: str | None) -> None:
+    """Every picture and .npy of a --calibration folder within the bound, checked by header
+    before the (slow) export starts; the rest of the checks happen while calibrating."""
+    if calibration is None or calibration == "photos" or not Path(calibration).is_dir():
+        return
+    from pixeldcn_core.images import IMAGE_SUFFIXES, check_input
+
+    for f in sorted(Path(calibration).iterdir()):
+        if f.is_file() and f.suffix.lower() in (*IMAGE_SUFFIXES, ".webp", ".npy"):
+            check_input(f, what="--calibration")
+
+
 def _parse_shape(text: str) -> tuple[int, ...]:
     parts = text.split(",") if "," in text else text.split("x")  # 1,3,256,256 or 1x3x256x256
     try:
@@ -100,6 +112,7 @@ def handler(args: argparse.Namespace) -> int:
     from exporters.pytorch._int8 import check_int8_args
 
     check_int8_args(args.int8, args.calibration, args.fp16)
+    _check_calibration_files(args.calibration)
 
     from torch import nn
 

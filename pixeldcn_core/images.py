@@ -41,6 +41,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ImageError",
     "ImageLimits",
+    "check_input",
     "image_limits",
     "load_npy",
     "open_image",
@@ -205,8 +206,9 @@ def _too_many_pixels(p: Path, what: str, size: tuple[int, int] | None,
 
 
 def _unreadable(p: Path, what: str, err: BaseException) -> ImageError:
-    detail = (str(err).splitlines() or [""])[0][:160]
-    return ImageError(f"{what}: {p.name} is not a picture Pillow can read ({type(err).__name__}"
+    detail = (str(err).splitlines() or [""])[0].replace(str(p), p.name).replace(f"'{p.name}'", "")
+    detail = detail.replace("cannot identify image file", "unknown format").strip()[:160]
+    return ImageError(f"{what}: {p.name} is not an image Pillow can read ({type(err).__name__}"
                       f"{': ' + detail if detail else ''}); expected PNG, JPEG, BMP or TIFF")
 
 
@@ -234,11 +236,20 @@ def load_npy(path: str | os.PathLike[str], *, what: str = "array",
         ImageError: missing, not a .npy file, an object array (would need pickle), truncated, or
             declaring more bytes than the bound.
     """
+    p = Path(path)
+    _npy_header(p, what, limits or image_limits())
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception as err:
+        raise ImageError(f"{what}: {p.name} could not be read ({type(err).__name__}: "
+                         f"{(str(err).splitlines() or [''])[0][:160]})") from None
+
+
+def _npy_header(p: Path, what: str, lim: ImageLimits) -> None:
+    """Refuse a .npy file by its header: not .npy, object dtype, over the bound, truncated."""
     from numpy.lib import format as npy_format
 
-    p = Path(path)
     _check_file(p, what)
-    lim = limits or image_limits()
     try:
         with open(p, "rb") as f:
             version = npy_format.read_magic(f)
@@ -261,11 +272,37 @@ def load_npy(path: str | os.PathLike[str], *, what: str = "array",
     if p.stat().st_size < data_start + nbytes:
         raise ImageError(f"{what}: {p.name} declares {dtype} {list(shape)} but is truncated "
                          f"({p.stat().st_size} bytes, expected {data_start + nbytes})")
-    try:
-        return np.load(p, allow_pickle=False)
-    except Exception as err:
-        raise ImageError(f"{what}: {p.name} could not be read ({type(err).__name__}: "
-                         f"{(str(err).splitlines() or [''])[0][:160]})") from None
+
+
+def check_input(path: str | os.PathLike[str], *, what: str = "input",
+                limits: ImageLimits | None = None) -> None:
+    """Check a picture or ``.npy`` file's header against ``limits`` without decoding it, so a
+    command refuses a bad input before its slow steps (export, server start) run.
+
+    Raises:
+        ImageError: as :func:`open_image` / :func:`load_npy` would, for the header's part.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".npy":
+        _npy_header(p, what, limits or image_limits())
+        return
+    image_mod = _pillow()
+    _check_file(p, what)
+    lim = limits or image_limits()
+    with _pillow_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", image_mod.DecompressionBombWarning)
+        saved = image_mod.MAX_IMAGE_PIXELS
+        image_mod.MAX_IMAGE_PIXELS = lim.max_pixels
+        try:
+            im = image_mod.open(p)
+        except image_mod.DecompressionBombError:
+            raise _too_many_pixels(p, what, None, lim) from None
+        except Exception as err:
+            raise _unreadable(p, what, err) from None
+        finally:
+            image_mod.MAX_IMAGE_PIXELS = saved
+    with im:
+        _check_declared(im, p, what, lim)
 
 
 def voc_palette(n: int) -> np.ndarray:

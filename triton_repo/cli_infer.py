@@ -120,9 +120,13 @@ def _size_hint(x: Any) -> str:
 
 
 def _infer(args: argparse.Namespace) -> int:
+    from pixeldcn_core.images import IMAGE_SUFFIXES, check_input
+
     from ._client import Client
     from ._errors import InferenceInputError, ServerError, ServerUnavailableError
 
+    if args.input.suffix.lower() in (*IMAGE_SUFFIXES, ".npy"):
+        check_input(args.input, what="--input")  # refused before connecting, nothing decoded
     try:
         client = Client(args.url, args.model, protocol=args.protocol, timeout=args.timeout)
         info = client.info()

@@ -108,7 +108,7 @@ def calibration_inputs(
         if not folder.is_dir():
             raise ExportError(f"--calibration: got {str(source)!r}, which is not a folder; "
                               "expected a folder of images or .npy inputs, or 'photos'")
-        from pixeldcn_core.images import load_npy, open_image
+        from pixeldcn_core.images import ImageError, load_npy, open_image
 
         files = sorted(f for f in folder.iterdir()
                        if f.is_file() and f.suffix.lower() in (*_IMAGE_SUFFIXES, ".npy"))
@@ -117,7 +117,10 @@ def calibration_inputs(
                               f"({', '.join(_IMAGE_SUFFIXES)}) or .npy files")
         for f in files:
             if f.suffix.lower() == ".npy":
-                a = load_npy(f, what="--calibration")  # header checked against the bound first
+                try:
+                    a = load_npy(f, what="--calibration")  # header checked against the bound first
+                except ImageError as err:
+                    raise ExportError(str(err)) from None
                 a = a[None] if a.ndim == 3 else a
                 if a.ndim != 4 or a.shape[1] != c or not np.issubdtype(a.dtype, np.floating):
                     raise ExportError(
@@ -126,7 +129,11 @@ def calibration_inputs(
                     )
                 arrays.extend(a[i: i + 1].astype(np.float32) for i in range(len(a)))
             else:
-                with open_image(f, what="--calibration") as im:  # bounded before decoding
+                try:
+                    im = open_image(f, what="--calibration")  # bounded before decoding
+                except ImageError as err:
+                    raise ExportError(str(err)) from None
+                with im:
                     img = np.asarray(im.convert("RGB") if im.mode in ("RGBA", "P") else im)
                 images.append((f.name, img, 1))
     if images and c != 3:
