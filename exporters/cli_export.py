@@ -108,11 +108,11 @@ def handler(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".onnx":
         raise SpecError(f"--out: got {str(args.out)!r}, expected a path ending in .onnx")
     shape = _parse_shape(args.input_shape) if args.input_shape else None
+    _check_calibration_files(args.calibration)  # before torch is imported
     io = io_kwargs(args)
     from exporters.pytorch._int8 import check_int8_args
 
     check_int8_args(args.int8, args.calibration, args.fp16)
-    _check_calibration_files(args.calibration)
 
     from torch import nn
 

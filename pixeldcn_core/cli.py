@@ -92,10 +92,9 @@ def add_image_limit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _apply_image_limits(args: argparse.Namespace) -> None:
+    """The command's --max-image-* flags, else the environment's bound (each run afresh)."""
     pixels = getattr(args, "max_image_pixels", None)
     nbytes = getattr(args, "max_image_bytes", None)
-    if pixels is None and nbytes is None:
-        return
     from .images import parse_count, set_limits
 
     set_limits(None if pixels is None else parse_count(pixels, "--max-image-pixels"),

@@ -116,12 +116,15 @@ _pillow_lock = threading.Lock()
 
 def set_limits(max_pixels: int | None = None, max_bytes: int | None = None) -> ImageLimits:
     """Set this process's limits (what the ``--max-image-*`` flags do); ``None`` keeps the
-    environment's or the default. Returns the limits now in force."""
+    environment's or the default, and ``set_limits()`` drops any earlier setting. Returns the
+    limits now in force."""
     global _override
-    base = ImageLimits.from_env()
-    _override = ImageLimits(max_pixels if max_pixels is not None else base.max_pixels,
-                            max_bytes if max_bytes is not None else base.max_bytes)
-    return _override
+    _override = None
+    if max_pixels is not None or max_bytes is not None:
+        base = ImageLimits.from_env()
+        _override = ImageLimits(max_pixels if max_pixels is not None else base.max_pixels,
+                                max_bytes if max_bytes is not None else base.max_bytes)
+    return image_limits()
 
 
 def image_limits() -> ImageLimits:
@@ -165,7 +168,7 @@ def open_image(path: str | os.PathLike[str], *, what: str = "image",
     with _pillow_lock, warnings.catch_warnings():
         warnings.simplefilter("ignore", image_mod.DecompressionBombWarning)
         saved = image_mod.MAX_IMAGE_PIXELS
-        image_mod.MAX_IMAGE_PIXELS = lim.max_pixels  # Pillow's own check, as a second line
+        image_mod.MAX_IMAGE_PIXELS = None  # open reads the header only; the bound is checked below
         try:
             im = image_mod.open(p)  # reads the header only
         except image_mod.DecompressionBombError:
@@ -292,7 +295,7 @@ def check_input(path: str | os.PathLike[str], *, what: str = "input",
     with _pillow_lock, warnings.catch_warnings():
         warnings.simplefilter("ignore", image_mod.DecompressionBombWarning)
         saved = image_mod.MAX_IMAGE_PIXELS
-        image_mod.MAX_IMAGE_PIXELS = lim.max_pixels
+        image_mod.MAX_IMAGE_PIXELS = None  # the header only; the bound is checked below
         try:
             im = image_mod.open(p)
         except image_mod.DecompressionBombError:

@@ -110,6 +110,8 @@ class ModelSummary:
     @classmethod
     def from_config_text(cls, text: str) -> ModelSummary:
         config = config_from_text(text)
+        if not config.name:
+            raise ConfigError("a config.pbtxt names no model (name: ...); expected the model's config")
         groups = list(config.instance_group) or []
         gpu = any(g.kind == 1 for g in groups) or not groups  # KIND_GPU = 1; Triton's default: GPU
         instances = max((g.count or 1 for g in groups), default=1)
