@@ -462,3 +462,34 @@ def test_a_malformed_file_at_any_command_input_ends_in_one_line_exit_1_or_2_neve
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err and "internal error" not in err, err
     assert err.startswith(f"pixeldcn {argv('f', tmp_path, tiny_onnx, r)[0]}: "), err
+
+
+def test_every_corruption_of_a_torch_checkpoint_is_a_checkpoint_error_never_another_exception(tmp_path):
+    # Seeded byte flips and truncations of a legacy (non-zip) and a zip checkpoint: before, some
+    # ended in IndexError, struct.error or AssertionError tracebacks.
+    torch = pytest.importorskip("torch")
+    import io
+
+    from exporters.pytorch import CheckpointError, read_checkpoint
+
+    rng = np.random.default_rng(0)
+    escaped = []
+    for zip_format in (False, True):
+        buf = io.BytesIO()
+        torch.save({"w": torch.ones(3)}, buf, _use_new_zipfile_serialization=zip_format)
+        base = buf.getvalue()
+        for i in range(150):
+            data = bytearray(base)
+            for _ in range(int(rng.integers(1, 4))):
+                data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+            if i % 3 == 0:
+                data = data[: int(rng.integers(1, len(data)))]
+            path = tmp_path / f"c{int(zip_format)}_{i}.pt"
+            path.write_bytes(bytes(data))
+            try:
+                read_checkpoint(path)
+            except CheckpointError:
+                pass
+            except Exception as err:
+                escaped.append(f"{path.name}: {type(err).__name__}: {err}")
+    assert not escaped, "\n".join(escaped[:10])
