@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import subprocess
 import sys
 import zlib
@@ -493,3 +494,50 @@ def test_every_corruption_of_a_torch_checkpoint_is_a_checkpoint_error_never_anot
             except Exception as err:
                 escaped.append(f"{path.name}: {type(err).__name__}: {err}")
     assert not escaped, "\n".join(escaped[:10])
+
+
+# -- newcomer path: serve, then infer with the address serve printed ----------------------------
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_infer_reaches_serve_at_the_address_it_printed_and_explains_a_side_that_is_not_a_multiple(
+        tmp_path, capsys):
+    """README's path: ``serve REPO``, then ``infer --url`` what it printed; a 451 x 300 photo to a
+    U-Net is refused with the size rule, not onnxruntime's Concat error."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("tritonclient")
+    from PIL import Image
+
+    from exporters.pytorch import UNet, export_onnx
+    from triton_repo import write_repository
+
+    torch.manual_seed(0)
+    net = UNet(3, 2, 4, 3, "pixel_dcl").eval()  # depth 3: sides must be multiples of 4
+    onnx_path = export_onnx(net, tmp_path / "unet.onnx", (1, 3, 32, 32), verify=False)
+    write_repository(tmp_path / "repo", "unet", onnx_path)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(tmp_path / "ok.png")
+    Image.fromarray(rng.integers(0, 256, (300, 451, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    proc = subprocess.Popen([sys.executable, "-m", "triton_repo.cli_serve", str(tmp_path / "repo")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stdout:  # blocks until serve prints its addresses (ready)
+            match = re.match(r"send a picture: pixeldcn infer --url (\S+) ", line)
+            if match:
+                url = match.group(1)
+                break
+        assert url is not None, proc.stderr.read() if proc.poll() is not None else "no address"
+        assert core_cli.main(["infer", "--url", url, "--model", "unet", "--input",
+                              str(tmp_path / "ok.png")]) == 0
+        assert "shape [1, 2, 32, 48]" in capsys.readouterr().out
+        assert core_cli.main(["infer", "--url", url, "--model", "unet", "--input",
+                              str(tmp_path / "photo.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "refused the 451x300 input" in err, err
+        assert "multiple of 16" in err and "size multiple" in err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0

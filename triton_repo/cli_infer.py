@@ -107,15 +107,16 @@ def save_output(y: Any, path: pathlib.Path) -> list[pathlib.Path]:
 
 
 def _size_hint(x: Any) -> str:
-    """What to say when the server refuses an input: networks that down-sample need H and W to
-    be multiples of their size multiple (a U-Net of depth 5: 16; DeepLab: 8)."""
+    """What to say when the server refuses an image whose sides are not multiples of 16: networks
+    that down-sample need H and W to be multiples of their size multiple (a U-Net of depth 5: 16;
+    DeepLab-ResNet: 8); onnxruntime says only that a Concat's dimensions differ."""
     if getattr(x, "ndim", 0) != 4:
         return ""
     h, w = int(x.shape[2]), int(x.shape[3])
     if h % 16 == 0 and w % 16 == 0:
         return ""
-    return (f"; the input is {w}x{h} pixels: networks that down-sample need each side to be a "
-            "multiple of their size multiple (the U-Net of depth 5: 16, DeepLab-ResNet: 8); "
+    return (f"the server refused the {w}x{h} input: networks that down-sample need each side to "
+            "be a multiple of their size multiple (the U-Net of depth 5: 16, DeepLab-ResNet: 8); "
             "resize or crop the picture to a multiple of 16")
 
 
@@ -142,7 +143,7 @@ def _infer(args: argparse.Namespace) -> int:
         hint = _size_hint(x)
         if not hint:
             raise
-        raise InferenceInputError(f"the server refused the input: {err}{hint}") from None
+        raise InferenceInputError(f"{hint} (the server said: {err})") from None
     if args.output is None:
         print(
             f"{info.output_name}: shape {list(y.shape)} dtype {y.dtype} "
