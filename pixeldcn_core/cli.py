@@ -182,7 +182,7 @@ def _run(args: argparse.Namespace, name: str) -> int:
     try:
         _apply_image_limits(args)
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         raise
     except PixelDCNError as err:
         print(f"{name}: error: {_one_line(err)}", file=sys.stderr)
@@ -198,6 +198,16 @@ def _run(args: argparse.Namespace, name: str) -> int:
         return 1
 
 
+def _stdout_gone() -> int:
+    """The reader of stdout went away: no traceback now, none when Python flushes at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``pixeldcn [--version] COMMAND ...``; returns the exit code."""
     name = "pixeldcn"
@@ -208,10 +218,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         name = f"pixeldcn {args.command}"
-        return _run(args, name)
+        code = _run(args, name)
+        sys.stdout.flush()  # a closed stdout fails here, not in Python's exit
+        return code
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (pixeldcn ... | head)
+        return _stdout_gone()
 
 
 def run_command(register: Callable[[Any], None], command: str,
@@ -224,10 +238,14 @@ def run_command(register: Callable[[Any], None], command: str,
         register(parser.add_subparsers(dest="command", required=True))
         _plain_help(parser)
         args = parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)])
-        return _run(args, name)
+        code = _run(args, name)
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _stdout_gone()
 
 
 if __name__ == "__main__":  # pragma: no cover

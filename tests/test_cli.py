@@ -541,3 +541,17 @@ def test_infer_reaches_serve_at_the_address_it_printed_and_explains_a_side_that_
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     assert proc.returncode == 0
+
+
+def test_a_closed_stdout_ends_quietly_without_a_broken_pipe_traceback():
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: the first write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pixeldcn_core.cli", "layer", "--size", "4", "4"],
+                              stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1 and proc.stderr == "", proc.stderr
