@@ -6,7 +6,6 @@ Depends on numpy and onnx only; never on torch or tritonclient.
 __version__ = "0.1.0"
 
 from . import (
-    _kinds,  # noqa: F401  (registers the built-in kinds)
     io,
     kinds,  # noqa: F401  (registers the built-in kinds, one module each)
     reference,
@@ -20,7 +19,7 @@ from ._builder import (
     check_opset,
     ir_version_for,
 )
-from ._emit import INTERLEAVES, check_form, check_interleave, emit_layer, pixel_dcl_phase_taps
+from ._emit import INTERLEAVES, check_form, check_interleave, emit_layer
 from ._errors import InputShapeError, PixelDCNError, SpecError, UnknownKindError, WeightError
 from ._fold import batchnorm_affine, fold_affine
 from ._io_graph import (
@@ -47,6 +46,7 @@ from ._specs import (
     unregister_kind,
 )
 from ._targets import DEFAULT_TARGET, TARGETS, Target, get_target, resolve_target
+from .kinds.pixel_dcl import pixel_dcl_phase_taps
 from .quality import checkerboard_index, checkerboard_map, overlap_map
 
 __all__ = [
