@@ -20,17 +20,18 @@ symmetric ConvTranspose and a Slice.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._builder import GraphBuilder
 from ._errors import SpecError
 from ._specs import LayerSpec
+from ._targets import INTERLEAVES, check_interleave
+
+if TYPE_CHECKING:
+    from ._builder import GraphBuilder
 
 __all__ = ["INTERLEAVES", "check_form", "check_interleave", "emit_layer"]
-
-#: How the efficient forms interleave four phases into the 2x output (see the module docstring).
-INTERLEAVES = ("depth_to_space", "concat")
 
 
 def emit_layer(
@@ -70,8 +71,3 @@ def check_form(spec: LayerSpec, form: str) -> None:
             f"{spec.kind} has no form {form!r}; expected one of {', '.join(spec.info.forms)}"
         )
 
-
-def check_interleave(interleave: str) -> str:
-    if interleave not in INTERLEAVES:
-        raise SpecError(f"interleave={interleave!r}; expected one of {', '.join(INTERLEAVES)}")
-    return interleave

@@ -18,14 +18,11 @@ The bias always becomes ``scale * bias + shift`` (:func:`fold_affine` adds it).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._errors import WeightError
-
-if TYPE_CHECKING:
-    from ._specs import LayerSpec
+from ._specs import LayerSpec
 
 __all__ = ["MIN_SCALE", "batchnorm_affine", "fold_affine", "fold_out_channels"]
 
@@ -60,8 +57,6 @@ def fold_affine(
     Raises:
         WeightError: the weights do not fit the kind, or ``scale``/``shift`` are not ``[C]``.
     """
-    from ._specs import LayerSpec
-
     spec = LayerSpec.from_weights(kind, weights)
     w = {k: np.asarray(v, np.float64) for k, v in spec.check_weights(weights).items()}
     s = np.asarray(scale, np.float64).reshape(-1)
