@@ -17,7 +17,8 @@ an equivalent form (the same numbers):
 - DCL with an odd kernel (TF 'SAME' pads (begin, end) with begin < end): a ``ConvTranspose``
   with pads ``begin`` on both sides, then a ``Slice`` dropping the last ``end - begin`` rows
   and columns;
-- opset 17 by default, and an error for a newer one;
+- the target's ``max_opset`` (17 for onnx2torch and any) when no opset is given, instead of
+  :data:`~pixeldcn_core.DEFAULT_OPSET` (18), and an error for a newer one;
 - (exporters) ``Reshape(allowzero=1)`` with a constant shape holding no zero as ``allowzero=0``;
 - (exporters, tract and any) ``Expand(x, shape)`` as ``Add(x, ConstantOfShape(shape, 0))``.
 
@@ -30,8 +31,27 @@ from __future__ import annotations
 import dataclasses
 
 from ._errors import SpecError
+from ._opsets import DEFAULT_OPSET, check_opset
 
-__all__ = ["DEFAULT_TARGET", "TARGETS", "Target", "get_target", "resolve_target"]
+__all__ = [
+    "DEFAULT_TARGET",
+    "INTERLEAVES",
+    "TARGETS",
+    "Target",
+    "check_interleave",
+    "get_target",
+    "resolve_target",
+]
+
+#: How the efficient forms interleave four phases into the 2x output: ``"depth_to_space"`` (one
+#: DepthToSpace) or ``"concat"`` (copies and reshapes only; see ``pixeldcn_core.kinds._ops``).
+INTERLEAVES = ("depth_to_space", "concat")
+
+
+def check_interleave(interleave: str) -> str:
+    if interleave not in INTERLEAVES:
+        raise SpecError(f"interleave={interleave!r}; expected one of {', '.join(INTERLEAVES)}")
+    return interleave
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,9 +123,6 @@ def resolve_target(
     Raises:
         SpecError: unknown target, opset or interleave, or an opset newer than the target takes.
     """
-    from ._builder import DEFAULT_OPSET, check_opset
-    from ._emit import check_interleave
-
     t = get_target(target)
     if opset is None:
         resolved = DEFAULT_OPSET if t.max_opset is None else min(DEFAULT_OPSET, t.max_opset)
