@@ -31,10 +31,13 @@ The output array returned is a copy: the region is reused by the next request.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import pathlib
 import re
 import secrets
+import struct
 import threading
 import weakref
 from typing import Any
@@ -43,7 +46,10 @@ import numpy as np
 
 from ._errors import ConfigError, ServerError, TritonRepoError
 
-__all__ = ["REGION_PREFIX", "SHARED_MEMORY", "SharedMemoryPool", "reap_stale_regions", "unregister_stale"]
+__all__ = [
+    "REGION_PREFIX", "SHARED_MEMORY", "SharedMemoryPool", "guard_private", "reap_stale_regions",
+    "unregister_stale",
+]  # fmt: skip
 
 #: ``Client(shared_memory=...)`` values.
 SHARED_MEMORY = ("system",)
@@ -317,3 +323,79 @@ def unregister_stale(client: Any) -> list[str]:
             except Exception:  # another client may have just done it
                 pass
     return gone
+
+
+# --------------------------------------------------------------------- the server's own regions
+
+_IN_ATTRIB, _IN_CREATE, _IN_MOVED_TO = 0x4, 0x100, 0x80
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+
+
+class _PrivateGuard(threading.Thread):
+    """One thread per process: watches ``/dev/shm`` with inotify and makes every file whose name
+    starts with a guarded prefix 0600 the moment it is created or its mode changes."""
+
+    def __init__(self, folder: str = "/dev/shm"):
+        super().__init__(name="pixeldcn-shm-guard", daemon=True)
+        self.folder = folder
+        self.prefixes: set[str] = set()
+        self.lock = threading.Lock()
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.fd = libc.inotify_init1(os.O_CLOEXEC)
+        if self.fd < 0 or libc.inotify_add_watch(
+            self.fd, folder.encode(), _IN_CREATE | _IN_ATTRIB | _IN_MOVED_TO
+        ) < 0:  # fmt: skip
+            raise OSError(ctypes.get_errno(), f"inotify on {folder}: {os.strerror(ctypes.get_errno())}")
+
+    def run(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 64 * 1024)
+            except OSError:
+                return
+            offset = 0
+            while offset + _EVENT.size <= len(data):
+                _, _, _, length = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0").decode(
+                    errors="replace"
+                )
+                offset += _EVENT.size + length
+                with self.lock:
+                    guarded = any(name.startswith(p) for p in self.prefixes)
+                if guarded:
+                    _make_private(os.path.join(self.folder, name))
+
+
+def _make_private(path: str) -> None:
+    with contextlib.suppress(OSError):  # removed meanwhile
+        if os.lstat(path).st_mode & 0o077:
+            os.chmod(path, 0o600, follow_symlinks=False)
+
+
+_guard: _PrivateGuard | None = None
+_guard_lock = threading.Lock()
+
+
+def guard_private(prefix: str, folder: str = "/dev/shm") -> bool:
+    """Keep every ``folder/<prefix>*`` file 0600 from now on: Triton's Python backend creates its
+    shared-memory regions and then sets them 0644 (boost's default, whatever the umask; nothing
+    in its configuration changes it), and this resets them as soon as inotify reports the change.
+
+    Returns False where inotify is not available (the caller's periodic check remains).
+    """
+    global _guard
+    if not prefix or not os.path.isdir(folder):
+        return False
+    with _guard_lock:
+        if _guard is None:
+            try:
+                _guard = _PrivateGuard(folder)
+            except (OSError, AttributeError):
+                return False
+            _guard.start()
+        guard = _guard
+    with guard.lock:
+        guard.prefixes.add(prefix)
+    for path in pathlib.Path(folder).glob(f"{prefix}*"):  # created before the watch
+        _make_private(str(path))
+    return True
