@@ -47,7 +47,7 @@ def test_replicas_are_made_by_replica_client_or_connect_and_client_takes_one_url
     assert client.urls == ["127.0.0.1:1", "127.0.0.1:2"]
     several = triton_repo.connect(["127.0.0.1:1", "127.0.0.1:2"], "m", down_secs=2)
     assert type(several) is ReplicaClient and several.down_secs == 2
-    assert type(triton_repo.connect("127.0.0.1:1", "m")) is triton_repo.Client
+    assert type(triton_repo.connect("127.0.0.1:1", "m", balance="least_outstanding")) is triton_repo.Client
     assert type(triton_repo.Client("127.0.0.1:1", "m")) is triton_repo.Client
     for old_call in (["127.0.0.1:1", "127.0.0.1:2"], "127.0.0.1:1,127.0.0.1:2"):
         with pytest.raises(triton_repo.ConfigError, match=r"Client takes one host:port; for several "

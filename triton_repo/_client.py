@@ -9,7 +9,6 @@ is reported as :class:`ServerUnavailableError`, never as a timeout.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import socket
 import threading
@@ -192,12 +191,10 @@ class Client:
     def _drop_connection(self) -> None:
         """Forget this thread's connection (the next call opens a new one): after a timeout, a
         late answer must never be read as the next request's, and a hung peer must not be
-        reused (gRPC channels to one target may share one TCP connection)."""
-        client = getattr(self._local, "client", None)
+        reused (gRPC channels to one target may share one TCP connection). It closes when the
+        last reference goes (tritonclient closes on ``__del__``): shared-memory regions
+        registered through it keep it to unregister themselves."""
         self._local.client = None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close()
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end) and release

@@ -53,6 +53,7 @@ __all__ = [
 BALANCE = ("round_robin", "least_outstanding")
 #: Server answers that mean "this replica cannot serve now; another one may".
 _UNAVAILABLE_STATUSES = ("StatusCode.UNAVAILABLE", "503", "StatusCode.CANCELLED")
+_REPLICA_OPTIONS = ("balance", "max_attempts", "down_secs", "probe_timeout")
 
 
 def split_urls(url: str | Sequence[str]) -> list[str]:
@@ -67,11 +68,13 @@ def split_urls(url: str | Sequence[str]) -> list[str]:
 
 def connect(url: str | Sequence[str], model: str, **kwargs: Any) -> Client:
     """A :class:`Client` for one URL, a :class:`ReplicaClient` for several (a list, or
-    ``"h:1,h:2"``); ``kwargs`` as theirs (``balance``, ``max_attempts``, ``down_secs`` and
-    ``probe_timeout`` only with several URLs)."""
+    ``"h:1,h:2"``); ``kwargs`` as theirs. The replica options (``balance``, ``max_attempts``,
+    ``down_secs``, ``probe_timeout``) are accepted with one URL too, and have nothing to do then."""
     urls = split_urls(url)
     if len(urls) > 1:
         return ReplicaClient(urls, model, **kwargs)
+    for key in _REPLICA_OPTIONS:
+        kwargs.pop(key, None)
     return Client(urls[0], model, **kwargs)
 
 
