@@ -72,7 +72,11 @@ def register(subparsers: Any) -> None:
             ".png saves a clipped image for 1 or 3 channels and an argmax colour mask otherwise."
         ),
     )
-    infer.add_argument("--url", required=True, help="server address host:port")
+    infer.add_argument(
+        "--url", required=True,
+        help="server address host:port; several, separated by commas, are replicas of one server "
+        "(the request goes to one that answers)",
+    )  # fmt: skip
     infer.add_argument("--model", required=True, help="model name")
     infer.add_argument("--input", required=True, type=pathlib.Path, help="image (.png, .jpg) or array (.npy)")
     infer.add_argument(
@@ -114,14 +118,12 @@ def _serve(args: argparse.Namespace) -> int:
     from ._errors import TritonRepoError
     from ._server import LocalTritonServer
 
-    if getattr(args, "replicas", 1) != 1:
-        from ._replicas import serve_replicas
-
-        return serve_replicas(args, shutdown=_Shutdown)
-
+    replicas = getattr(args, "replicas", 1)
     previous = signal.signal(signal.SIGTERM, _raise_shutdown)
     server = None
     try:
+        if replicas != 1:
+            return _serve_replicas(args)
         server = LocalTritonServer(
             args.repo,
             host=args.host,
@@ -156,6 +158,21 @@ def _serve(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _serve_replicas(args: argparse.Namespace) -> int:
+    """``serve --replicas N``: the flags as plain values; returns only by an exception."""
+    from ._errors import ConfigError
+    from ._replicas import serve_replicas
+
+    if not 1 <= args.replicas <= 64:
+        raise ConfigError(f"--replicas={args.replicas}; expected an integer in [1, 64]")
+    serve_replicas(
+        args.repo, args.replicas, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port, poll_secs=args.poll_secs, ready_timeout=args.ready_timeout,
+        exit_timeout=args.exit_timeout, log_file=args.log_file,
+    )  # fmt: skip
+    return 0
 
 
 # ------------------------------------------------------------------------------------ infer
@@ -248,11 +265,11 @@ def save_output(y: Any, path: pathlib.Path) -> list[pathlib.Path]:
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from ._client import Client
     from ._errors import TritonRepoError
+    from ._replicas import connect
 
     try:
-        client = Client(args.url, args.model, protocol=args.protocol, timeout=args.timeout)
+        client = connect(args.url, args.model, protocol=args.protocol, timeout=args.timeout)
         info = client.info()
         channel_axis = 1 if info.max_batch_size > 0 else 0
         channels = info.shape[channel_axis] if len(info.shape) > channel_axis else None
