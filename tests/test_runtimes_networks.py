@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.pytorch import VAE, UNet, export_onnx, verify
+from exporters.pytorch import VAE, ExportOptions, UNet, export_onnx, verify
 from exporters.runtimes import (
     RUNTIMES,
     check_model,
@@ -51,7 +51,7 @@ def unet_any(tmp_path_factory):
     torch.manual_seed(0)
     model = UNet(3, 5, 4, 3, "pixel_dcl").eval()
     path = tmp_path_factory.mktemp("unet") / "unet_any.onnx"
-    return model, _export_with_umask(0o022, model, path, (1, 3, 32, 32), target="any")
+    return model, _export_with_umask(0o022, model, path, (1, 3, 32, 32), options=ExportOptions(target="any"))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,8 @@ def vae_fp16_any(tmp_path_factory):
     torch.manual_seed(0)
     decoder = VAE(16, 4, "resize_conv").decoder.eval()
     path = tmp_path_factory.mktemp("vae") / "vae_fp16_any.onnx"
-    return decoder, _export_with_umask(0o027, decoder, path, (1, 16), target="any", fp16=True)
+    return decoder, _export_with_umask(0o027, decoder, path, (1, 16),
+                                       options=ExportOptions(target="any", fp16=True))
 
 
 def _statuses(report) -> dict[str, str]:
@@ -159,7 +160,7 @@ class DepthHead(nn.Module):
 
 def test_a_model_with_outputs_around_20_verifies_with_the_default_tolerances(tmp_path):
     model = DepthHead().eval()
-    path = export_onnx(model, tmp_path / "depth.onnx", (1, 3, 32, 32), verify=False)
+    path = export_onnx(model, tmp_path / "depth.onnx", (1, 3, 32, 32), options=ExportOptions(verify=False))
     report = verify(model, path, quiet=True)  # no atol / rtol given
     (out,) = report.outputs
     assert report.passed and 10 < out.scale < 40
@@ -175,7 +176,7 @@ def test_deeplab_exported_for_any_target_agrees_on_all_five_consumers(tmp_path):
     torch.manual_seed(0)
     model = DeepLabResNet(depth=50, up="pixel_dcl", base_width=8, blocks=(1, 1, 1, 1),
                           num_classes=5, aspp_channels=16, decoder_channels=(16, 8)).eval()
-    path = export_onnx(model, tmp_path / "deeplab.onnx", (1, 3, 64, 64), target="any")
+    path = export_onnx(model, tmp_path / "deeplab.onnx", (1, 3, 64, 64), options=ExportOptions(target="any"))
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "Expand" not in ops and "DepthToSpace" not in ops
     report = check_model(path, ALL)
