@@ -82,13 +82,13 @@ def test_unet_exported_for_any_target_agrees_on_all_five_consumers(unet_any):
     assert meta["pixeldcn.target"] == "any" and model.opset_import[0].version == 17
     assert onnx2torch_limitations(model) == []
     report = check_model(path, ALL)
-    assert _statuses(report) == {"ort": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
+    assert _statuses(report) == {"onnxruntime": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
     assert all(r.worst("max_abs") <= 1e-5 for r in report.results), str(report)
 
 
 def test_unet_default_target_agrees_on_ort_reference_openvino_tract(unet_default):
     _, path = unet_default
-    report = check_model(path, ("ort", "reference", "openvino", "tract"))
+    report = check_model(path, ("onnxruntime", "reference", "openvino", "tract"))
     assert report.passed and set(_statuses(report).values()) == {"baseline", "pass"}, str(report)
 
 
@@ -120,7 +120,7 @@ def test_vae_decoder_float16_for_any_target_agrees_on_all_five_consumers(vae_fp1
     _, path = vae_fp16_any
     report = check_model(path, ALL)
     assert report.precision == "float16"
-    assert _statuses(report) == {"ort": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
+    assert _statuses(report) == {"onnxruntime": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
 
 
 def test_exported_models_follow_the_umask(unet_any, vae_fp16_any):
@@ -133,7 +133,7 @@ def test_exported_models_follow_the_umask(unet_any, vae_fp16_any):
 def test_cli_check_on_an_exported_unet_writes_json(unet_any, tmp_path, capsys):
     _, path = unet_any
     out = tmp_path / "check.json"
-    rc = main(["check", str(path), "--runtimes", "ort,openvino,tract", "--json", str(out)])
+    rc = main(["check", str(path), "--runtimes", "onnxruntime,openvino,tract", "--json", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     data = json.loads(out.read_text())
@@ -180,4 +180,4 @@ def test_deeplab_exported_for_any_target_agrees_on_all_five_consumers(tmp_path):
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "Expand" not in ops and "DepthToSpace" not in ops
     report = check_model(path, ALL)
-    assert _statuses(report) == {"ort": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
+    assert _statuses(report) == {"onnxruntime": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)

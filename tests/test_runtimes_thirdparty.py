@@ -41,7 +41,7 @@ def _convert_export_check(model: nn.Module, tmp_path, shape, *, kind="pixel_dcl"
                        options=ExportOptions(target="any", dynamic=dynamic))
     check = check_model(path, ALL)
     statuses = {r.runtime: r.status for r in check.results}
-    assert statuses == {"ort": "baseline", **{r: "pass" for r in ALL[1:]}}, str(check)
+    assert statuses == {"onnxruntime": "baseline", **{r: "pass" for r in ALL[1:]}}, str(check)
     return report, check
 
 
