@@ -37,12 +37,16 @@ from ._specs import (
     unregister_kind,
 )
 from ._targets import (
+    CONSUMER_ALIASES,
+    CONSUMERS,
     DEFAULT_TARGET,
     INTERLEAVES,
     TARGETS,
     Target,
     check_interleave,
+    consumer_name,
     get_target,
+    intersection,
     resolve_target,
 )
 from ._version import __version__
@@ -97,10 +101,14 @@ __all__ = [
     "ir_version_for",
     "pixel_dcl_phase_taps",
     # export targets (forms each ONNX consumer supports)
+    "CONSUMERS",
+    "CONSUMER_ALIASES",
     "DEFAULT_TARGET",
     "TARGETS",
     "Target",
+    "consumer_name",
     "get_target",
+    "intersection",
     "resolve_target",
     # errors
     "InputShapeError",

@@ -20,6 +20,7 @@ from exporters.pytorch import (
     TOLERANCES,
     VAE,
     ExportError,
+    ExportOptions,
     UNet,
     VerificationError,
     export_onnx,
@@ -89,7 +90,7 @@ def test_each_layer_exports_to_its_core_form_and_matches_reference_at_two_sizes(
     layer = make_layer(kind, 5, 3, bias=True)
     with torch.no_grad():
         layer.bias.normal_(0, 0.1)
-    path = export_onnx(layer, tmp_path / f"{kind}.onnx", (1, 5, 6, 6), verify=False)
+    path = export_onnx(layer, tmp_path / f"{kind}.onnx", (1, 5, 6, 6), options=ExportOptions(verify=False))
     model = onnx.load(str(path))
     _check_standard(model)
     # The same nodes as the core builder writes for this layer, nothing else.
@@ -129,7 +130,7 @@ def unet_export(tmp_path_factory):
     torch.manual_seed(0)
     model = _randomise_batchnorm(UNet(3, 5, base_channels=8, depth=4, up="pixel_dcl")).eval()
     path = tmp_path_factory.mktemp("unet") / "unet.onnx"
-    export_onnx(model, path, (1, 3, 32, 48), verify=False)
+    export_onnx(model, path, (1, 3, 32, 48), options=ExportOptions(verify=False))
     return model, path
 
 
@@ -154,7 +155,8 @@ def test_unet_graph_has_depth_to_space_no_conv_transpose_no_batchnorm(unet_expor
 def test_unet_exported_with_the_concat_interleave_matches_torch_and_holds_no_depth_to_space(up, tmp_path):
     torch.manual_seed(1)
     model = _randomise_batchnorm(UNet(3, 4, base_channels=4, depth=3, up=up)).eval()
-    path = export_onnx(model, tmp_path / "u.onnx", (1, 3, 16, 24), verify=False, interleave="concat")
+    path = export_onnx(model, tmp_path / "u.onnx", (1, 3, 16, 24),
+                       options=ExportOptions(verify=False, interleave="concat"))
     onnx_model = onnx.load(str(path))
     ops = _check_standard(onnx_model)
     assert "DepthToSpace" not in ops and "ConvTranspose" not in ops
@@ -168,14 +170,14 @@ def test_unet_exported_with_the_concat_interleave_matches_torch_and_holds_no_dep
 def test_export_rejects_an_unknown_interleave_before_tracing(tmp_path):
     with pytest.raises(pc.SpecError, match="interleave='pixel_shuffle'; expected one of"):
         export_onnx(make_layer("pixel_dcl", 2, 2), tmp_path / "m.onnx", (1, 2, 4, 4),
-                    interleave="pixel_shuffle")
+                    options=ExportOptions(interleave="pixel_shuffle"))
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_export_leaves_the_model_unchanged(tmp_path):
     model = _randomise_batchnorm(UNet(3, 2, base_channels=4, depth=2, up="ipixel_dcl")).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    export_onnx(model, tmp_path / "m.onnx", (1, 3, 8, 8), dynamic=False)
+    export_onnx(model, tmp_path / "m.onnx", (1, 3, 8, 8), options=ExportOptions(dynamic=False))
     assert model.training
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert type(model.up[0].up[0]).__name__ == "IPixelDCL2d"
@@ -185,7 +187,7 @@ def test_export_leaves_the_model_unchanged(tmp_path):
 @pytest.mark.parametrize("up", ["dcl", "subpixel_conv"])
 def test_unet_with_other_layers_passes_verify_and_only_dcl_keeps_conv_transpose(up, tmp_path):
     model = _randomise_batchnorm(UNet(3, 4, base_channels=4, depth=3, up=up))
-    path = export_onnx(model, tmp_path / "u.onnx", (1, 3, 16, 16), dynamic=False)
+    path = export_onnx(model, tmp_path / "u.onnx", (1, 3, 16, 16), options=ExportOptions(dynamic=False))
     ops = _check_standard(onnx.load(str(path)))
     assert ("ConvTranspose" in ops) == (up == "dcl")
     dims = [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
@@ -225,7 +227,8 @@ def test_vae_decoder_exports_alone_with_dynamic_batch(vae_decoder, tmp_path):
 
 
 def test_fp16_export_is_float16_throughout_and_within_its_tolerance(vae_decoder, tmp_path):
-    path = export_onnx(vae_decoder, tmp_path / "dec16.onnx", (4, 16), fp16=True, verify=False)
+    path = export_onnx(vae_decoder, tmp_path / "dec16.onnx", (4, 16),
+                       options=ExportOptions(fp16=True, verify=False))
     onnx_model = onnx.load(str(path))
     _check_standard(onnx_model)
     f16 = onnx.TensorProto.FLOAT16
@@ -284,7 +287,8 @@ def test_export_rejects_a_bad_input_shape_naming_what_it_got(tmp_path):
 
 def test_export_rejects_an_unsupported_opset(tmp_path):
     with pytest.raises(pc.SpecError, match=r"opset 12 is not supported; expected 17\.\.21"):
-        export_onnx(make_layer("dcl", 1, 1), tmp_path / "x.onnx", (1, 1, 4, 4), opset=12)
+        export_onnx(make_layer("dcl", 1, 1), tmp_path / "x.onnx", (1, 1, 4, 4),
+                    options=ExportOptions(opset=12))
 
 
 def test_unet_names_the_multiple_its_input_size_must_be():

@@ -21,9 +21,16 @@ from . import kinds  # noqa: F401  (registers every built-in kind's module, one 
 from ._base import UpsampleLayer
 from ._convert import ConversionReport, convert_deconvs
 from ._deeplab import ASPP, BackboneReport, DeepLabResNet, ResNetBackbone, load_backbone
-from ._errors import CheckpointError, ExportError, VerificationError
+from ._errors import (
+    CheckpointError,
+    ExportError,
+    ExportOptionsError,
+    ExportOptionsKeywordError,
+    VerificationError,
+)
 from ._export import export_onnx
 from ._int8 import Int8Report, calibration_inputs, compare_int8, quantize_int8
+from ._options import ExportOptions
 from ._pretrained import load_pretrained, pretrained_card, pretrained_names
 from ._registry import (
     FUNCTIONS,
@@ -88,6 +95,7 @@ __all__ = [
     "TOLERANCES",
     "OutputCheck",
     "VerificationReport",
+    "ExportOptions",
     "export_onnx",
     "verify",
     # weights
@@ -102,5 +110,7 @@ __all__ = [
     # errors
     "CheckpointError",
     "ExportError",
+    "ExportOptionsError",
+    "ExportOptionsKeywordError",
     "VerificationError",
 ]
