@@ -32,8 +32,11 @@ def register(subparsers: Any) -> None:
             ".png saves a clipped image for 1 or 3 channels and an argmax colour mask otherwise."
         ),
     )
-    infer.add_argument("--url", required=True,
-                       help="server address host:port, as pixeldcn serve prints it (gRPC by default)")
+    infer.add_argument(
+        "--url", required=True,
+        help="server address host:port, as pixeldcn serve prints it (gRPC by default); several, "
+        "separated by commas, are replicas of one server (the request goes to one that answers)",
+    )  # fmt: skip
     infer.add_argument("--model", required=True, help="model name")
     infer.add_argument("--input", required=True, type=pathlib.Path, help="image (.png, .jpg) or array (.npy)")
     infer.add_argument(
@@ -123,13 +126,13 @@ def _size_hint(x: Any) -> str:
 def _infer(args: argparse.Namespace) -> int:
     from pixeldcn_core.images import IMAGE_SUFFIXES, check_input
 
-    from ._client import Client
     from ._errors import InferenceInputError, ServerError, ServerUnavailableError
+    from ._replicas import connect
 
     if args.input.suffix.lower() in (*IMAGE_SUFFIXES, ".npy"):
         check_input(args.input, what="--input")  # refused before connecting, nothing decoded
     try:
-        client = Client(args.url, args.model, protocol=args.protocol, timeout=args.timeout)
+        client = connect(args.url, args.model, protocol=args.protocol, timeout=args.timeout)
         info = client.info()
     except ServerUnavailableError as err:
         raise type(err)(f"{err} (pixeldcn serve prints the {args.protocol} address it listens on: "

@@ -108,14 +108,12 @@ def _serve(args: argparse.Namespace) -> int:
     from ._server import LocalTritonServer
 
     _check_repository(args.repo)
-    if getattr(args, "replicas", 1) != 1:
-        from ._replicas import serve_replicas
-
-        return serve_replicas(args, shutdown=_Shutdown)
-
+    replicas = getattr(args, "replicas", 1)
     previous = signal.signal(signal.SIGTERM, _raise_shutdown)
     server = None
     try:
+        if replicas != 1:
+            return _serve_replicas(args)
         server = LocalTritonServer(
             args.repo,
             host=args.host,
@@ -148,6 +146,21 @@ def _serve(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _serve_replicas(args: argparse.Namespace) -> int:
+    """``serve --replicas N``: the flags as plain values; returns only by an exception."""
+    from ._errors import ConfigError
+    from ._replicas import serve_replicas
+
+    if not 1 <= args.replicas <= 64:
+        raise ConfigError(f"--replicas={args.replicas}; expected an integer in [1, 64]")
+    serve_replicas(
+        args.repo, args.replicas, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port, poll_secs=args.poll_secs, ready_timeout=args.ready_timeout,
+        exit_timeout=args.exit_timeout, log_file=args.log_file,
+    )  # fmt: skip
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

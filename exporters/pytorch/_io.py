@@ -17,25 +17,27 @@ import onnx
 import pixeldcn_core
 from pixeldcn_core import OUTPUTS
 
-from ._errors import ExportError, VerificationError
+from ._errors import ExportOptionsError, VerificationError
 
 __all__ = ["INPUT_FORMATS", "apply_io", "check_io", "verify_io"]
 
 #: ``input_format`` values: the float model's own input, or uint8 images in a layout.
-INPUT_FORMATS = ("float32", "uint8-nhwc", "uint8-nchw")
+INPUT_FORMATS = ("float32", *(f"uint8-{layout}" for layout in pixeldcn_core.INPUT_LAYOUTS))
 #: Mask pixels whose two best float logits are closer than this (relative to the logits' scale)
 #: are ties: onnxruntime and numpy may order them either way after tiny rounding differences.
 TIE_GAP = 1e-4
 
 
 def check_io(input_format: str | None, output: str | None) -> tuple[str | None, str]:
-    """(uint8 layout or None, output) from the export options; raises ExportError."""
+    """(uint8 layout or None, output) from the export options; raises ExportOptionsError."""
     fmt = "float32" if input_format is None else str(input_format).lower().replace("_", "-")
     if fmt not in INPUT_FORMATS:
-        raise ExportError(f"input_format: got {input_format!r}, expected one of {', '.join(INPUT_FORMATS)}")
+        raise ExportOptionsError(
+            f"input_format: got {input_format!r}, expected one of {', '.join(INPUT_FORMATS)}"
+        )
     out = "logits" if output is None else str(output).lower().replace("-", "_")
     if out not in OUTPUTS:
-        raise ExportError(f"output: got {output!r}, expected one of {', '.join(OUTPUTS)}")
+        raise ExportOptionsError(f"output: got {output!r}, expected one of {', '.join(OUTPUTS)}")
     return (None if fmt == "float32" else fmt.split("-", 1)[1]), out
 
 
@@ -49,15 +51,15 @@ def apply_io(
 ) -> onnx.ModelProto:
     """The float ``model`` with the asked processing (unchanged when there is none)."""
     if layout is None and (mean is not None or std is not None):
-        raise ExportError("mean/std: given, but input_format is float32; they normalise uint8 "
-                          "input only (use input_format='uint8-nhwc' or 'uint8-nchw')")
+        raise ExportOptionsError("mean/std: given, but input_format is float32; they normalise "
+                                 "uint8 input only (use input_format='uint8-nhwc' or 'uint8-nchw')")
     try:
         if layout is not None:
             model = pixeldcn_core.add_preprocessing(model, layout=layout, mean=mean, std=std)
         if output != "logits":
             model = pixeldcn_core.add_postprocessing(model, output)
     except pixeldcn_core.SpecError as err:
-        raise ExportError(str(err)) from err
+        raise ExportOptionsError(str(err)) from err
     return model
 
 
