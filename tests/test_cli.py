@@ -509,12 +509,13 @@ def test_infer_reaches_serve_at_the_address_it_printed_and_explains_a_side_that_
     pytest.importorskip("tritonclient")
     from PIL import Image
 
-    from exporters.pytorch import UNet, export_onnx
+    from exporters.pytorch import ExportOptions, UNet, export_onnx
     from triton_repo import write_repository
 
     torch.manual_seed(0)
     net = UNet(3, 2, 4, 3, "pixel_dcl").eval()  # depth 3: sides must be multiples of 4
-    onnx_path = export_onnx(net, tmp_path / "unet.onnx", (1, 3, 32, 32), verify=False)
+    onnx_path = export_onnx(net, tmp_path / "unet.onnx", (1, 3, 32, 32),
+                            options=ExportOptions(verify=False))
     write_repository(tmp_path / "repo", "unet", onnx_path)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(tmp_path / "ok.png")
