@@ -556,3 +556,29 @@ def test_a_closed_stdout_ends_quietly_without_a_broken_pipe_traceback():
     finally:
         os.close(write_end)
     assert proc.returncode == 1 and proc.stderr == "", proc.stderr
+
+
+def test_repo_ls_and_deploy_on_a_bucket_whose_config_is_not_utf8_end_in_one_line(tmp_path, monkeypatch,
+                                                                                   capsys):
+    """A hand-uploaded latin-1 config.pbtxt in S3 (moto server): before, a UnicodeDecodeError
+    traceback from ``repo ls`` and ``deploy``."""
+    pytest.importorskip("moto")
+    boto3 = pytest.importorskip("boto3")
+    from .scale_helpers import MotoS3Server, set_env
+
+    server = MotoS3Server(tmp_path / "moto.log").start()
+    try:
+        set_env(monkeypatch, server.env())
+        s3 = boto3.client("s3", endpoint_url=server.endpoint_url)
+        s3.create_bucket(Bucket="pixeldcn-fuzz")
+        s3.put_object(Bucket="pixeldcn-fuzz", Key="prod/m/config.pbtxt", Body=JUNK["latin1"])
+        s3.put_object(Bucket="pixeldcn-fuzz", Key="prod/m/1/model.onnx", Body=b"x")
+        for argv in (["repo", "ls", "s3://pixeldcn-fuzz/prod"],
+                     ["deploy", "kubernetes", "--repository", "s3://pixeldcn-fuzz/prod", "--out",
+                      str(tmp_path / "k8s")]):
+            assert core_cli.main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1, err
+            assert "s3://pixeldcn-fuzz/prod/m/config.pbtxt: not UTF-8 text" in err, err
+    finally:
+        server.stop()
