@@ -211,6 +211,9 @@ def _stdout_gone() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``pixeldcn [--version] COMMAND ...``; returns the exit code."""
     name = "pixeldcn"
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"pixeldcn {__version__}")  # without loading the commands
+        return 0
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

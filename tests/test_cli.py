@@ -83,7 +83,7 @@ from pixeldcn_core.cli import main
 codes = []
 for argv in (["--help"], ["--version"], *[[c, "--help"] for c in {commands!r}]):
     try:
-        main(argv)
+        codes.append(main(argv))
     except SystemExit as e:
         codes.append(e.code)
 print("CODES", codes)
