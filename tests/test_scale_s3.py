@@ -23,7 +23,7 @@ import onnx
 import pytest
 
 import triton_repo
-from triton_repo import _s3
+from triton_repo import _s3, _supervisor
 
 from .scale_helpers import CREDENTIALS, MotoS3Server, layer_model, reference
 
@@ -130,7 +130,7 @@ def _local_repo(
 def server(moto: MotoS3Server, models, tmp_path_factory):  # type: ignore[no-untyped-def]
     repo = _local_repo(tmp_path_factory.mktemp("first"), "first", models, [1])
     _s3.push_repository(repo, URL, settle_secs=0)
-    with triton_repo.LocalTritonServer(URL, ready_timeout=90) as srv:
+    with triton_repo.LocalTritonServer(URL, ready_timeout=90, health_port=0) as srv:
         yield srv
 
 
@@ -240,9 +240,88 @@ def test_new_version_under_load_fails_no_request(
     assert _s3.list_repository(URL)["swap"].policy == "latest 1"
 
 
+def _readyz(server: triton_repo.LocalTritonServer) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{server.health_url}/readyz", timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.server
+def test_stub_killed_on_s3_is_restarted_and_readyz_tells_the_truth(
+    server: triton_repo.LocalTritonServer, models, tmp_path: pathlib.Path
+) -> None:
+    """A Python-backend stub of a model served from S3, killed -9 under load: the supervisor
+    names its model (Triton runs a local copy of it), /readyz answers 503 until the model is
+    loaded again, then requests succeed again (issue 19, item 1)."""
+    repo = _local_repo(tmp_path, "stubkill", models, [1])
+    _s3.push_repository(repo, URL, settle_secs=0)
+    client = triton_repo.Client(server.grpc_url, "stubkill", timeout=30).wait_ready(60)
+    _wait_seed(client, 1)
+    live = [s for s in _supervisor.list_stubs(server.pid, server.repo_dir) if not s.dead]
+    stubs = [s.pid for s in live]  # every model's stub: all of them must come back
+    assert _readyz(server) == 200
+    results: list[tuple[float, bool]] = []
+    probes: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                ok = _output_seed(client.infer(X)) == 1
+            except triton_repo.TritonRepoError:
+                ok = False
+            results.append((t0, ok))
+
+    def probe() -> None:
+        while not stop.is_set():
+            probes.append((time.monotonic(), _readyz(server)))
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=load), threading.Thread(target=probe)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(results) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed_at = time.monotonic()
+        for pid in stubs:
+            os.kill(pid, signal.SIGKILL)
+        while time.monotonic() < deadline + 60:
+            after = [ok for t0, ok in results if t0 > killed_at]
+            if len(after) >= 20 and all(after[-20:]) and probes[-1][1] == 200:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    after = [(t0, ok) for t0, ok in results if t0 > killed_at]
+    failed = [t0 for t0, ok in after if not ok]
+    down = [t for t, code in probes if t > killed_at and code == 503]
+    assert len(after) >= 20 and all(ok for _, ok in after[-20:]), "requests never succeeded again"
+    assert down, "/readyz said 200 while the model's stub was dead"
+    ready_again = min((t for t, code in probes if t > max(down) and code == 200), default=None)
+    assert ready_again is not None and _readyz(server) == 200
+    assert server.readiness() == (True, "ready")
+    assert "stubkill" in {s.model for s in live}, "the stub of the S3 model is not named after it"
+    failing = max(failed, default=killed_at) - killed_at
+    print(f"\nS3 stub SIGKILL under load ({len(stubs)} stubs): {len(after)} requests after the kill, "
+          f"{len(failed)} failed (fast, within {failing:.2f}s), "
+          f"/readyz 503 for {max(down) - min(down):.2f}s, ready again {ready_again - killed_at:.2f}s "
+          "after the kill")
+
+
 _KILLED_PUSH = """
 import os, sys, time
-from triton_repo import _s3
+from triton_repo import _s3, _supervisor
 def progress(event, key):
     if event == "upload":
         open(sys.argv[3], "w").write(key)

@@ -230,12 +230,54 @@ class ServerRepository:
     url: str
     triton_url: str
     credentials: dict[str, str] = dataclasses.field(repr=False)
+    #: The boto3 client the server's supervisor lists the bucket with.
+    client: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_url(cls, url: str, *, client: Any = None) -> ServerRepository:
         location = S3Location.parse(url)
         client = client or s3_client()
-        return cls(location.url(), triton_url(location, client), triton_server_env(client))
+        return cls(location.url(), triton_url(location, client), triton_server_env(client), client)
+
+    def models(
+        self, is_valid: Callable[[str], bool], skipped: dict[str, str] | None = None
+    ) -> dict[str, tuple]:
+        """``{model: fingerprint}`` of the models in the bucket, like
+        :func:`~triton_repo._supervisor.repository_models` for a folder (one listing).
+
+        A model counts once its ``config.pbtxt`` is there (a push uploads it last); the
+        fingerprint changes when a config is rewritten (pin, release) or a version folder
+        appears or vanishes, not while a version's files land (a pin covers those).
+
+        Raises:
+            S3Error: the bucket cannot be listed (the caller keeps what it has loaded).
+        """
+        location = S3Location.parse(self.url)
+        base = location.key() + "/" if location.prefix else ""
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            paginator = (self.client or s3_client()).get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=base):
+                for item in page.get("Contents", []):
+                    name, _, rest = item["Key"][len(base) :].partition("/")
+                    model = found.setdefault(name, {"configs": [], "versions": set()})
+                    if rest in CONFIG_KEYS:
+                        model["configs"].append((rest, item.get("ETag", ""), str(item.get("LastModified"))))
+                    head = rest.partition("/")[0]
+                    if head.isdigit() and rest != head:
+                        model["versions"].add(head)
+        except Exception as exc:
+            raise _fail("cannot list", str(location), exc) from exc
+        models: dict[str, tuple] = {}
+        for name, model in sorted(found.items()):
+            if not is_valid(name):
+                continue
+            if not any(c[0] == "config.pbtxt" for c in model["configs"]):
+                if skipped is not None:
+                    skipped[name] = "no config.pbtxt (an upload in progress, or not a model)"
+                continue
+            models[name] = (tuple(sorted(model["configs"])), tuple(sorted(model["versions"])))
+        return models
 
     def server_env(self, env: dict[str, str], mount_dir: pathlib.Path) -> dict[str, str]:
         """``env`` with this repository's credentials and a private folder for Triton's copies.

@@ -319,6 +319,10 @@ class LocalTritonServer:
         self._admin_key = secrets.token_urlsafe(24)
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.log_path: pathlib.Path | None = None
+        self._started_models: dict[str, tuple] = {}
+        #: Entries of the repository that are no model and are not loaded (name -> reason):
+        #: a symbolic link, a file, a folder without config.pbtxt. Updated at every look.
+        self.skipped: dict[str, str] = {}
 
     # ---------------------------------------------------------------------------- endpoints
 
@@ -402,9 +406,27 @@ class LocalTritonServer:
             return json.loads(response.read())
 
     def _repository_models(self) -> dict[str, tuple]:
+        """``{model: fingerprint}`` of what the repository holds (local folder or bucket); stray
+        entries go to :attr:`skipped`. Raises :class:`S3Error` when the bucket cannot be listed."""
+        skipped: dict[str, str] = {}
         if self.s3 is not None:
-            return {}
-        return _supervisor.repository_models(self.repo_dir, _is_model_name)
+            models = self.s3.models(_is_model_name, skipped)
+        else:
+            models = _supervisor.repository_models(self.repo_dir, _is_model_name, skipped)
+        self.skipped = skipped
+        return models
+
+    def _expected_models(self) -> dict[str, tuple]:
+        """The models readiness expects READY: the repository now (local), or as the supervisor
+        last listed it (S3: a probe never lists the bucket)."""
+        if self.s3 is None:
+            return self._repository_models()
+        supervisor = self._supervisor
+        if supervisor is not None:
+            with supervisor.lock:
+                if supervisor.known is not None:
+                    return dict(supervisor.known)
+        return dict(self._started_models)
 
     # ---------------------------------------------------------------------------- lifecycle
 
@@ -453,11 +475,10 @@ class LocalTritonServer:
         ]
 
     def _control_mode(self) -> list[str]:
-        """Explicit mode, every model of the repository loaded at start and then by the
-        supervisor (one load at a time); object storage keeps Triton's own polling."""
-        if self.s3 is not None:
-            return ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_secs}"]
-        models = sorted(self._repository_models())
+        """Explicit mode, every model of the repository (folder or bucket) loaded at start and
+        then by the supervisor, one load at a time: it can then restart a dead stub by unloading
+        and loading its model, which Triton's own polling forbids."""
+        models = sorted(self._started_models)
         return ["--model-control-mode=explicit", *(f"--load-model={m}" for m in models)]
 
     def _env(self) -> dict[str, str]:
