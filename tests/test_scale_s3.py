@@ -493,3 +493,17 @@ def test_without_the_pin_triton_loads_a_partial_version_and_hangs(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGKILL)
         server.stop()
+
+
+def test_repo_ls_escapes_names_read_from_the_bucket(moto: MotoS3Server, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Object names are anyone's: an ANSI escape or a right-to-left override in a model folder's
+    name is printed escaped, never raw (issue 19, item 7)."""
+    url = f"s3://{BUCKET}/hostile-names"
+    client = _s3.s3_client()
+    for name in ("\x1b[31mred", "evil\u202etxt.exe", "back\\slash"):
+        client.put_object(Bucket=BUCKET, Key=f"hostile-names/{name}/1/model.onnx", Body=b"x")
+    assert _cli("repo", "ls", url) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out, repr(out)
+    assert "\\x1b[31mred\tversions 1\tno config" in out, out
+    assert "evil\\u202etxt.exe\tversions 1" in out and "back\\\\slash\tversions 1" in out, out

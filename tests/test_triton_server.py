@@ -611,3 +611,51 @@ def test_cli_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(
     assert "stopping" in err
     with pytest.raises(triton_repo.ServerUnavailableError):
         client.infer(x)
+
+
+def test_stray_entries_in_the_repository_are_skipped_with_a_warning(
+    tmp_path: pathlib.Path, exports: dict[str, Exported]
+) -> None:
+    """An empty folder, a symbolic link, a file under a valid model name: serve warns, skips
+    them, serves the models, and /readyz says 200 (issue 19, item 7)."""
+    import json
+    import urllib.request
+
+    repo = tmp_path / "repo"
+    triton_repo.write_repository(repo, "good", exports["seed0"].path, options=SERVING)
+    (repo / "empty").mkdir()
+    (repo / "alias").symlink_to(repo / "good", target_is_directory=True)
+    (repo / "dangling").symlink_to(tmp_path / "nowhere")
+    (repo / "notes.txt").write_text("not a model")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "triton_repo.cli", "serve", str(repo), "--health-port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        printed = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            printed.append(line)
+            if "press Ctrl-C" in line:
+                break
+        text = "".join(printed)
+        assert "press Ctrl-C" in text, text + proc.stderr.read()  # type: ignore[union-attr]
+        http = next(line.split()[1] for line in printed if line.strip().startswith("HTTP"))
+        health = next(line.split()[1] for line in printed if line.strip().startswith("health"))
+        x = inputs(1, 1, 8, 8)
+        client = triton_repo.Client(http, "good", protocol="http")
+        np.testing.assert_allclose(client.infer(x), exports["seed0"](x), rtol=0, atol=ATOL)
+        client.close()
+        with urllib.request.urlopen(health, timeout=10) as response:
+            assert response.status == 200 and json.loads(response.read())["ready"] is True
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "warning: skipped 'empty'" in err and "without config.pbtxt" in err, err
+    assert "warning: skipped 'alias'" in err and "symbolic link" in err, err
+    assert "warning: skipped 'dangling'" in err and "warning: skipped 'notes.txt'" in err, err
+    assert "'good'" not in err

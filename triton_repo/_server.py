@@ -405,6 +405,14 @@ class LocalTritonServer:
         with self._admin_request("/v2/repository/index", b"{}", timeout=5) as response:
             return json.loads(response.read())
 
+    def _model_ready(self, model: str) -> bool:
+        """Whether Triton says ``model`` has a READY version (``GET /v2/models/<model>/ready``)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/models/{model}/ready", timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
     def _repository_models(self) -> dict[str, tuple]:
         """``{model: fingerprint}`` of what the repository holds (local folder or bucket); stray
         entries go to :attr:`skipped`. Raises :class:`S3Error` when the bucket cannot be listed."""

@@ -218,6 +218,7 @@ class Supervisor(threading.Thread):
         self.loaded: dict[str, tuple] = {}
         #: The models the repository held at the last look (None: not looked yet).
         self.known: dict[str, tuple] | None = None
+        self._skipped: dict[str, str] = {}
         self.events: list[tuple[float, str, str]] = []  # (monotonic time, model, what happened)
         self.restarts = 0
         #: Dead stubs already handled (the server may never reap them).
@@ -357,6 +358,10 @@ class Supervisor(threading.Thread):
         current = self.server._repository_models()  # an unreachable bucket raises: nothing unloaded
         with self.lock:
             self.known = dict(current)
+        for name, reason in sorted(self.server.skipped.items()):
+            if self._skipped.get(name) != reason:
+                self.note(name, f"skipped: {reason}")
+        self._skipped = dict(self.server.skipped)
         for model, fingerprint in current.items():
             if self.loaded.get(model) != fingerprint:
                 self._reload(model, restart_stub=False, fingerprint=fingerprint)
@@ -397,12 +402,16 @@ def readiness(server) -> tuple[bool, str]:
         dead = [s.pid for s in list_stubs(server.pid, server.repo_dir) if s.dead]
         if dead:
             return False, f"stub process(es) {dead} died"
+    expected = set(server._expected_models())
     try:
         index = server._repository_index()
+        ready_models = {m["name"] for m in index if m.get("state") == "READY"}
+    except urllib.error.HTTPError:
+        # Triton fails its whole index on a stray entry (a dangling symbolic link): ask per model.
+        ready_models = {m for m in expected if server._model_ready(m)}
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return False, f"tritonserver does not answer: {exc}"
-    ready_models = {m["name"] for m in index if m.get("state") == "READY"}
-    missing = sorted(set(server._expected_models()) - ready_models)
+    missing = sorted(expected - ready_models)
     if missing:
         return False, f"model(s) {missing} have no READY version"
     return True, "ready"

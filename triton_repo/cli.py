@@ -135,6 +135,8 @@ def _serve(args: argparse.Namespace) -> int:
             health_port=getattr(args, "health_port", None),
         )
         server.start()
+        for name, reason in sorted(server.skipped.items()):  # not loaded; the others are served
+            print(f"warning: skipped {name!r} in {args.repo}: {reason}", file=sys.stderr, flush=True)
         health = f"  health  {server.health_url}/readyz\n" if server.health_url else ""
         print(
             f"serving {args.repo}\n  HTTP    {server.http_url}\n  gRPC    {server.grpc_url}\n"

@@ -130,6 +130,14 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(text: str) -> str:
+    """``text`` with control, format and bidirectional characters escaped (``\\x1b``,
+    ``\\u202e``): a name read from a bucket must not drive the terminal or reorder a line."""
+    return "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def _ls(args: argparse.Namespace) -> int:
     from ._s3 import S3Location, list_repository
 
@@ -139,7 +147,7 @@ def _ls(args: argparse.Namespace) -> int:
         print(f"no model in {args.url}", file=sys.stderr)
     for name, model in models.items():
         versions = " ".join(str(v) for v in model.versions) or "-"
-        print(f"{name}\tversions {versions}\t{model.policy}")
+        print(f"{_printable(name)}\tversions {versions}\t{_printable(model.policy)}")
     return 0
 
 
