@@ -507,3 +507,35 @@ def test_repo_ls_escapes_names_read_from_the_bucket(moto: MotoS3Server, capsys) 
     assert "\x1b" not in out and "\u202e" not in out, repr(out)
     assert "\\x1b[31mred\tversions 1\tno config" in out, out
     assert "evil\\u202etxt.exe\tversions 1" in out and "back\\\\slash\tversions 1" in out, out
+
+
+def test_a_removed_version_stays_withdrawn_until_republished(
+    moto: MotoS3Server, models, tmp_path: pathlib.Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """``repo rm`` leaves a tombstone: the next push (the same local repository, still holding the
+    version) does not upload it again; ``--republish`` does (issue 19, item 3)."""
+    url = f"s3://{BUCKET}/rollback"
+    repo = _local_repo(tmp_path, "unet", models, [1, 2])
+    assert _s3.push_repository(repo, url, settle_secs=0).uploaded == {"unet": [1, 2]}
+    assert _s3.remove_version(url, "unet", 2, settle_secs=0) == [1]
+    report = _s3.push_repository(repo, url, settle_secs=0)
+    assert report.uploaded == {} and report.withdrawn == {"unet": [2]} and report.skipped == {"unet": [1]}
+    remote = _s3.list_repository(url)["unet"]
+    assert remote.versions == (1,) and remote.withdrawn == (2,) and remote.policy == "latest 1"
+    # A new local version is pushed; the withdrawn one still is not.
+    triton_repo.write_repository(repo, "unet", models[3], options=CPU)
+    report = _s3.push_repository(repo, url, settle_secs=0)
+    assert report.uploaded == {"unet": [3]} and report.withdrawn == {"unet": [2]}
+    assert _s3.list_repository(url)["unet"].versions == (1, 3)
+    assert _cli("repo", "push", str(repo), url, "--settle-secs", "0") == 0
+    assert "withheld unet versions [2] (withdrawn with 'repo rm'; --republish" in capsys.readouterr().out
+    assert _cli("repo", "ls", url) == 0
+    assert "unet\tversions 1 3\tlatest 1\twithdrawn 2" in capsys.readouterr().out
+    assert _cli("repo", "push", str(repo), url, "--settle-secs", "0", "--republish") == 0
+    assert "uploaded unet versions [2]" in capsys.readouterr().out
+    remote = _s3.list_repository(url)["unet"]
+    assert remote.versions == (1, 2, 3) and remote.withdrawn == () and remote.policy == "latest 1"
+    # A tombstone that is not one is refused with its key, never guessed at.
+    _s3.s3_client().put_object(Bucket=BUCKET, Key="rollback/unet/withdrawn.json", Body=b"[2]")
+    with pytest.raises(_s3.S3Error, match=r"rollback/unet/withdrawn.json is not a tombstone"):
+        _s3.push_repository(repo, url, settle_secs=0)

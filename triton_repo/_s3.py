@@ -29,6 +29,7 @@ that remain, deletes the version's objects, then releases the pin so that the de
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 import re
@@ -73,6 +74,9 @@ _CREDENTIAL_VARS = (
 #: Seconds a push waits after pinning, so that a poll already under way ends before a new
 #: version's first object lands.
 DEFAULT_SETTLE_SECS = 3.0
+#: The tombstone of a model: ``{"withdrawn": [versions]}``, written by :func:`remove_version`;
+#: a push skips these versions unless told to republish them.
+TOMBSTONE_KEY = "withdrawn.json"
 
 
 class S3Error(TritonRepoError):
@@ -355,12 +359,15 @@ class RemoteModel:
         policy: ``"latest N"``, ``"all"``, ``"pinned [...]"`` (a push or removal in progress or
             interrupted), or ``"no config"``.
         files: version -> {relative path: size}.
+        withdrawn: versions removed with :func:`remove_version` (its tombstone): a push skips
+            them unless ``republish``.
     """
 
     name: str
     versions: tuple[int, ...]
     policy: str
     files: dict[int, dict[str, int]]
+    withdrawn: tuple[int, ...] = ()
 
 
 def _remote_model(client: Any, location: S3Location, name: str) -> RemoteModel:
@@ -372,7 +379,38 @@ def _remote_model(client: Any, location: S3Location, name: str) -> RemoteModel:
         if head.isdigit() and head == str(int(head)) and int(head) > 0 and rest:
             files.setdefault(int(head), {})[rest] = size
     text = _read(client, location.bucket, base + "config.pbtxt") if base + "config.pbtxt" in keys else None
-    return RemoteModel(name, tuple(sorted(files)), _policy_text(text), files)
+    withdrawn = _read_tombstone(client, location, name) if base + TOMBSTONE_KEY in keys else []
+    return RemoteModel(name, tuple(sorted(files)), _policy_text(text), files, tuple(withdrawn))
+
+
+def _read_tombstone(client: Any, location: S3Location, name: str) -> list[int]:
+    """The versions of ``name`` withdrawn from the bucket (its ``withdrawn.json``; none: [])."""
+    key = location.key(name, TOMBSTONE_KEY)
+    text = _read(client, location.bucket, key)
+    if text is None:
+        return []
+    try:
+        versions = json.loads(text)["withdrawn"]
+        if not isinstance(versions, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in versions
+        ):
+            raise ValueError("not a list of integers >= 1")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise S3Error(
+            f"s3://{location.bucket}/{key} is not a tombstone ({exc}); expected "
+            '{"withdrawn": [VERSION, ...]}: fix or delete it'
+        ) from None
+    return sorted(set(versions))
+
+
+def _write_tombstone(client: Any, location: S3Location, name: str, versions: Iterable[int]) -> None:
+    """Record ``versions`` as withdrawn (an empty set deletes the tombstone)."""
+    versions = sorted(set(versions))
+    key = location.key(name, TOMBSTONE_KEY)
+    if versions:
+        _put(client, location.bucket, key, (json.dumps({"withdrawn": versions}) + "\n").encode())
+    else:
+        _delete(client, location.bucket, [key])
 
 
 def _policy_text(text: str | None) -> str:
@@ -456,6 +494,8 @@ class PushReport:
         files: objects written (version files and configs).
         bytes: bytes uploaded.
         pinned: model -> versions the model was pinned to during the upload.
+        withdrawn: model -> local versions not pushed because they were removed from the
+            bucket (:func:`remove_version`); ``republish=True`` pushes them again.
     """
 
     url: str
@@ -464,6 +504,7 @@ class PushReport:
     files: int = 0
     bytes: int = 0
     pinned: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    withdrawn: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 def _local_files(version_dir: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -488,13 +529,16 @@ def push_repository(
     client: Any = None,
     settle_secs: float = DEFAULT_SETTLE_SECS,
     progress: Callable[[str, str], None] | None = None,
+    republish: bool = False,
 ) -> PushReport:
     """Publish a local model repository (or some of its models / versions) to ``s3://...``.
 
     A server polling the bucket never sees a half-uploaded version (see the module docstring):
     the model is pinned to the versions it serves now, the new versions are uploaded, then the
     configs are released. Versions already complete in the bucket (same files, same sizes) are
-    skipped, so running the same push again completes one that was interrupted.
+    skipped, so running the same push again completes one that was interrupted. A version
+    withdrawn with :func:`remove_version` stays withdrawn (the model's tombstone in the bucket):
+    it is not pushed again unless ``republish``.
 
     Args:
         local_repo: a repository written by :func:`write_repository`.
@@ -506,6 +550,8 @@ def push_repository(
             so that a poll under way ends first (at least the servers' poll duration).
         progress: called as ``progress(event, key)`` with ``event`` in ``"pin"``, ``"upload"``,
             ``"release"``, after each object is written.
+        republish: push withdrawn versions too (those in ``versions``, default all the local
+            ones), and take them off the tombstone.
 
     Raises:
         S3LocationError: bad URL, no such local repository or model, a symbolic link.
@@ -531,7 +577,7 @@ def push_repository(
     report = PushReport(url=location.url())
     notify = progress or (lambda event, key: None)
     for name in names:
-        _push_model(client, location, repo / name, wanted, settle_secs, report, notify)
+        _push_model(client, location, repo / name, wanted, settle_secs, report, notify, republish)
     return report
 
 
@@ -543,6 +589,7 @@ def _push_model(
     settle_secs: float,
     report: PushReport,
     notify: Callable[[str, str], None],
+    republish: bool = False,
 ) -> None:
     name = model_dir.name
     local_versions = list_versions(model_dir)
@@ -552,6 +599,10 @@ def _push_model(
             raise S3LocationError(f"versions {missing} of model {name!r} are not in {model_dir.parent}")
         local_versions = sorted(wanted)
     remote = _remote_model(client, location, name)
+    withdrawn = [v for v in local_versions if v in remote.withdrawn]
+    if withdrawn and not republish:
+        report.withdrawn[name] = withdrawn
+        local_versions = [v for v in local_versions if v not in remote.withdrawn]
     todo: list[tuple[int, dict[str, pathlib.Path]]] = []
     for version in local_versions:
         files = _local_files(model_dir / str(version))
@@ -583,6 +634,9 @@ def _push_model(
             report.bytes += path.stat().st_size
             notify("upload", key)
         report.uploaded.setdefault(name, []).append(version)
+    if republish and withdrawn:  # before the release: the versions count again
+        _write_tombstone(client, location, name, set(remote.withdrawn) - set(withdrawn))
+        notify("republish", location.key(name, TOMBSTONE_KEY))
     # Release: the local configs, production first, then the local flavour's.
     for key in CONFIG_KEYS:
         if key not in configs:
@@ -611,8 +665,10 @@ def remove_version(
 
     Triton does not notice a deleted version until a config changes, and would fail a load that
     copies a version while its objects are being deleted. So the model is pinned to the versions
-    that will be served without it (servers unload it), its objects are deleted, and the configs
-    are released (back to their policy), which makes the servers rescan.
+    that will be served without it (servers unload it), its objects are deleted, the version is
+    added to the model's tombstone (``withdrawn.json``: a later push does not upload it again
+    unless told to republish), and the configs are released (back to their policy), which makes
+    the servers rescan.
 
     Raises:
         S3LocationError: no such model or version, or it is the model's last version.
@@ -649,6 +705,7 @@ def remove_version(
         time.sleep(settle_secs)
     prefix = location.key(name, str(version)) + "/"
     _delete(client, location.bucket, _list_keys(client, location.bucket, prefix))
+    _write_tombstone(client, location, name, [*remote.withdrawn, version])
     for key in CONFIG_KEYS:  # release: the policy the configs had; the change makes servers rescan
         if texts[key] is not None:
             _put(client, location.bucket, location.key(name, key), texts[key].encode("utf-8"))
