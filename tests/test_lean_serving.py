@@ -64,7 +64,8 @@ def repo(tmp_path_factory, models) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def server(repo):
-    with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120) as server:
+    config = triton_repo.ServerConfig(poll_secs=1, ready_timeout=120)
+    with triton_repo.LocalTritonServer(repo, config) as server:
         yield server
 
 
@@ -200,7 +201,8 @@ def test_killed_client_regions_are_unlinked_and_the_next_client_unregisters_them
 
 
 def test_regions_are_released_on_error_and_re_registered_after_a_server_restart(repo, tmp_path):
-    with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120) as first:
+    config = triton_repo.ServerConfig(poll_secs=1, ready_timeout=120)
+    with triton_repo.LocalTritonServer(repo, config) as first:
         ports = {"http_port": first.http_port, "grpc_port": first.grpc_port}
         c = triton_repo.Client(first.grpc_url, "lean", protocol="grpc", shared_memory="system",
                                headers=first.admin_headers("grpc"), timeout=10)
@@ -211,7 +213,9 @@ def test_regions_are_released_on_error_and_re_registered_after_a_server_restart(
     with pytest.raises(triton_repo.TritonRepoError):
         c.infer(x)  # the server is gone: the request fails and its regions are released
     assert not our_regions()
-    with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120, **ports) as second:
+    with triton_repo.LocalTritonServer(
+        repo, triton_repo.ServerConfig(poll_secs=1, ready_timeout=120, **ports)
+    ) as second:
         c.headers = second.admin_headers("grpc")
         c.wait_ready(60)
         np.testing.assert_array_equal(c.infer(x), expected)

@@ -40,7 +40,7 @@ from ._errors import (
     ServerUnavailableError,
     TritonRepoError,
 )
-from ._server import LocalTritonServer
+from ._server import LocalTritonServer, ServerConfig, moved_keywords_error
 
 __all__ = ["BALANCE", "LocalReplicas", "ReplicaClient", "ReplicaStats", "serve_replicas", "split_urls"]
 
@@ -319,35 +319,38 @@ class LocalReplicas:
     Args:
         repo_dir: the model repository, shared by every replica.
         replicas: how many servers.
-        http_port, grpc_port, metrics_port: base ports (replica ``i`` gets ``port + i *
-            port_stride``); ``None`` picks free ones.
+        config: every replica's :class:`ServerConfig`; replica ``i`` gets each given port
+            plus ``i * port_stride`` (``None`` ports: free ones).
         port_stride: distance between the ports of consecutive replicas.
-        **server_kwargs: passed to every :class:`LocalTritonServer`.
     """
 
     def __init__(
         self,
         repo_dir: str | os.PathLike[str],
         replicas: int,
+        config: ServerConfig | None = None,
         *,
-        http_port: int | None = None,
-        grpc_port: int | None = None,
-        metrics_port: int | None = None,
         port_stride: int = 10,
-        **server_kwargs: Any,
+        **moved: Any,
     ):
+        if moved:
+            raise moved_keywords_error(moved, "LocalReplicas(repo_dir, replicas, {})")
         if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 64:
             raise ServerStartError(f"replicas={replicas!r}; expected an integer in [1, 64]")
         if port_stride < 3:
             raise ServerStartError(f"port_stride={port_stride}; expected >= 3")
+        config = config if config is not None else ServerConfig()
 
         def port(base: int | None, i: int) -> int | None:
             return None if base is None else base + i * port_stride
 
         self.servers = [
             LocalTritonServer(
-                repo_dir, http_port=port(http_port, i), grpc_port=port(grpc_port, i),
-                metrics_port=port(metrics_port, i), **server_kwargs,
+                repo_dir,
+                dataclasses.replace(
+                    config, http_port=port(config.http_port, i), grpc_port=port(config.grpc_port, i),
+                    metrics_port=port(config.metrics_port, i),
+                ),
             )
             for i in range(replicas)
         ]  # fmt: skip
@@ -419,11 +422,12 @@ def serve_replicas(args: Any, *, shutdown: type[BaseException] = KeyboardInterru
     """
     if isinstance(args.replicas, bool) or not 1 <= args.replicas <= 64:
         raise ConfigError(f"--replicas={args.replicas}; expected an integer in [1, 64]")
-    replicas = LocalReplicas(
-        args.repo, args.replicas, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+    config = ServerConfig(
+        host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
         metrics_port=args.metrics_port, poll_secs=args.poll_secs, ready_timeout=args.ready_timeout,
         exit_timeout=args.exit_timeout,
     )  # fmt: skip
+    replicas = LocalReplicas(args.repo, args.replicas, config)
     if args.log_file is not None:
         for i, server in enumerate(replicas.servers):
             server._user_log_path = pathlib.Path(f"{args.log_file}.{i}")

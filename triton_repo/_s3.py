@@ -23,7 +23,13 @@ leaves the model pinned to its old versions: servers (restarted ones too) keep s
 the next push completes the version and releases the pin. A brand-new model is uploaded version
 files first and configs last: Triton ignores a model folder without a config (it fails to load
 and is retried; see ``docs/deploy.md``). :func:`remove_version` pins the model to the versions
-that remain, deletes the version's objects, then releases the pin so that the deletion is seen.
+that remain, deletes the version's objects, records it in the model's tombstone
+(``withdrawn.json``: a later push skips it unless ``republish``), then releases the pin so that
+the deletion is seen.
+
+:class:`~triton_repo.LocalTritonServer` does not use Triton's polling: its supervisor lists the
+bucket (:meth:`ServerRepository.models`) and loads what changed through the model-control API, so
+that it can restart a dead stub; the pin protects its loads the same way.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ about 1 s and fails with "Stub ... is not healthy") and both ready endpoints kee
   (requests then fail fast with "not ready") and loads it again, which starts a new stub;
 - also restarts a stub whose shared-memory region grew past ``max_shm_bytes`` (a hostile request
   that was refused still grew it), so the server's memory returns to its baseline;
-- every ``poll_secs``, looks at the repository (the server runs in explicit model-control mode)
-  and loads a model whose folder changed, one load at a time: a version removed while another
-  loads can never leave a model stuck in LOADING;
+- every ``poll_secs``, looks at the repository (the server runs in explicit model-control mode;
+  an ``s3://`` repository is listed, see :meth:`~triton_repo._s3.ServerRepository.models`) and
+  loads a model whose folder changed, one load at a time: a version removed while another loads
+  can never leave a model stuck in LOADING; stray entries (:func:`stray_entry`) are skipped;
 - restarts a tritonserver that died (``restart_on_crash``), on the same ports;
 - makes the server's shared-memory files private (0600): the Python backend creates them 0644
   whatever the umask, so a file is world-readable until the next tick (at most ``interval``).
@@ -267,7 +268,7 @@ class Supervisor(threading.Thread):
                 break
             try:
                 if not self.server.is_alive():
-                    if self.server.restart_on_crash:
+                    if self.server.config.restart_on_crash:
                         self._restart_server()
                     continue
                 with self.lock:
@@ -276,7 +277,7 @@ class Supervisor(threading.Thread):
                     self._reload(model, restart_stub=True)
                 if time.monotonic() >= next_poll:
                     self._poll_repository()
-                    next_poll = time.monotonic() + self.server.poll_secs
+                    next_poll = time.monotonic() + self.server.config.poll_secs
             except Exception as exc:
                 self.note("", f"supervisor error: {exc!r}")
 
@@ -327,7 +328,7 @@ class Supervisor(threading.Thread):
         A stub that exits normally (its version was unloaded) is reaped by the server and
         vanishes; a crashed one stays a zombie, whose model is remembered from its live days.
         """
-        limit = self.server.max_shm_bytes
+        limit = self.server.config.max_shm_bytes
         broken: set[str] = set()
         for stub in list_stubs(self.server.pid, self.server.repo_dir):
             if not stub.dead:
@@ -425,7 +426,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.path in ("/readyz", "/v2/health/ready"):
             ok, reason = readiness(triton)
         elif self.path in ("/healthz", "/livez", "/v2/health/live"):
-            ok, reason = (triton.is_alive() or triton.restart_on_crash), "live"
+            ok, reason = (triton.is_alive() or triton.config.restart_on_crash), "live"
         else:
             self.send_error(404, "expected /readyz or /healthz")
             return

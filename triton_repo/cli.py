@@ -112,7 +112,7 @@ def _running(server: Any, restart_timeout: float) -> bool:
 
 def _serve(args: argparse.Namespace) -> int:
     from ._errors import TritonRepoError
-    from ._server import LocalTritonServer
+    from ._server import LocalTritonServer, ServerConfig
 
     if getattr(args, "replicas", 1) != 1:
         from ._replicas import serve_replicas
@@ -122,8 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_shutdown)
     server = None
     try:
-        server = LocalTritonServer(
-            args.repo,
+        config = ServerConfig(
             host=args.host,
             http_port=args.http_port,
             grpc_port=args.grpc_port,
@@ -134,6 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_path=args.log_file,
             health_port=getattr(args, "health_port", None),
         )
+        server = LocalTritonServer(args.repo, config)
         server.start()
         for name, reason in sorted(server.skipped.items()):  # not loaded; the others are served
             print(f"warning: skipped {name!r} in {args.repo}: {reason}", file=sys.stderr, flush=True)
