@@ -7,7 +7,7 @@ Long form (16 clients for 3 minutes, 100 writer kills, ...)::
         pytest tests/test_reliability.py -s
 
 Every test prints the figures it measured (``-s`` shows them) and, with
-``PIXELDCN_RELIABILITY_REPORT``, adds them to that JSON file (the README's reliability table).
+``PIXELDCN_RELIABILITY_REPORT``, adds them to that JSON file (the table in docs/reliability.md).
 Tests assert behaviour (errors, recovery, what is served), never speed; the deadlines below only
 stop a test that would otherwise wait forever.
 """

@@ -545,3 +545,33 @@ def test_a_removed_version_stays_withdrawn_until_republished(
     _s3.s3_client().put_object(Bucket=BUCKET, Key="rollback/unet/withdrawn.json", Body=b"[2]")
     with pytest.raises(_s3.S3Error, match=r"rollback/unet/withdrawn.json is not a tombstone"):
         _s3.push_repository(repo, url, settle_secs=0)
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_replicas_on_s3_restart_a_dead_stub_each(moto: MotoS3Server, models, tmp_path: pathlib.Path) -> None:
+    """``serve s3://... --replicas N`` runs N such servers: a stub killed in one replica is
+    restarted by that replica, whose readiness is false meanwhile (issue 19, item 1)."""
+    url = f"s3://{BUCKET}/replicas"
+    _s3.push_repository(_local_repo(tmp_path, "rep", models, [1]), url, settle_secs=0)
+    config = triton_repo.ServerConfig(ready_timeout=90)
+    with triton_repo.LocalReplicas(url, 2, config) as replicas:
+        victim, other = replicas.servers
+        stubs = [
+            s.pid for s in _supervisor.list_stubs(victim.pid, victim.repo_dir)
+            if b"\0rep_" in pathlib.Path(f"/proc/{s.pid}/cmdline").read_bytes()
+        ]  # fmt: skip
+        assert stubs and victim.readiness() == (True, "ready")
+        for pid in stubs:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while victim.readiness()[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "['rep'] are down" in victim.readiness()[1] or not victim.readiness()[0]
+        assert other.readiness() == (True, "ready")
+        while not victim.readiness()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert victim.readiness() == (True, "ready")
+        client = triton_repo.Client(victim.grpc_url, "rep").wait_ready(60)
+        assert _output_seed(client.infer(X)) == 1
+        assert any(what == "loaded" for _, model, what in victim.supervisor.events if model == "rep")
