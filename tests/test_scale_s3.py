@@ -575,3 +575,19 @@ def test_replicas_on_s3_restart_a_dead_stub_each(moto: MotoS3Server, models, tmp
         client = triton_repo.Client(victim.grpc_url, "rep").wait_ready(60)
         assert _output_seed(client.infer(X)) == 1
         assert any(what == "loaded" for _, model, what in victim.supervisor.events if model == "rep")
+
+
+def test_server_on_an_unreachable_bucket_fails_with_the_reason_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tempfile
+
+    from .scale_helpers import free_port, set_env
+
+    set_env(monkeypatch, {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"})
+    before = set(pathlib.Path(tempfile.gettempdir()).glob("pixeldcn-tritonserver-*"))
+    server = triton_repo.LocalTritonServer(f"s3://{BUCKET}/nowhere")
+    with pytest.raises(_s3.S3Error, match=r"cannot list s3://pixeldcn-models/nowhere"):
+        server.start()
+    assert set(pathlib.Path(tempfile.gettempdir()).glob("pixeldcn-tritonserver-*")) <= before
+    assert not server.is_alive()

@@ -622,8 +622,8 @@ class LocalTritonServer:
                 chosen = _free_port(self.config.host or "0.0.0.0")
             taken.add(chosen)
             setattr(self, f"{key}_port", chosen)
+        self._started_models = self._repository_models()  # first: an unreachable bucket leaves nothing
         self._workdir = self._prepare_workdir()
-        self._started_models = self._repository_models()
         self.log_path = self._user_log_path or self._workdir / "tritonserver.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         in_main = threading.current_thread() is threading.main_thread()
