@@ -86,7 +86,7 @@ def run_sr(args: argparse.Namespace) -> int:
     try:
         import torch
 
-        from exporters.pytorch import SRNet, export_onnx, load_pretrained, pretrained_card
+        from exporters.pytorch import ExportOptions, SRNet, export_onnx, load_pretrained, pretrained_card
         from triton_repo import Client, LocalTritonServer, ServingOptions, write_repository
 
         from .demo import inprocess_latency, served_benchmark
@@ -126,7 +126,7 @@ def run_sr(args: argparse.Namespace) -> int:
 
     t = _step(2, "export to ONNX (standard ops only) and verify against PyTorch")
     onnx_path = export_onnx(model, out / f"{name}.onnx", input_shape=tuple(x.shape),
-                            interleave=args.interleave)
+                            options=ExportOptions(interleave=args.interleave))
     _done(t, f"{onnx_path} ({onnx_path.stat().st_size / 1e3:.0f} kB)")
 
     t = _step(3, "write the Triton model repository (GPU production config + local CPU flavour)")

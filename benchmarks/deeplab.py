@@ -99,7 +99,7 @@ def decoder_share(kinds: list[tuple[str, int | None]], dims: Mapping[str, int], 
     import torch
     from torch import nn
 
-    from exporters.pytorch import export_onnx
+    from exporters.pytorch import ExportOptions, export_onnx
 
     from ._machine import physical_cores
     from ._ort import ProviderChoice, make_runner, make_session
@@ -124,10 +124,11 @@ def decoder_share(kinds: list[tuple[str, int | None]], dims: Mapping[str, int], 
                 print(f"[deeplab] export {name} (whole network and decoder alone)", flush=True)
             dshape = decoder_input_shape(model, 1, size)
             dec = export_onnx(nn.Sequential(*model.decoder).eval(), Path(tmp) / f"{name}_dec.onnx",
-                              dshape, verify=False)
+                              dshape, options=ExportOptions(verify=False))
             parts = [("decoder", dec, dshape)]
             if whole_ms is None:
-                whole = export_onnx(model, Path(tmp) / f"{name}.onnx", shape, verify=False)
+                whole = export_onnx(model, Path(tmp) / f"{name}.onnx", shape,
+                                    options=ExportOptions(verify=False))
                 parts.append(("whole", whole, shape))
             elif name not in whole_ms:
                 raise ValueError(f"no whole-network time for {name}; given: {sorted(whole_ms)}")

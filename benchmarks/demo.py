@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import torch
 
-        from exporters.pytorch import UNet, export_onnx, load_weights
+        from exporters.pytorch import ExportOptions, UNet, export_onnx, load_weights
         from triton_repo import Client, LocalTritonServer, ServingOptions, write_repository
     except ImportError as err:
         raise PixelDCNError(f"the demo needs every extra: pip install 'pixeldcn[all]' ({err})") from err
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
 
     t = _step(2, "export to ONNX (standard ops only) and verify against PyTorch")
     onnx_path = export_onnx(net, out / f"{name}.onnx", input_shape=(1, 3, args.size, args.size),
-                            interleave=args.interleave)
+                            options=ExportOptions(interleave=args.interleave))
     import onnx
 
     ops = sorted({n.op_type for n in onnx.load(str(onnx_path)).graph.node})

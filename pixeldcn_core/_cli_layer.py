@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._emit import INTERLEAVES
 from ._errors import InputShapeError, PixelDCNError
 from ._model import build_layer_model
 from ._specs import KINDS, LayerSpec
-from ._targets import TARGETS, resolve_target
+from ._targets import INTERLEAVES, TARGETS, resolve_target
 from .reference import apply as reference_apply
 
 # Relative to the output's scale (max |y_ref|): what each dtype is held to.

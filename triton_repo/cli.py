@@ -10,6 +10,7 @@ Exit codes: 0 success, 1 server or runtime failure, 2 bad arguments or input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import signal
 import sys
@@ -72,7 +73,11 @@ def register(subparsers: Any) -> None:
             ".png saves a clipped image for 1 or 3 channels and an argmax colour mask otherwise."
         ),
     )
-    infer.add_argument("--url", required=True, help="server address host:port")
+    infer.add_argument(
+        "--url", required=True,
+        help="server address host:port; several, separated by commas, are replicas of one server "
+        "(the request goes to one that answers)",
+    )  # fmt: skip
     infer.add_argument("--model", required=True, help="model name")
     infer.add_argument("--input", required=True, type=pathlib.Path, help="image (.png, .jpg) or array (.npy)")
     infer.add_argument(
@@ -114,11 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ._errors import TritonRepoError
     from ._server import LocalTritonServer, ServerConfig
 
-    if getattr(args, "replicas", 1) != 1:
-        from ._replicas import serve_replicas
-
-        return serve_replicas(args, shutdown=_Shutdown)
-
+    replicas = getattr(args, "replicas", 1)
     previous = signal.signal(signal.SIGTERM, _raise_shutdown)
     server = None
     try:
@@ -130,8 +131,11 @@ def _serve(args: argparse.Namespace) -> int:
             poll_secs=args.poll_secs,
             ready_timeout=args.ready_timeout,
             exit_timeout=args.exit_timeout,
-            log_path=args.log_file,
-            health_port=getattr(args, "health_port", None),
+        )
+        if replicas != 1:
+            return _serve_replicas(args, config)
+        config = dataclasses.replace(
+            config, log_path=args.log_file, health_port=getattr(args, "health_port", None)
         )
         server = LocalTritonServer(args.repo, config)
         server.start()
@@ -158,6 +162,17 @@ def _serve(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _serve_replicas(args: argparse.Namespace, config: Any) -> int:
+    """``serve --replicas N``: the flags as plain values; returns only by an exception."""
+    from ._errors import ConfigError
+    from ._replicas import serve_replicas
+
+    if not 1 <= args.replicas <= 64:
+        raise ConfigError(f"--replicas={args.replicas}; expected an integer in [1, 64]")
+    serve_replicas(args.repo, args.replicas, config, log_file=args.log_file)
+    return 0
 
 
 # ------------------------------------------------------------------------------------ infer
@@ -250,11 +265,11 @@ def save_output(y: Any, path: pathlib.Path) -> list[pathlib.Path]:
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from ._client import Client
     from ._errors import TritonRepoError
+    from ._replicas import connect
 
     try:
-        client = Client(args.url, args.model, protocol=args.protocol, timeout=args.timeout)
+        client = connect(args.url, args.model, protocol=args.protocol, timeout=args.timeout)
         info = client.info()
         channel_axis = 1 if info.max_batch_size > 0 else 0
         channels = info.shape[channel_axis] if len(info.shape) > channel_axis else None

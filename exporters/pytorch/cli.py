@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
+from typing import Any
 
-from pixeldcn_core import INTERLEAVES, TARGETS, SpecError, get_kind, layer_kinds
+from pixeldcn_core import INPUT_LAYOUTS, INTERLEAVES, OUTPUTS, TARGETS, SpecError, get_kind, layer_kinds
 
 __all__ = ["handler", "register"]
 
@@ -60,9 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", default=None,
                    help="sr: a trained model shipped with pixeldcn, by name (sr-x2-pixel_dcl, "
                    "sr-x2-dcl, sr-x4-pixel_dcl, sr-x4-dcl); --up and sizes come from its card")
-    from ._io import add_io_arguments
-
-    add_io_arguments(p)
+    _add_io_arguments(p)
     p.set_defaults(func=handler)
 
 
@@ -93,12 +93,8 @@ def handler(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".onnx":
         raise SpecError(f"--out: got {str(args.out)!r}, expected a path ending in .onnx")
     shape = _parse_shape(args.input_shape) if args.input_shape else None
-    from ._io import io_kwargs
-
-    io = io_kwargs(args)
-    from ._int8 import check_int8_args
-
-    check_int8_args(args.int8, args.calibration, args.fp16)
+    options = _export_options(args)  # usage errors before anything is built
+    _check_int8_args(args.int8, args.calibration, args.fp16)
 
     from torch import nn
 
@@ -163,15 +159,12 @@ def handler(args: argparse.Namespace) -> int:
     t1 = _stage(step, steps, f"exporting to {args.out} (input {list(shape)}, "
                 f"{'static' if args.static else 'dynamic batch/height/width'}, "
                 f"{'float16' if args.fp16 else 'float32'})")
-    io_active = io["input_format"] != "float32" or io["output"] != "logits" or args.int8
+    io_active = options.processes_io or args.int8
     if args.int8:
-        from ._int8 import export_int8_cli
-
-        path = export_int8_cli(model, args, shape, io)
+        path = _export_int8(model, args.out, shape, args.calibration, options)
     else:
-        path = export_onnx(model, args.out, shape, dynamic=not args.static, opset=args.opset,
-                           fp16=args.fp16, verify=io_active and not args.no_verify,
-                           verbose=True, interleave=args.interleave, target=args.target, **io)
+        path = export_onnx(model, args.out, shape, verbose=True,
+                           options=options.replace(verify=io_active and options.verify))
     size = path.stat().st_size / 2**20
     print(f"      wrote {path} ({size:.1f} MiB) in {time.perf_counter() - t1:.1f} s")
     step += 1
@@ -195,3 +188,93 @@ def _load_decoder(vae: object, path: Path, load_weights: object) -> None:
     target = vae if any(k.startswith("decoder.") for k in keys) else vae.decoder  # type: ignore[attr-defined]
     load_weights(target, path)  # type: ignore[operator]
 
+
+# -- options: in-graph I/O, int8; parsed into ExportOptions and plain values ---------------------
+def _add_io_arguments(p: argparse.ArgumentParser) -> None:
+    """``--input``, ``--output``, ``--mean``, ``--std`` of ``pixeldcn export``."""
+    formats = ("float32", *(f"uint8-{layout}" for layout in INPUT_LAYOUTS))
+    p.add_argument("--input", dest="io_input", default="float32", choices=formats,
+                   help="what the served model takes: float32 NCHW (default) or uint8 images "
+                   "normalised in the graph (uint8-nhwc: as cameras and PIL give them)")
+    p.add_argument("--output", dest="io_output", default="logits",
+                   choices=[o.replace("_", "-") for o in OUTPUTS],
+                   help="what it answers: logits (default), probabilities, mask (class index "
+                   "per pixel, uint8 up to 256 classes) or uint8-image (image-to-image models)")
+    p.add_argument("--mean", default=None,
+                   help="with --input uint8-*: per-channel mean in 0..1, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", default=None,
+                   help="with --input uint8-*: per-channel std in 0..1, e.g. 0.229,0.224,0.225")
+    p.add_argument("--int8", action="store_true",
+                   help="write a statically quantised int8 (QDQ) model, calibrated on "
+                   "--calibration; prints its agreement with float32 and both latencies")
+    p.add_argument("--calibration", default=None, metavar="DIR|photos",
+                   help="with --int8: a folder of images (or .npy float inputs), or 'photos' "
+                   "(scikit-image's photographs; held-out ones measure the agreement)")
+
+
+def _floats(flag: str, text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        from ._errors import ExportOptionsError
+
+        raise ExportOptionsError(f"{flag}: got {text!r}, expected numbers separated by commas, "
+                                 "e.g. 0.485,0.456,0.406")
+    return values
+
+
+def _export_options(args: argparse.Namespace) -> Any:
+    """The :class:`ExportOptions` of parsed ``pixeldcn export`` arguments (checked)."""
+    from ._errors import ExportOptionsError
+    from ._options import ExportOptions
+
+    mean, std = _floats("--mean", args.mean), _floats("--std", args.std)
+    if args.io_input == "float32" and (mean is not None or std is not None):
+        raise ExportOptionsError("--mean/--std: given, but --input is float32; they normalise "
+                                 "uint8 input only (add --input uint8-nhwc)")
+    return ExportOptions(dynamic=not args.static, opset=args.opset, fp16=args.fp16,
+                         verify=not args.no_verify, interleave=args.interleave, target=args.target,
+                         input_format=args.io_input, output=args.io_output, mean=mean, std=std)
+
+
+def _check_int8_args(int8: bool, calibration: str | None, fp16: bool) -> None:
+    """Refuse bad ``--int8`` / ``--calibration`` combinations before anything is exported."""
+    from ._errors import ExportOptionsError
+
+    if calibration is not None and not int8:
+        raise ExportOptionsError("--calibration: given without --int8; add --int8 to quantise")
+    if not int8:
+        return
+    if calibration is None:
+        raise ExportOptionsError("--int8: needs calibration data: --calibration DIR (images or "
+                                 ".npy inputs) or --calibration photos (scikit-image's photographs)")
+    if fp16:
+        raise ExportOptionsError("--int8: cannot be combined with --fp16 (quantise the float32 "
+                                 "model)")
+    if calibration != "photos" and not Path(calibration).is_dir():
+        raise ExportOptionsError(f"--calibration: got {calibration!r}, which is not a folder; "
+                                 "expected a folder of images or .npy inputs, or 'photos'")
+
+
+def _export_int8(model: Any, out: Path, shape: tuple[int, ...], calibration: str,
+                 options: Any) -> Path:
+    """``pixeldcn export --int8``: export float32 (verified against PyTorch) to a private temp
+    folder, quantise it into ``out``, add the I/O options, print the agreement report."""
+    import tempfile
+
+    from ._export import export_onnx
+    from ._int8 import export_int8
+
+    float_options = options.replace(input_format="float32", output="logits", mean=None, std=None)
+    with tempfile.TemporaryDirectory(prefix="pixeldcn-int8-") as tmp:
+        float_path = export_onnx(model, Path(tmp) / "float32.onnx", shape, options=float_options,
+                                 verbose=True)
+        print(f"      quantising to int8 (QDQ), calibration: {calibration}", flush=True)
+        path, report = export_int8(float_path, out, calibration, shape, options)
+    if report is not None:
+        print(f"      {report}")
+    return path
