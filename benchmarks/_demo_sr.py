@@ -43,7 +43,7 @@ def _photo(path: Path | None, size: int) -> tuple[np.ndarray, str]:
         g = photo(name)
         source = f"scikit-image data.{name}() (held out from training: {PHOTOS[name]})"
     else:
-        from .quality_cli import read_image
+        from .cli_quality import read_image
 
         g = read_image(path, 1)[0]
         source = str(path)

@@ -16,58 +16,15 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pixeldcn_core import INTERLEAVES, PixelDCNError, SpecError, layer_kinds
+from pixeldcn_core import PixelDCNError, SpecError
 
 STEPS = 6
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "demo",
-        help="serve the trained x2 PixelDCL super-resolution model with a local Triton and "
-             "picture it beside bicubic and DCL (or --task segment: the U-Net)",
-        description=(
-            "The main job end to end. Default --task sr: load the shipped, trained x2 PixelDCL "
-            "super-resolution model, export and verify it, write a model repository, start the "
-            "local Triton server, super-resolve a held-out photograph over gRPC, save zoomed "
-            "crops of input | bicubic | DCL | PixelDCL | truth labelled with PSNR and "
-            "checkerboard index, run a short served benchmark, stop the server. --task segment: "
-            "the same path with the paper's U-Net (needs --weights or --random-weights)."
-        ),
-    )
-    p.add_argument("--task", default="sr", choices=("sr", "segment"),
-                   help="sr (default): trained super-resolution; segment: the U-Net")
-    p.add_argument("--pretrained", default="sr-x2-pixel_dcl",
-                   help="sr: the shipped model to serve (default sr-x2-pixel_dcl)")
-    p.add_argument("--compare", default="sr-x2-dcl",
-                   help="sr: the shipped model pictured beside it (default sr-x2-dcl)")
-    p.add_argument("--random-weights", action="store_true",
-                   help="seeded random weights instead of trained ones (only when asked)")
-    p.add_argument("--up", default="pixel_dcl", choices=layer_kinds(), help="up-sampling layer")
-    p.add_argument("--interleave", default="depth_to_space", choices=INTERLEAVES,
-                   help="how the up-sampling layers interleave phases in ONNX (concat: faster on CPU)")
-    p.add_argument("--weights", type=Path, default=None,
-                   help="trained checkpoint (.safetensors, or a torch file loaded weights-only)")
-    p.add_argument("--image", type=Path, default=None,
-                   help="photograph (default: scikit-image's 'astronaut', held out from training; "
-                        "segment: 'chelsea')")
-    p.add_argument("--size", type=int, default=256,
-                   help="square size: sr, of the high-resolution crop (multiple of 4); segment, "
-                        "of the input (multiple of 16)")
-    p.add_argument("--num-classes", type=int, default=21)
-    p.add_argument("--base-channels", type=int, default=64)
-    p.add_argument("--requests", type=int, default=8,
-                   help="requests per concurrency level in the served benchmark")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=run)
 
 
 def _step(i: int, text: str) -> float:
@@ -89,12 +46,9 @@ def load_image(path: Path | None, size: int) -> tuple[np.ndarray, str]:
         img = Image.fromarray(data.chelsea())
         source = "scikit-image data.chelsea() (Chelsea the cat, public domain)"
     else:
-        if not path.is_file():
-            raise PixelDCNError(f"--image {str(path)!r} is not a file")
-        try:
-            img = Image.open(path).convert("RGB")
-        except OSError as err:
-            raise PixelDCNError(f"--image {str(path)!r} is not an image Pillow can read: {err}") from err
+        from pixeldcn_core.images import read_image
+
+        img = Image.fromarray(read_image(path, "RGB", what="--image"))  # bounded, (H, W, 3)
         source = str(path)
     # Centre-crop to a square, then resize: the network sees an undistorted photograph.
     w, h = img.size
@@ -115,7 +69,7 @@ def save_side_by_side(rgb: np.ndarray, logits: np.ndarray, path: Path) -> dict[s
     """Input | predicted mask | overlay, as one PNG. Returns the class histogram."""
     from PIL import Image
 
-    from triton_repo.cli import voc_palette  # the one colour map, also `pixeldcn infer`'s
+    from pixeldcn_core.images import voc_palette  # the one colour map, also `pixeldcn infer`'s
 
     classes = logits.argmax(axis=1)[0]  # (H, W)
     pal = voc_palette(logits.shape[1])
@@ -266,8 +220,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"done in {summary['seconds']:.0f} s; serve it again with: pixeldcn serve {repo}")
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from pixeldcn_core.cli import main
-
-    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -64,7 +64,7 @@ def test_calibration_folder_errors_name_the_file_and_the_shape(tmp_path):
     with pytest.raises(ExportError, match=r"'gray.png': got shape \[40, 40\], expected an RGB"):
         calibration_inputs(tmp_path, SHAPE)
     (tmp_path / "gray.png").write_bytes(b"not a png")
-    with pytest.raises(ExportError, match=r"'gray.png' is not a readable image"):
+    with pytest.raises(ExportError, match=r"--calibration: gray.png is not an image Pillow can read"):
         calibration_inputs(tmp_path, SHAPE)
 
 

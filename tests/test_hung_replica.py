@@ -178,12 +178,12 @@ def test_concurrent_requests_lose_nothing_to_a_hung_replica(
 def test_infer_command_with_two_urls_answers_past_a_hung_one(
     server: triton_repo.LocalTritonServer, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from triton_repo.cli import main
+    from triton_repo.cli_infer import main
 
     np.save(tmp_path / "x.npy", X)
     proxy = HangingProxy(server.grpc_url)
     try:
-        rc = main(["infer", "--url", f"{proxy.url},{server.grpc_url}", "--model", "m", "--timeout", "2",
+        rc = main(["--url", f"{proxy.url},{server.grpc_url}", "--model", "m", "--timeout", "2",
                    "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")])  # fmt: skip
     finally:
         proxy.close()

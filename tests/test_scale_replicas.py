@@ -225,7 +225,7 @@ def test_serve_replicas_command_restarts_a_killed_replica(tmp_path: pathlib.Path
     repo = tmp_path / "repo"
     triton_repo.write_repository(repo, "m", tmp_path / "m.onnx", options=CPU)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "triton_repo.cli", "serve", str(repo), "--replicas", "2"],
+        [sys.executable, "-m", "triton_repo.cli_serve", str(repo), "--replicas", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

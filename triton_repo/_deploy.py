@@ -122,6 +122,8 @@ class ModelSummary:
     @classmethod
     def from_config_text(cls, text: str) -> ModelSummary:
         config = config_from_text(text)
+        if not config.name:
+            raise ConfigError("a config.pbtxt names no model (name: ...); expected the model's config")
         groups = list(config.instance_group) or []
         gpu = any(g.kind == 1 for g in groups) or not groups  # KIND_GPU = 1; Triton's default: GPU
         instances = max((g.count or 1 for g in groups), default=1)
@@ -131,7 +133,11 @@ class ModelSummary:
         cache = None
         for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
             cache = accelerator.parameters.get("trt_engine_cache_path") or cache
-        max_request_bytes = int(limit) if limit else None
+        try:
+            max_request_bytes = int(limit) if limit else None
+        except ValueError:
+            raise ConfigError(f"model {config.name!r}: parameter {MAX_REQUEST_BYTES_KEY} is "
+                              f"{limit!r}; expected an integer number of bytes") from None
         return cls(config.name, gpu, instances, int(config.max_batch_size), max_request_bytes, cache)
 
 
@@ -147,15 +153,22 @@ def read_models(source: str | os.PathLike[str], *, client: Any = None) -> list[M
             if model.policy == "no config":
                 continue
             body = client.get_object(Bucket=location.bucket, Key=location.key(name, "config.pbtxt"))["Body"]
-            texts.append(body.read().decode("utf-8"))
+            texts.append(_utf8(body.read(), location.key(name, "config.pbtxt")))
     else:
         folder = pathlib.Path(source)
         if not folder.is_dir():
             raise ConfigError(f"model repository {str(source)!r} is not a folder or an s3:// URL")
-        texts = [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*/config.pbtxt"))]
+        texts = [_utf8(p.read_bytes(), str(p)) for p in sorted(folder.glob("*/config.pbtxt"))]
     if not texts:
         raise ConfigError(f"model repository {str(source)!r} holds no model (no */config.pbtxt)")
     return [ModelSummary.from_config_text(t) for t in texts]
+
+
+def _utf8(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 # ---------------------------------------------------------------------------- options

@@ -110,6 +110,8 @@ def calibration_inputs(
         if not folder.is_dir():
             raise ExportOptionsError(f"--calibration: got {str(source)!r}, which is not a folder; "
                               "expected a folder of images or .npy inputs, or 'photos'")
+        from pixeldcn_core.images import ImageError, load_npy, open_image
+
         files = sorted(f for f in folder.iterdir()
                        if f.is_file() and f.suffix.lower() in (*_IMAGE_SUFFIXES, ".npy"))
         if not files:
@@ -117,7 +119,10 @@ def calibration_inputs(
                               f"({', '.join(_IMAGE_SUFFIXES)}) or .npy files")
         for f in files:
             if f.suffix.lower() == ".npy":
-                a = np.load(f, allow_pickle=False)
+                try:
+                    a = load_npy(f, what="--calibration")  # header checked against the bound first
+                except ImageError as err:
+                    raise ExportOptionsError(str(err)) from None
                 a = a[None] if a.ndim == 3 else a
                 if a.ndim != 4 or a.shape[1] != c or not np.issubdtype(a.dtype, np.floating):
                     raise ExportOptionsError(
@@ -126,14 +131,12 @@ def calibration_inputs(
                     )
                 arrays.extend(a[i: i + 1].astype(np.float32) for i in range(len(a)))
             else:
-                from PIL import Image, UnidentifiedImageError
-
                 try:
-                    with Image.open(f) as im:
-                        img = np.asarray(im.convert("RGB") if im.mode in ("RGBA", "P") else im)
-                except (UnidentifiedImageError, OSError) as err:
-                    raise ExportOptionsError(f"calibration file {f.name!r} is not a readable image: "
-                                      f"{err}") from err
+                    im = open_image(f, what="--calibration")  # bounded before decoding
+                except ImageError as err:
+                    raise ExportOptionsError(str(err)) from None
+                with im:
+                    img = np.asarray(im.convert("RGB") if im.mode in ("RGBA", "P") else im)
                 images.append((f.name, img, 1))
     if images and c != 3:
         raise ExportOptionsError(f"calibration: images give 3 channels, while the model takes {c}; "

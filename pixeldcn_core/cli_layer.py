@@ -91,3 +91,16 @@ def run(args: argparse.Namespace) -> int:
         save_model_atomic(model, args.out)
         print(f"saved      {args.out}")
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pixeldcn_core.cli_layer ARGS``: ``pixeldcn layer`` without the entry points."""
+    from pixeldcn_core.cli import run_command
+
+    return run_command(register, "layer", argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())

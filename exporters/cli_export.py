@@ -1,4 +1,10 @@
-"""``pixeldcn export``: build a network, load trained weights, export to ONNX, verify."""
+"""``pixeldcn export``: build a network, load trained weights, export to ONNX, verify.
+
+Registered in the ``pixeldcn.commands`` entry-point group. This module sits outside
+``exporters.pytorch`` (whose import loads torch) and imports it only inside the handler, so that
+``pixeldcn --help`` stays fast. ``python -m exporters.cli_export ARGS`` runs it without the entry
+points.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from pixeldcn_core import INPUT_LAYOUTS, INTERLEAVES, OUTPUTS, TARGETS, SpecError, get_kind, layer_kinds
+from pixeldcn_core.cli import add_image_limit_arguments, run_command
 
-__all__ = ["handler", "register"]
+__all__ = ["handler", "main", "register"]
 
 ARCHS = ("unet", "vae-decoder", "deeplab", "sr")
 #: --depth when none is given, per arch (unet: levels; deeplab: ResNet depth).
@@ -63,7 +70,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sr: a trained model shipped with pixeldcn, by name (sr-x2-pixel_dcl, "
                    "sr-x2-dcl, sr-x4-pixel_dcl, sr-x4-dcl); --up and sizes come from its card")
     _add_io_arguments(p)
+    add_image_limit_arguments(p)
     p.set_defaults(func=handler)
+
+
+def _check_calibration_files(calibration: str | None) -> None:
+    """Every picture and .npy of a --calibration folder within the bound, checked by header
+    before the (slow) export starts; the rest of the checks happen while calibrating."""
+    if calibration is None or calibration == "photos" or not Path(calibration).is_dir():
+        return
+    from pixeldcn_core.images import IMAGE_SUFFIXES, check_input
+
+    for f in sorted(Path(calibration).iterdir()):
+        if f.is_file() and f.suffix.lower() in (*IMAGE_SUFFIXES, ".webp", ".npy"):
+            check_input(f, what="--calibration")
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -93,12 +113,13 @@ def handler(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".onnx":
         raise SpecError(f"--out: got {str(args.out)!r}, expected a path ending in .onnx")
     shape = _parse_shape(args.input_shape) if args.input_shape else None
+    _check_calibration_files(args.calibration)  # before torch is imported
     options = _export_options(args)  # usage errors before anything is built
     _check_int8_args(args.int8, args.calibration, args.fp16)
 
     from torch import nn
 
-    from . import VAE, UNet, export_onnx, load_weights, verify
+    from exporters.pytorch import VAE, UNet, export_onnx, load_weights, verify
 
     if args.backbone_weights is not None and args.arch != "deeplab":
         raise SpecError(f"--backbone-weights: only for --arch deeplab, got --arch {args.arch}")
@@ -117,8 +138,8 @@ def handler(args: argparse.Namespace) -> int:
         model = UNet(3, args.num_classes, base, depth, kind, up_kernel_size=args.up_kernel_size)
         default_shape: tuple[int, ...] = (1, 3, 256, 256)
     elif args.arch == "sr":
-        from ._pretrained import load_pretrained
-        from ._sr import SRNet
+        from exporters.pytorch._pretrained import load_pretrained
+        from exporters.pytorch._sr import SRNet
 
         if args.pretrained is not None:
             model = load_pretrained(args.pretrained)  # SpecError lists the shipped names
@@ -128,7 +149,7 @@ def handler(args: argparse.Namespace) -> int:
             model = SRNet(kind, 2, 1, base, up_kernel_size=args.up_kernel_size)
         default_shape = (1, model.channels, 128, 128)
     elif args.arch == "deeplab":
-        from . import DeepLabResNet
+        from exporters.pytorch import DeepLabResNet
 
         base = 64 if args.base_channels is None else args.base_channels
         model = DeepLabResNet(3, args.num_classes, depth, kind, up_kernel_size=args.up_kernel_size,
@@ -143,7 +164,7 @@ def handler(args: argparse.Namespace) -> int:
     print(f"      {type(model).__name__}: {n_params / 1e6:.2f} M parameters")
     shape = shape or default_shape
     if args.backbone_weights:
-        from . import load_backbone
+        from exporters.pytorch import load_backbone
 
         step += 1
         _stage(step, steps, f"loading the backbone {args.backbone_weights}")
@@ -182,7 +203,7 @@ def handler(args: argparse.Namespace) -> int:
 
 def _load_decoder(vae: object, path: Path, load_weights: object) -> None:
     """A VAE decoder checkpoint may hold the whole VAE or only the decoder."""
-    from ._weights import read_checkpoint
+    from exporters.pytorch._weights import read_checkpoint
 
     keys = read_checkpoint(path)
     target = vae if any(k.startswith("decoder.") for k in keys) else vae.decoder  # type: ignore[attr-defined]
@@ -220,7 +241,7 @@ def _floats(flag: str, text: str | None) -> list[float] | None:
     except ValueError:
         values = []
     if not values or not all(math.isfinite(v) for v in values):
-        from ._errors import ExportOptionsError
+        from exporters.pytorch._errors import ExportOptionsError
 
         raise ExportOptionsError(f"{flag}: got {text!r}, expected numbers separated by commas, "
                                  "e.g. 0.485,0.456,0.406")
@@ -229,8 +250,8 @@ def _floats(flag: str, text: str | None) -> list[float] | None:
 
 def _export_options(args: argparse.Namespace) -> Any:
     """The :class:`ExportOptions` of parsed ``pixeldcn export`` arguments (checked)."""
-    from ._errors import ExportOptionsError
-    from ._options import ExportOptions
+    from exporters.pytorch._errors import ExportOptionsError
+    from exporters.pytorch._options import ExportOptions
 
     mean, std = _floats("--mean", args.mean), _floats("--std", args.std)
     if args.io_input == "float32" and (mean is not None or std is not None):
@@ -243,7 +264,7 @@ def _export_options(args: argparse.Namespace) -> Any:
 
 def _check_int8_args(int8: bool, calibration: str | None, fp16: bool) -> None:
     """Refuse bad ``--int8`` / ``--calibration`` combinations before anything is exported."""
-    from ._errors import ExportOptionsError
+    from exporters.pytorch._errors import ExportOptionsError
 
     if calibration is not None and not int8:
         raise ExportOptionsError("--calibration: given without --int8; add --int8 to quantise")
@@ -266,8 +287,8 @@ def _export_int8(model: Any, out: Path, shape: tuple[int, ...], calibration: str
     folder, quantise it into ``out``, add the I/O options, print the agreement report."""
     import tempfile
 
-    from ._export import export_onnx
-    from ._int8 import export_int8
+    from exporters.pytorch._export import export_onnx
+    from exporters.pytorch._int8 import export_int8
 
     float_options = options.replace(input_format="float32", output="logits", mean=None, std=None)
     with tempfile.TemporaryDirectory(prefix="pixeldcn-int8-") as tmp:
@@ -278,3 +299,14 @@ def _export_int8(model: Any, out: Path, shape: tuple[int, ...], calibration: str
     if report is not None:
         print(f"      {report}")
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m exporters.cli_export ARGS``: ``pixeldcn export`` without the entry points."""
+    return run_command(register, "export", argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())
