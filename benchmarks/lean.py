@@ -237,7 +237,8 @@ def _serve_part(s: LeanSettings, tmp: Path) -> list[dict[str, Any]]:
     choice = ProviderChoice("cpu", s.threads)
     rows: list[dict[str, Any]] = []
     with ExitStack() as stack:
-        server = stack.enter_context(triton_repo.LocalTritonServer(repo, ready_timeout=300))
+        config = triton_repo.ServerConfig(ready_timeout=300)
+        server = stack.enter_context(triton_repo.LocalTritonServer(repo, config))
         for label, inp, out, shm, int8 in SERVED_OPTIONS:
             name = _model_name(inp, out, int8)
             if name not in paths:

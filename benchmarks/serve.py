@@ -535,7 +535,7 @@ def _connect(stack: ExitStack, s: ServeSettings, run: _Run) -> Any:
         # The Python backend writes __pycache__ into the version folder when it loads
         # model.py; the server's repository poll sees the change and reloads the model once,
         # which resets its statistics. Let that happen before anything is counted.
-        time.sleep(2.5 * server.poll_secs)
+        time.sleep(2.5 * server.config.poll_secs)
         stats.wait_ready(timeout=60.0)
     info = run.clients[s.protocols[0]].info()
     for b in s.batches:

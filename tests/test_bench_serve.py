@@ -222,7 +222,7 @@ def test_bench_serve_over_two_replicas_reports_aggregate_and_per_replica_figures
     triton_repo.write_repository(repo, "m", onnx_path,
                                  options=triton_repo.ServingOptions(kind="cpu", max_batch_size=4))
     out = tmp_path / "out"
-    with triton_repo.LocalReplicas(repo, 2, ready_timeout=120) as replicas:
+    with triton_repo.LocalReplicas(repo, 2, triton_repo.ServerConfig(ready_timeout=120)) as replicas:
         rc = main(["bench", "serve", "--quick", "--no-progress", "--no-plots", "--url",
                    ",".join(replicas.grpc_urls), "--model", "m", "--protocols", "grpc",
                    "--size", "16", "--out", str(out)])

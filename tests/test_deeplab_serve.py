@@ -51,8 +51,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         path = export_onnx(model, folder / f"{name}.onnx", (1, 3, 64, 64))
         triton_repo.write_repository(repo, name, path, options=options)
         models[name] = (model, path)
-    with triton_repo.LocalTritonServer(repo, ready_timeout=180,
-                                       log_path=folder / "tritonserver.log") as server:
+    config = triton_repo.ServerConfig(ready_timeout=180, log_path=folder / "tritonserver.log")
+    with triton_repo.LocalTritonServer(repo, config) as server:
         try:
             yield server, models
         finally:

@@ -86,7 +86,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[triton_repo.Loc
     tmp = tmp_path_factory.mktemp("hung")
     onnx.save(layer_model(7), tmp / "m.onnx")
     triton_repo.write_repository(tmp / "repo", "m", tmp / "m.onnx", options=CPU)
-    with triton_repo.LocalTritonServer(tmp / "repo", ready_timeout=120) as srv:
+    with triton_repo.LocalTritonServer(tmp / "repo", triton_repo.ServerConfig(ready_timeout=120)) as srv:
         yield srv
 
 

@@ -64,7 +64,8 @@ def repo(tmp_path_factory, models) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def server(repo):
-    with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120) as server:
+    config = triton_repo.ServerConfig(poll_secs=1, ready_timeout=120)
+    with triton_repo.LocalTritonServer(repo, config) as server:
         yield server
 
 
@@ -226,13 +227,14 @@ def test_regions_of_a_killed_process_group_are_reaped_by_the_next_client_and_ser
         c.infer(images(0, 1))  # and the server's registrations of them are dropped
         assert not set(names) & registered(server)
     names = _crash_group(server, script)
-    with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120):
+    with triton_repo.LocalTritonServer(repo, triton_repo.ServerConfig(poll_secs=1, ready_timeout=120)):
         assert not any((SHM / n).exists() for n in names)
     assert not our_regions()
 
 
 def test_regions_are_released_on_error_and_re_registered_after_a_server_restart(repo, tmp_path):
-    with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120) as first:
+    config = triton_repo.ServerConfig(poll_secs=1, ready_timeout=120)
+    with triton_repo.LocalTritonServer(repo, config) as first:
         ports = {"http_port": first.http_port, "grpc_port": first.grpc_port}
         c = triton_repo.Client(first.grpc_url, "lean", protocol="grpc", shared_memory="system",
                                headers=first.admin_headers("grpc"), timeout=10)
@@ -243,7 +245,9 @@ def test_regions_are_released_on_error_and_re_registered_after_a_server_restart(
     with pytest.raises(triton_repo.TritonRepoError):
         c.infer(x)  # the server is gone: the request fails and its regions are released
     assert not our_regions()
-    with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120, **ports) as second:
+    with triton_repo.LocalTritonServer(
+        repo, triton_repo.ServerConfig(poll_secs=1, ready_timeout=120, **ports)
+    ) as second:
         c.headers = second.admin_headers("grpc")
         c.wait_ready(60)
         np.testing.assert_array_equal(c.infer(x), expected)

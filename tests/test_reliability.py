@@ -7,7 +7,7 @@ Long form (16 clients for 3 minutes, 100 writer kills, ...)::
         pytest tests/test_reliability.py -s
 
 Every test prints the figures it measured (``-s`` shows them) and, with
-``PIXELDCN_RELIABILITY_REPORT``, adds them to that JSON file (the README's reliability table).
+``PIXELDCN_RELIABILITY_REPORT``, adds them to that JSON file (the table in docs/reliability.md).
 Tests assert behaviour (errors, recovery, what is served), never speed; the deadlines below only
 stop a test that would otherwise wait forever.
 """
@@ -108,7 +108,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory, exports: dict[int, pathlib.Pa
 
 @pytest.fixture(scope="module")
 def server(repo: pathlib.Path):
-    with triton_repo.LocalTritonServer(repo, max_shm_bytes=MAX_SHM, health_port=0) as server:
+    config = triton_repo.ServerConfig(max_shm_bytes=MAX_SHM, health_port=0)
+    with triton_repo.LocalTritonServer(repo, config) as server:
         yield server
 
 
@@ -610,7 +611,7 @@ def test_writer_killed_at_random_points_never_stops_the_server_or_serves_half_a_
     leftovers = len(list(repo.glob("*/.staging-*"))) + len(list(sibling.glob(".staging-*")))
     runner = (ROOT / "triton_repo" / "_backend_model.py").read_bytes()
     sources = {path.read_bytes() for path in exports.values()}
-    with triton_repo.LocalTritonServer(repo, ready_timeout=120) as server:
+    with triton_repo.LocalTritonServer(repo, triton_repo.ServerConfig(ready_timeout=120)) as server:
         assert list(repo.glob("*/.staging-*")) == [] and list(sibling.glob(".staging-*")) == []
         models = sorted(p.name for p in repo.iterdir())
         assert models and all(not name.startswith(".") for name in models)

@@ -97,10 +97,11 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
     # Ports outside the kernel's ephemeral range: while replica 1 is dead, no other process on
     # this machine is handed its ports by bind(0), so it restarts on them.
     base = _quiet_ports(9)
-    with LocalReplicas(
-        repo, 3, http_port=base, grpc_port=base + 1, metrics_port=base + 2, port_stride=3,
+    config = triton_repo.ServerConfig(
+        http_port=base, grpc_port=base + 1, metrics_port=base + 2,
         ready_timeout=120, restart_on_crash=False,  # the test restarts it, after a dead window
-    ) as replicas:  # fmt: skip
+    )  # fmt: skip
+    with LocalReplicas(repo, 3, config, port_stride=3) as replicas:
         clients = [
             triton_repo.ReplicaClient(replicas.grpc_urls, "m", balance="round_robin", down_secs=0.5),
             triton_repo.ReplicaClient(replicas.http_urls, "m", protocol="http", balance="least_outstanding",
@@ -269,7 +270,7 @@ def test_several_urls_with_shared_memory_give_each_replica_its_regions_and_free_
     triton_repo.write_repository(repo, "m", tmp_path / "m.onnx", options=CPU)
     expected = reference(layer_model(5), X)
     mine = f"pixeldcn-client-{os.getpid()}-"
-    with LocalReplicas(repo, 2, ready_timeout=120) as replicas:
+    with LocalReplicas(repo, 2, triton_repo.ServerConfig(ready_timeout=120)) as replicas:
         keys = [server.admin_headers("grpc") for server in replicas.servers]  # one key each
         client = triton_repo.ReplicaClient(replicas.grpc_urls, "m", shared_memory="system", headers=keys)
         client.wait_ready(60)

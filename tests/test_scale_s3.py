@@ -23,7 +23,7 @@ import onnx
 import pytest
 
 import triton_repo
-from triton_repo import _s3
+from triton_repo import _s3, _supervisor
 
 from .scale_helpers import CREDENTIALS, MotoS3Server, layer_model, reference
 
@@ -130,7 +130,7 @@ def _local_repo(
 def server(moto: MotoS3Server, models, tmp_path_factory):  # type: ignore[no-untyped-def]
     repo = _local_repo(tmp_path_factory.mktemp("first"), "first", models, [1])
     _s3.push_repository(repo, URL, settle_secs=0)
-    with triton_repo.LocalTritonServer(URL, ready_timeout=90) as srv:
+    with triton_repo.LocalTritonServer(URL, triton_repo.ServerConfig(ready_timeout=90, health_port=0)) as srv:
         yield srv
 
 
@@ -231,7 +231,7 @@ def test_new_version_under_load_fails_no_request(
         for t in threads:
             t.join(60)
     print(f"\nS3 swap under load: {len(seen)} requests, {len(failures)} failed, new version served "
-          f"{switch:.1f}s after the push ended (poll_secs={server.poll_secs})")
+          f"{switch:.1f}s after the push ended (poll_secs={server.config.poll_secs})")
     assert failures == []
     assert None not in seen, "a response matched neither version"
     assert seen[-1] == 2 and seen.count(1) > 0
@@ -240,9 +240,92 @@ def test_new_version_under_load_fails_no_request(
     assert _s3.list_repository(URL)["swap"].policy == "latest 1"
 
 
+def _readyz(server: triton_repo.LocalTritonServer) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{server.health_url}/readyz", timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.server
+def test_stub_killed_on_s3_is_restarted_and_readyz_tells_the_truth(
+    server: triton_repo.LocalTritonServer, models, tmp_path: pathlib.Path
+) -> None:
+    """A Python-backend stub of a model served from S3, killed -9 under load: the supervisor
+    names its model (Triton runs a local copy of it), /readyz answers 503 until the model is
+    loaded again, then requests succeed again (issue 19, item 1)."""
+    repo = _local_repo(tmp_path, "stubkill", models, [1])
+    _s3.push_repository(repo, URL, settle_secs=0)
+    client = triton_repo.Client(server.grpc_url, "stubkill", timeout=30).wait_ready(60)
+    _wait_seed(client, 1)
+    live = [s for s in _supervisor.list_stubs(server.pid, server.repo_dir) if not s.dead]
+    # The model's stubs by their instance name (stubkill_0_0), whatever the supervisor calls them.
+    stubs = [s.pid for s in live if b"\0stubkill_" in pathlib.Path(f"/proc/{s.pid}/cmdline").read_bytes()]
+    assert stubs
+    assert _readyz(server) == 200
+    results: list[tuple[float, bool]] = []
+    probes: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                ok = _output_seed(client.infer(X)) == 1
+            except triton_repo.TritonRepoError:
+                ok = False
+            results.append((t0, ok))
+            if not ok:
+                time.sleep(0.02)  # a client retrying, not a busy loop
+
+    def probe() -> None:
+        while not stop.is_set():
+            probes.append((time.monotonic(), _readyz(server)))
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=load), threading.Thread(target=probe)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(results) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed_at = time.monotonic()
+        for pid in stubs:
+            os.kill(pid, signal.SIGKILL)
+        while time.monotonic() < deadline + 60:
+            after = [ok for t0, ok in results if t0 > killed_at]
+            if len(after) >= 20 and all(after[-20:]) and probes[-1][1] == 200:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    after = [(t0, ok) for t0, ok in results if t0 > killed_at]
+    failed = [t0 for t0, ok in after if not ok]
+    down = [t for t, code in probes if t > killed_at and code == 503]
+    assert len(after) >= 20 and all(ok for _, ok in after[-20:]), "requests never succeeded again"
+    assert down, "/readyz said 200 while the model's stub was dead"
+    ready_again = min((t for t, code in probes if t > max(down) and code == 200), default=None)
+    assert ready_again is not None and _readyz(server) == 200
+    assert server.readiness() == (True, "ready")
+    assert "stubkill" in {s.model for s in live}, "the stub of the S3 model is not named after it"
+    failing = max(failed, default=killed_at) - killed_at
+    print(f"\nS3 stub SIGKILL under load ({len(stubs)} stub): {len(after)} requests after the kill, "
+          f"{len(failed)} failed (fast, within {failing:.2f}s), "
+          f"/readyz 503 for {max(down) - min(down):.2f}s, ready again {ready_again - killed_at:.2f}s "
+          "after the kill")
+
+
 _KILLED_PUSH = """
 import os, sys, time
-from triton_repo import _s3
+from triton_repo import _s3, _supervisor
 def progress(event, key):
     if event == "upload":
         open(sys.argv[3], "w").write(key)
@@ -283,7 +366,7 @@ def test_push_killed_mid_upload_never_exposes_the_partial_version(
         time.sleep(0.5)
     assert client.is_ready() and server.is_alive()
     # A server restarted on the bucket now loads version 1 only, and stays responsive.
-    with triton_repo.LocalTritonServer(URL, ready_timeout=90) as restarted:
+    with triton_repo.LocalTritonServer(URL, triton_repo.ServerConfig(ready_timeout=90)) as restarted:
         fresh = triton_repo.Client(restarted.http_url, "kill", protocol="http").wait_ready(60)
         assert _output_seed(fresh.infer(X)) == 1
         assert triton_repo.Client(restarted.http_url, "kill", protocol="http", version=2).is_ready() is False
@@ -395,7 +478,9 @@ def test_without_the_pin_triton_loads_a_partial_version_and_hangs(
     repo = _local_repo(tmp_path, "naive", models, [1, 2])
     _s3.push_repository(repo, url, versions=[1], settle_secs=0)
     client = _s3.s3_client()
-    server = triton_repo.LocalTritonServer(url, ready_timeout=90, restart_on_crash=False).start()
+    server = triton_repo.LocalTritonServer(
+        url, triton_repo.ServerConfig(ready_timeout=90, restart_on_crash=False)
+    ).start()
     try:
         http = triton_repo.Client(server.http_url, "naive", protocol="http", version=2)
         base = _s3.S3Location.parse(url)
@@ -414,3 +499,95 @@ def test_without_the_pin_triton_loads_a_partial_version_and_hangs(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGKILL)
         server.stop()
+
+
+def test_repo_ls_escapes_names_read_from_the_bucket(moto: MotoS3Server, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Object names are anyone's: an ANSI escape or a right-to-left override in a model folder's
+    name is printed escaped, never raw (issue 19, item 7)."""
+    url = f"s3://{BUCKET}/hostile-names"
+    client = _s3.s3_client()
+    for name in ("\x1b[31mred", "evil\u202etxt.exe", "back\\slash"):
+        client.put_object(Bucket=BUCKET, Key=f"hostile-names/{name}/1/model.onnx", Body=b"x")
+    assert _cli("repo", "ls", url) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out, repr(out)
+    assert "\\x1b[31mred\tversions 1\tno config" in out, out
+    assert "evil\\u202etxt.exe\tversions 1" in out and "back\\\\slash\tversions 1" in out, out
+
+
+def test_a_removed_version_stays_withdrawn_until_republished(
+    moto: MotoS3Server, models, tmp_path: pathlib.Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """``repo rm`` leaves a tombstone: the next push (the same local repository, still holding the
+    version) does not upload it again; ``--republish`` does (issue 19, item 3)."""
+    url = f"s3://{BUCKET}/rollback"
+    repo = _local_repo(tmp_path, "unet", models, [1, 2])
+    assert _s3.push_repository(repo, url, settle_secs=0).uploaded == {"unet": [1, 2]}
+    assert _s3.remove_version(url, "unet", 2, settle_secs=0) == [1]
+    report = _s3.push_repository(repo, url, settle_secs=0)
+    assert report.uploaded == {} and report.withdrawn == {"unet": [2]} and report.skipped == {"unet": [1]}
+    remote = _s3.list_repository(url)["unet"]
+    assert remote.versions == (1,) and remote.withdrawn == (2,) and remote.policy == "latest 1"
+    # A new local version is pushed; the withdrawn one still is not.
+    triton_repo.write_repository(repo, "unet", models[3], options=CPU)
+    report = _s3.push_repository(repo, url, settle_secs=0)
+    assert report.uploaded == {"unet": [3]} and report.withdrawn == {"unet": [2]}
+    assert _s3.list_repository(url)["unet"].versions == (1, 3)
+    assert _cli("repo", "push", str(repo), url, "--settle-secs", "0") == 0
+    assert "withheld unet versions [2] (withdrawn with 'repo rm'; --republish" in capsys.readouterr().out
+    assert _cli("repo", "ls", url) == 0
+    assert "unet\tversions 1 3\tlatest 1\twithdrawn 2" in capsys.readouterr().out
+    assert _cli("repo", "push", str(repo), url, "--settle-secs", "0", "--republish") == 0
+    assert "uploaded unet versions [2]" in capsys.readouterr().out
+    remote = _s3.list_repository(url)["unet"]
+    assert remote.versions == (1, 2, 3) and remote.withdrawn == () and remote.policy == "latest 1"
+    # A tombstone that is not one is refused with its key, never guessed at.
+    _s3.s3_client().put_object(Bucket=BUCKET, Key="rollback/unet/withdrawn.json", Body=b"[2]")
+    with pytest.raises(_s3.S3Error, match=r"rollback/unet/withdrawn.json is not a tombstone"):
+        _s3.push_repository(repo, url, settle_secs=0)
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_replicas_on_s3_restart_a_dead_stub_each(moto: MotoS3Server, models, tmp_path: pathlib.Path) -> None:
+    """``serve s3://... --replicas N`` runs N such servers: a stub killed in one replica is
+    restarted by that replica, whose readiness is false meanwhile (issue 19, item 1)."""
+    url = f"s3://{BUCKET}/replicas"
+    _s3.push_repository(_local_repo(tmp_path, "rep", models, [1]), url, settle_secs=0)
+    config = triton_repo.ServerConfig(ready_timeout=90)
+    with triton_repo.LocalReplicas(url, 2, config) as replicas:
+        victim, other = replicas.servers
+        stubs = [
+            s.pid for s in _supervisor.list_stubs(victim.pid, victim.repo_dir)
+            if b"\0rep_" in pathlib.Path(f"/proc/{s.pid}/cmdline").read_bytes()
+        ]  # fmt: skip
+        assert stubs and victim.readiness() == (True, "ready")
+        for pid in stubs:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while victim.readiness()[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "['rep'] are down" in victim.readiness()[1] or not victim.readiness()[0]
+        assert other.readiness() == (True, "ready")
+        while not victim.readiness()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert victim.readiness() == (True, "ready")
+        client = triton_repo.Client(victim.grpc_url, "rep").wait_ready(60)
+        assert _output_seed(client.infer(X)) == 1
+        assert any(what == "loaded" for _, model, what in victim.supervisor.events if model == "rep")
+
+
+def test_server_on_an_unreachable_bucket_fails_with_the_reason_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tempfile
+
+    from .scale_helpers import free_port, set_env
+
+    set_env(monkeypatch, {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"})
+    before = set(pathlib.Path(tempfile.gettempdir()).glob("pixeldcn-tritonserver-*"))
+    server = triton_repo.LocalTritonServer(f"s3://{BUCKET}/nowhere")
+    with pytest.raises(_s3.S3Error, match=r"cannot list s3://pixeldcn-models/nowhere"):
+        server.start()
+    assert set(pathlib.Path(tempfile.gettempdir()).glob("pixeldcn-tritonserver-*")) <= before
+    assert not server.is_alive()

@@ -88,7 +88,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory, exports: dict[str, Exported])
 
 @pytest.fixture(scope="module")
 def server(repo: pathlib.Path):
-    with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120) as server:
+    config = triton_repo.ServerConfig(poll_secs=1, ready_timeout=120)
+    with triton_repo.LocalTritonServer(repo, config) as server:
         yield server
 
 
@@ -133,7 +134,7 @@ def test_serving_writes_nothing_into_the_repository(
     # polling server answers by reloading the model; serving must leave the repository as written:
     # the writer's own hash-checked bytecode is used, no other is added.
     triton_repo.Client(server.grpc_url, "up").infer(inputs(0, 1, 8, 8))
-    time.sleep(2 * server.poll_secs)
+    time.sleep(2 * server.config.poll_secs)
     caches = sorted(str(p.relative_to(repo)) for p in repo.rglob("__pycache__/*") if "up" in p.parts)
     assert caches == [f"up/1/__pycache__/model.{sys.implementation.cache_tag}.pyc"]
     log = server.log_path.read_text() if server.log_path else ""
@@ -459,7 +460,7 @@ def test_server_that_cannot_load_a_model_raises_with_the_reason_and_log_tail(
     triton_repo.write_repository(repo, "broken", exports["seed0"].path)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"garbage")
     with pytest.raises(triton_repo.ServerStartError, match="exited with code") as info:
-        triton_repo.LocalTritonServer(repo, ready_timeout=60).start()
+        triton_repo.LocalTritonServer(repo, triton_repo.ServerConfig(ready_timeout=60)).start()
     message = str(info.value)
     # Explicit model-control mode (the supervisor loads models) words it this way:
     assert "load failed for model 'broken': version 1" in message and "INVALID_PROTOBUF" in message
@@ -474,7 +475,8 @@ def test_server_on_a_port_in_use_raises_with_the_reason(tmp_path: pathlib.Path) 
         taken.listen(1)
         port = taken.getsockname()[1]
         with pytest.raises(triton_repo.ServerStartError, match=f"Socket '127.0.0.1:{port}' already in use"):
-            triton_repo.LocalTritonServer(tmp_path, grpc_port=port, ready_timeout=60).start()
+            config = triton_repo.ServerConfig(grpc_port=port, ready_timeout=60)
+            triton_repo.LocalTritonServer(tmp_path, config).start()
 
 
 KILLED_LAUNCHER = """
@@ -610,3 +612,51 @@ def test_cli_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(
     assert "stopping" in err
     with pytest.raises(triton_repo.ServerUnavailableError):
         client.infer(x)
+
+
+def test_stray_entries_in_the_repository_are_skipped_with_a_warning(
+    tmp_path: pathlib.Path, exports: dict[str, Exported]
+) -> None:
+    """An empty folder, a symbolic link, a file under a valid model name: serve warns, skips
+    them, serves the models, and /readyz says 200 (issue 19, item 7)."""
+    import json
+    import urllib.request
+
+    repo = tmp_path / "repo"
+    triton_repo.write_repository(repo, "good", exports["seed0"].path, options=SERVING)
+    (repo / "empty").mkdir()
+    (repo / "alias").symlink_to(repo / "good", target_is_directory=True)
+    (repo / "dangling").symlink_to(tmp_path / "nowhere")
+    (repo / "notes.txt").write_text("not a model")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "triton_repo.cli_serve", str(repo), "--health-port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        printed = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            printed.append(line)
+            if "press Ctrl-C" in line:
+                break
+        text = "".join(printed)
+        assert "press Ctrl-C" in text, text + proc.stderr.read()  # type: ignore[union-attr]
+        http = next(line.split()[1] for line in printed if line.strip().startswith("HTTP"))
+        health = next(line.split()[1] for line in printed if line.strip().startswith("health"))
+        x = inputs(1, 1, 8, 8)
+        client = triton_repo.Client(http, "good", protocol="http")
+        np.testing.assert_allclose(client.infer(x), exports["seed0"](x), rtol=0, atol=ATOL)
+        client.close()
+        with urllib.request.urlopen(health, timeout=10) as response:
+            assert response.status == 200 and json.loads(response.read())["ready"] is True
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "warning: skipped 'empty'" in err and "without config.pbtxt" in err, err
+    assert "warning: skipped 'alias'" in err and "symbolic link" in err, err
+    assert "warning: skipped 'dangling'" in err and "warning: skipped 'notes.txt'" in err, err
+    assert "'good'" not in err

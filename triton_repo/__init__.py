@@ -39,7 +39,7 @@ from ._repository import (
     write_repository,
 )
 from ._s3 import S3Error, S3LocationError, list_repository, push_repository, remove_version
-from ._server import LocalTritonServer
+from ._server import LocalTritonServer, ServerConfig
 
 __all__ = [
     # repository
@@ -58,6 +58,7 @@ __all__ = [
     "remove_version",
     # serving
     "LocalTritonServer",
+    "ServerConfig",
     "LocalReplicas",
     # client
     "Client",

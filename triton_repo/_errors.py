@@ -42,8 +42,9 @@ class ConfigError(TritonRepoError, ValueError):
 
 
 class OptionsKeywordError(ConfigError, TypeError):
-    """A serving option passed to ``write_repository`` as a keyword (the pre-0.2 call); the
-    message shows the ``options=ServingOptions(...)`` call to make instead."""
+    """A setting passed as a keyword where an options object is expected now: a serving option
+    to ``write_repository`` (the pre-0.2 call; the message shows ``options=ServingOptions(...)``)
+    or a server setting to ``LocalTritonServer`` (the pre-0.3 call; ``ServerConfig(...)``)."""
 
 
 class RepositoryError(TritonRepoError, ValueError):

@@ -43,7 +43,7 @@ from ._errors import (
     ServerUnavailableError,
     TritonRepoError,
 )
-from ._server import LocalTritonServer
+from ._server import LocalTritonServer, ServerConfig, moved_keywords_error
 
 __all__ = [
     "BALANCE", "LocalReplicas", "ReplicaClient", "ReplicaStats", "connect", "serve_replicas", "split_urls",
@@ -401,38 +401,42 @@ class LocalReplicas:
     Args:
         repo_dir: the model repository, shared by every replica.
         replicas: how many servers.
-        http_port, grpc_port, metrics_port: base ports (replica ``i`` gets ``port + i *
-            port_stride``); ``None`` picks free ones.
+        config: every replica's :class:`ServerConfig`; replica ``i`` gets each given port
+            plus ``i * port_stride`` (``None`` ports: free ones).
         port_stride: distance between the ports of consecutive replicas.
-        log_file: replica ``i`` logs to ``LOG_FILE.i`` (default: each in its temp folder).
-        **server_kwargs: passed to every :class:`LocalTritonServer`.
+        log_file: replica ``i`` logs to ``LOG_FILE.i`` (default: ``config.log_path``, else each
+            in its temp folder).
     """
 
     def __init__(
         self,
         repo_dir: str | os.PathLike[str],
         replicas: int,
+        config: ServerConfig | None = None,
         *,
-        http_port: int | None = None,
-        grpc_port: int | None = None,
-        metrics_port: int | None = None,
         port_stride: int = 10,
         log_file: str | os.PathLike[str] | None = None,
-        **server_kwargs: Any,
+        **moved: Any,
     ):
+        if moved:
+            raise moved_keywords_error(moved, "LocalReplicas(repo_dir, replicas, {})")
         if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 64:
             raise ServerStartError(f"replicas={replicas!r}; expected an integer in [1, 64]")
         if port_stride < 3:
             raise ServerStartError(f"port_stride={port_stride}; expected >= 3")
+        config = config if config is not None else ServerConfig()
 
         def port(base: int | None, i: int) -> int | None:
             return None if base is None else base + i * port_stride
 
         self.servers = [
             LocalTritonServer(
-                repo_dir, http_port=port(http_port, i), grpc_port=port(grpc_port, i),
-                metrics_port=port(metrics_port, i),
-                log_path=None if log_file is None else f"{os.fspath(log_file)}.{i}", **server_kwargs,
+                repo_dir,
+                dataclasses.replace(
+                    config, http_port=port(config.http_port, i), grpc_port=port(config.grpc_port, i),
+                    metrics_port=port(config.metrics_port, i),
+                    log_path=config.log_path if log_file is None else f"{os.fspath(log_file)}.{i}",
+                ),
             )
             for i in range(replicas)
         ]  # fmt: skip
@@ -495,27 +499,29 @@ class LocalReplicas:
 def serve_replicas(
     repo: str | os.PathLike[str],
     replicas: int,
+    config: ServerConfig | None = None,
     *,
-    ready_timeout: float = 120.0,
     log_file: str | os.PathLike[str] | None = None,
-    **server_kwargs: Any,
+    **moved: Any,
 ) -> None:
     """Run ``replicas`` servers on ``repo`` in the foreground until interrupted (``pixeldcn serve
     REPO --replicas N``).
 
     Each server's supervisor restarts it after a crash (same ports); a replica still down after
-    ``ready_timeout`` seconds is restarted from here. Prints each replica's endpoints once they
+    ``config.ready_timeout`` seconds is restarted from here. Prints each replica's endpoints once they
     are ready. Returns only by an exception (Ctrl-C's ``KeyboardInterrupt``, or what the caller's
     SIGTERM handler raises); the replicas are stopped on the way out.
 
     Args:
-        repo, replicas, log_file, **server_kwargs: as :class:`LocalReplicas` (ports, host,
-            poll_secs, exit_timeout, ...).
-        ready_timeout: as :class:`LocalTritonServer`.
+        repo, replicas, config, log_file: as :class:`LocalReplicas`.
     """
+    if moved:
+        raise moved_keywords_error(moved, "serve_replicas(repo, replicas, {})")
     if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 64:
         raise ConfigError(f"replicas={replicas!r}; expected an integer in [1, 64]")
-    group = LocalReplicas(repo, replicas, ready_timeout=ready_timeout, log_file=log_file, **server_kwargs)
+    config = config if config is not None else ServerConfig()
+    ready_timeout = config.ready_timeout
+    group = LocalReplicas(repo, replicas, config, log_file=log_file)
     restarts = 0
     try:
         group.start()

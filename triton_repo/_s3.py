@@ -23,12 +23,19 @@ leaves the model pinned to its old versions: servers (restarted ones too) keep s
 the next push completes the version and releases the pin. A brand-new model is uploaded version
 files first and configs last: Triton ignores a model folder without a config (it fails to load
 and is retried; see ``docs/deploy.md``). :func:`remove_version` pins the model to the versions
-that remain, deletes the version's objects, then releases the pin so that the deletion is seen.
+that remain, deletes the version's objects, records it in the model's tombstone
+(``withdrawn.json``: a later push skips it unless ``republish``), then releases the pin so that
+the deletion is seen.
+
+:class:`~triton_repo.LocalTritonServer` does not use Triton's polling: its supervisor lists the
+bucket (:meth:`ServerRepository.models`) and loads what changed through the model-control API, so
+that it can restart a dead stub; the pin protects its loads the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 import re
@@ -73,6 +80,9 @@ _CREDENTIAL_VARS = (
 #: Seconds a push waits after pinning, so that a poll already under way ends before a new
 #: version's first object lands.
 DEFAULT_SETTLE_SECS = 3.0
+#: The tombstone of a model: ``{"withdrawn": [versions]}``, written by :func:`remove_version`;
+#: a push skips these versions unless told to republish them.
+TOMBSTONE_KEY = "withdrawn.json"
 
 
 class S3Error(TritonRepoError):
@@ -230,12 +240,54 @@ class ServerRepository:
     url: str
     triton_url: str
     credentials: dict[str, str] = dataclasses.field(repr=False)
+    #: The boto3 client the server's supervisor lists the bucket with.
+    client: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_url(cls, url: str, *, client: Any = None) -> ServerRepository:
         location = S3Location.parse(url)
         client = client or s3_client()
-        return cls(location.url(), triton_url(location, client), triton_server_env(client))
+        return cls(location.url(), triton_url(location, client), triton_server_env(client), client)
+
+    def models(
+        self, is_valid: Callable[[str], bool], skipped: dict[str, str] | None = None
+    ) -> dict[str, tuple]:
+        """``{model: fingerprint}`` of the models in the bucket, like
+        :func:`~triton_repo._supervisor.repository_models` for a folder (one listing).
+
+        A model counts once its ``config.pbtxt`` is there (a push uploads it last); the
+        fingerprint changes when a config is rewritten (pin, release) or a version folder
+        appears or vanishes, not while a version's files land (a pin covers those).
+
+        Raises:
+            S3Error: the bucket cannot be listed (the caller keeps what it has loaded).
+        """
+        location = S3Location.parse(self.url)
+        base = location.key() + "/" if location.prefix else ""
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            paginator = (self.client or s3_client()).get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=base):
+                for item in page.get("Contents", []):
+                    name, _, rest = item["Key"][len(base) :].partition("/")
+                    model = found.setdefault(name, {"configs": [], "versions": set()})
+                    if rest in CONFIG_KEYS:
+                        model["configs"].append((rest, item.get("ETag", ""), str(item.get("LastModified"))))
+                    head = rest.partition("/")[0]
+                    if head.isdigit() and rest != head:
+                        model["versions"].add(head)
+        except Exception as exc:
+            raise _fail("cannot list", str(location), exc) from exc
+        models: dict[str, tuple] = {}
+        for name, model in sorted(found.items()):
+            if not is_valid(name):
+                continue
+            if not any(c[0] == "config.pbtxt" for c in model["configs"]):
+                if skipped is not None:
+                    skipped[name] = "no config.pbtxt (an upload in progress, or not a model)"
+                continue
+            models[name] = (tuple(sorted(model["configs"])), tuple(sorted(model["versions"])))
+        return models
 
     def server_env(self, env: dict[str, str], mount_dir: pathlib.Path) -> dict[str, str]:
         """``env`` with this repository's credentials and a private folder for Triton's copies.
@@ -316,12 +368,15 @@ class RemoteModel:
         policy: ``"latest N"``, ``"all"``, ``"pinned [...]"`` (a push or removal in progress or
             interrupted), or ``"no config"``.
         files: version -> {relative path: size}.
+        withdrawn: versions removed with :func:`remove_version` (its tombstone): a push skips
+            them unless ``republish``.
     """
 
     name: str
     versions: tuple[int, ...]
     policy: str
     files: dict[int, dict[str, int]]
+    withdrawn: tuple[int, ...] = ()
 
 
 def _remote_model(client: Any, location: S3Location, name: str) -> RemoteModel:
@@ -333,7 +388,38 @@ def _remote_model(client: Any, location: S3Location, name: str) -> RemoteModel:
         if head.isdigit() and head == str(int(head)) and int(head) > 0 and rest:
             files.setdefault(int(head), {})[rest] = size
     text = _read(client, location.bucket, base + "config.pbtxt") if base + "config.pbtxt" in keys else None
-    return RemoteModel(name, tuple(sorted(files)), _policy_text(text), files)
+    withdrawn = _read_tombstone(client, location, name) if base + TOMBSTONE_KEY in keys else []
+    return RemoteModel(name, tuple(sorted(files)), _policy_text(text), files, tuple(withdrawn))
+
+
+def _read_tombstone(client: Any, location: S3Location, name: str) -> list[int]:
+    """The versions of ``name`` withdrawn from the bucket (its ``withdrawn.json``; none: [])."""
+    key = location.key(name, TOMBSTONE_KEY)
+    text = _read(client, location.bucket, key)
+    if text is None:
+        return []
+    try:
+        versions = json.loads(text)["withdrawn"]
+        if not isinstance(versions, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in versions
+        ):
+            raise ValueError("not a list of integers >= 1")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise S3Error(
+            f"s3://{location.bucket}/{key} is not a tombstone ({exc}); expected "
+            '{"withdrawn": [VERSION, ...]}: fix or delete it'
+        ) from None
+    return sorted(set(versions))
+
+
+def _write_tombstone(client: Any, location: S3Location, name: str, versions: Iterable[int]) -> None:
+    """Record ``versions`` as withdrawn (an empty set deletes the tombstone)."""
+    versions = sorted(set(versions))
+    key = location.key(name, TOMBSTONE_KEY)
+    if versions:
+        _put(client, location.bucket, key, (json.dumps({"withdrawn": versions}) + "\n").encode())
+    else:
+        _delete(client, location.bucket, [key])
 
 
 def _policy_text(text: str | None) -> str:
@@ -417,6 +503,8 @@ class PushReport:
         files: objects written (version files and configs).
         bytes: bytes uploaded.
         pinned: model -> versions the model was pinned to during the upload.
+        withdrawn: model -> local versions not pushed because they were removed from the
+            bucket (:func:`remove_version`); ``republish=True`` pushes them again.
     """
 
     url: str
@@ -425,6 +513,7 @@ class PushReport:
     files: int = 0
     bytes: int = 0
     pinned: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    withdrawn: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 def _local_files(version_dir: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -449,13 +538,16 @@ def push_repository(
     client: Any = None,
     settle_secs: float = DEFAULT_SETTLE_SECS,
     progress: Callable[[str, str], None] | None = None,
+    republish: bool = False,
 ) -> PushReport:
     """Publish a local model repository (or some of its models / versions) to ``s3://...``.
 
     A server polling the bucket never sees a half-uploaded version (see the module docstring):
     the model is pinned to the versions it serves now, the new versions are uploaded, then the
     configs are released. Versions already complete in the bucket (same files, same sizes) are
-    skipped, so running the same push again completes one that was interrupted.
+    skipped, so running the same push again completes one that was interrupted. A version
+    withdrawn with :func:`remove_version` stays withdrawn (the model's tombstone in the bucket):
+    it is not pushed again unless ``republish``.
 
     Args:
         local_repo: a repository written by :func:`write_repository`.
@@ -467,6 +559,8 @@ def push_repository(
             so that a poll under way ends first (at least the servers' poll duration).
         progress: called as ``progress(event, key)`` with ``event`` in ``"pin"``, ``"upload"``,
             ``"release"``, after each object is written.
+        republish: push withdrawn versions too (those in ``versions``, default all the local
+            ones), and take them off the tombstone.
 
     Raises:
         S3LocationError: bad URL, no such local repository or model, a symbolic link.
@@ -492,7 +586,7 @@ def push_repository(
     report = PushReport(url=location.url())
     notify = progress or (lambda event, key: None)
     for name in names:
-        _push_model(client, location, repo / name, wanted, settle_secs, report, notify)
+        _push_model(client, location, repo / name, wanted, settle_secs, report, notify, republish)
     return report
 
 
@@ -504,6 +598,7 @@ def _push_model(
     settle_secs: float,
     report: PushReport,
     notify: Callable[[str, str], None],
+    republish: bool = False,
 ) -> None:
     name = model_dir.name
     local_versions = list_versions(model_dir)
@@ -513,6 +608,10 @@ def _push_model(
             raise S3LocationError(f"versions {missing} of model {name!r} are not in {model_dir.parent}")
         local_versions = sorted(wanted)
     remote = _remote_model(client, location, name)
+    withdrawn = [v for v in local_versions if v in remote.withdrawn]
+    if withdrawn and not republish:
+        report.withdrawn[name] = withdrawn
+        local_versions = [v for v in local_versions if v not in remote.withdrawn]
     todo: list[tuple[int, dict[str, pathlib.Path]]] = []
     for version in local_versions:
         files = _local_files(model_dir / str(version))
@@ -544,6 +643,9 @@ def _push_model(
             report.bytes += path.stat().st_size
             notify("upload", key)
         report.uploaded.setdefault(name, []).append(version)
+    if republish and withdrawn:  # before the release: the versions count again
+        _write_tombstone(client, location, name, set(remote.withdrawn) - set(withdrawn))
+        notify("republish", location.key(name, TOMBSTONE_KEY))
     # Release: the local configs, production first, then the local flavour's.
     for key in CONFIG_KEYS:
         if key not in configs:
@@ -572,8 +674,10 @@ def remove_version(
 
     Triton does not notice a deleted version until a config changes, and would fail a load that
     copies a version while its objects are being deleted. So the model is pinned to the versions
-    that will be served without it (servers unload it), its objects are deleted, and the configs
-    are released (back to their policy), which makes the servers rescan.
+    that will be served without it (servers unload it), its objects are deleted, the version is
+    added to the model's tombstone (``withdrawn.json``: a later push does not upload it again
+    unless told to republish), and the configs are released (back to their policy), which makes
+    the servers rescan.
 
     Raises:
         S3LocationError: no such model or version, or it is the model's last version.
@@ -610,6 +714,7 @@ def remove_version(
         time.sleep(settle_secs)
     prefix = location.key(name, str(version)) + "/"
     _delete(client, location.bucket, _list_keys(client, location.bucket, prefix))
+    _write_tombstone(client, location, name, [*remote.withdrawn, version])
     for key in CONFIG_KEYS:  # release: the policy the configs had; the change makes servers rescan
         if texts[key] is not None:
             _put(client, location.bucket, location.key(name, key), texts[key].encode("utf-8"))

@@ -22,7 +22,9 @@ import atexit
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import importlib.util
+import math
 import os
 import pathlib
 import secrets
@@ -41,12 +43,18 @@ from types import TracebackType
 from pixeldcn_core.io import pid_alive
 
 from . import _supervisor
-from ._errors import TRITON_EXTRA_HINT, ConfigError, ServerStartError, TritonNotInstalledError
+from ._errors import (
+    TRITON_EXTRA_HINT,
+    ConfigError,
+    OptionsKeywordError,
+    ServerStartError,
+    TritonNotInstalledError,
+)
 from ._repository import LOCAL_CONFIG_NAME, ModelNameError, remove_stale_staging, validate_model_name
 from ._s3 import ServerRepository
 from ._shm import guard_private, reap_stale_regions
 
-__all__ = ["RESTRICTED_APIS", "LocalTritonServer", "TritonDistribution", "find_tritonserver"]
+__all__ = ["RESTRICTED_APIS", "LocalTritonServer", "ServerConfig", "TritonDistribution", "find_tritonserver"]
 
 #: APIs that need the launcher's admin header: nobody else may load models, map memory,
 #: change logging or trace requests.
@@ -204,28 +212,32 @@ def _set_parent_death_signal() -> None:  # runs in the child between fork and ex
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the server dies with its parent
 
 
-class LocalTritonServer:
-    """A local ``tritonserver`` (CPU, Python backend) serving a model repository.
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    Binds HTTP, gRPC and metrics to ``host`` (loopback by default) on free ports unless given,
-    polls the repository so new versions are picked up, and restricts the model-repository,
-    shared-memory, logging and trace APIs to callers sending :meth:`admin_headers`. A supervisor
-    thread restarts dead stubs and a crashed server and keeps :meth:`readiness` truthful; the
-    server dies with its launcher whichever thread started it.
+
+def _is_number(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """How a :class:`LocalTritonServer` runs; validated on construction (the error names the field).
 
     Example::
 
-        with LocalTritonServer("model_repository") as server:
-            client = Client(server.grpc_url, "unet")
+        config = ServerConfig(http_port=8000, health_port=8002, ready_timeout=300)
+        LocalTritonServer("model_repository", config)
+        dataclasses.replace(config, http_port=8010)  # a copy with one field changed
 
-    Args:
-        repo_dir: the model repository (written by :func:`write_repository`).
+    Attributes:
         http_port, grpc_port, metrics_port: ports; ``None`` picks free ones.
         host: address to bind; ``"0.0.0.0"`` exposes the server to the network.
-        poll_secs: how often the server looks for new versions in the repository.
-        ready_timeout: seconds :meth:`start` waits for the server and every model to be ready.
-        stop_timeout: seconds :meth:`stop` waits after SIGINT before SIGTERM (at least
-            ``exit_timeout`` + 10), then 10 s after SIGTERM before SIGKILL.
+        poll_secs: how often the repository (folder or bucket) is looked at for new versions.
+        ready_timeout: seconds :meth:`LocalTritonServer.start` waits for the server and every
+            model to be ready.
+        stop_timeout: seconds :meth:`LocalTritonServer.stop` waits after SIGINT before SIGTERM
+            (at least ``exit_timeout`` + 10), then 10 s after SIGTERM before SIGKILL.
         exit_timeout: seconds the server gives in-flight requests and open client connections
             when it shuts down (tritonserver ``--exit-timeout-secs``; its default, 30, makes
             Ctrl-C slow while any client keeps a connection open).
@@ -240,34 +252,128 @@ class LocalTritonServer:
         health_port: serve ``GET /readyz`` and ``GET /healthz`` on this port (0: a free one;
             ``None``: no health endpoint), e.g. for a Kubernetes readiness probe.
         watchdog_interval: seconds between two looks at the stubs.
+    """
+
+    http_port: int | None = None
+    grpc_port: int | None = None
+    metrics_port: int | None = None
+    host: str = "127.0.0.1"
+    poll_secs: int = 1
+    ready_timeout: float = 120.0
+    stop_timeout: float = 30.0
+    exit_timeout: int = 5
+    exit_on_error: bool = True
+    log_path: pathlib.Path | None = None
+    log_verbose: int = 0
+    shm_bytes: int = 16 << 20
+    max_shm_bytes: int | None = DEFAULT_MAX_SHM_BYTES
+    restart_on_crash: bool = True
+    health_port: int | None = None
+    watchdog_interval: float = 0.1
+
+    def __post_init__(self) -> None:
+        def fail(field: str, expected: str) -> ConfigError:
+            return ConfigError(f"ServerConfig.{field}={getattr(self, field)!r}; expected {expected}")
+
+        for field in ("http_port", "grpc_port", "metrics_port"):
+            port = getattr(self, field)
+            if port is not None and not (_is_int(port) and 0 < port < 65536):
+                raise fail(field, "a port in [1, 65535] or None")
+        if self.health_port is not None and not (_is_int(self.health_port) and 0 <= self.health_port < 65536):
+            raise fail("health_port", "a port in [0, 65535] (0: a free one) or None")
+        if not isinstance(self.host, str):
+            raise fail("host", "an address as a str, e.g. '127.0.0.1' or '0.0.0.0'")
+        for field, low in (("poll_secs", 1), ("exit_timeout", 0), ("log_verbose", 0), ("shm_bytes", 1)):
+            if not (_is_int(getattr(self, field)) and getattr(self, field) >= low):
+                raise fail(field, f"an integer >= {low}")
+        for field in ("ready_timeout", "watchdog_interval"):
+            if not (_is_number(getattr(self, field)) and getattr(self, field) > 0):
+                raise fail(field, "a finite number of seconds > 0")
+        if not (_is_number(self.stop_timeout) and self.stop_timeout >= 0):
+            raise fail("stop_timeout", "a finite number of seconds >= 0")
+        if self.max_shm_bytes is not None and not (
+            _is_int(self.max_shm_bytes) and self.max_shm_bytes >= self.shm_bytes
+        ):
+            raise fail("max_shm_bytes", f"None or an integer >= shm_bytes ({self.shm_bytes})")
+        for field in ("exit_on_error", "restart_on_crash"):
+            if not isinstance(getattr(self, field), bool):
+                raise fail(field, "True or False")
+        if self.log_path is not None:
+            if not isinstance(self.log_path, (str, os.PathLike)):
+                raise fail("log_path", "a file path or None")
+            object.__setattr__(self, "log_path", pathlib.Path(self.log_path))
+
+
+#: The keywords LocalTritonServer took before ServerConfig (0.2): now ServerConfig fields.
+_MOVED_KEYWORDS = frozenset(f.name for f in dataclasses.fields(ServerConfig))
+
+
+def moved_keywords_error(
+    moved: dict[str, object], call: str = "LocalTritonServer(repo_dir, {})"
+) -> OptionsKeywordError:
+    """The error for ``LocalTritonServer(repo, http_port=8000)`` (the pre-0.3 call): shows the
+    call to make instead (``call`` with ``{}`` standing for the ``ServerConfig(...)``)."""
+    owner = call.split("(", 1)[0]
+    unknown = sorted(k for k in moved if k not in _MOVED_KEYWORDS)
+    if unknown:
+        return OptionsKeywordError(
+            f"{owner}() got unexpected keyword argument(s) {unknown}; expected "
+            f"{call.format('ServerConfig(...)')} with fields {sorted(_MOVED_KEYWORDS)}"
+        )
+    args = ", ".join(f"{k}={moved[k]!r}" for k in sorted(moved))
+    return OptionsKeywordError(
+        f"{owner}() no longer takes server settings as keywords (got {sorted(moved)}); "
+        f"pass them as a config: {call.format(f'ServerConfig({args})')}"
+    )
+
+
+class LocalTritonServer:
+    """A local ``tritonserver`` (CPU, Python backend) serving a model repository.
+
+    Binds HTTP, gRPC and metrics to ``config.host`` (loopback by default) on free ports unless
+    given, loads what the repository (a folder or ``s3://BUCKET/PREFIX``) holds and every new
+    version, and restricts the model-repository, shared-memory, logging and trace APIs to callers
+    sending :meth:`admin_headers`. A supervisor thread restarts dead stubs and a crashed server
+    and keeps :meth:`readiness` truthful; the server dies with its launcher whichever thread
+    started it.
+
+    Example::
+
+        with LocalTritonServer("model_repository", ServerConfig(health_port=0)) as server:
+            client = Client(server.grpc_url, "unet")
+
+    Args:
+        repo_dir: the model repository (written by :func:`write_repository`), or
+            ``s3://BUCKET/PREFIX`` (see :mod:`triton_repo._s3`).
+        config: how the server runs (ports, timeouts, limits, health endpoint): a
+            :class:`ServerConfig`, documented there; default ``ServerConfig()``.
+
+    Raises:
+        ConfigError: ``config`` is not a ``ServerConfig``, or a setting was passed as a keyword
+            (the pre-0.3 call: :class:`OptionsKeywordError`, whose message shows the new call).
+        ServerStartError: ``repo_dir`` is not a folder.
 
     Attributes:
+        config: the :class:`ServerConfig`.
         http_url, grpc_url: ``"127.0.0.1:PORT"``, as tritonclient wants them.
         metrics_url: ``"http://127.0.0.1:PORT/metrics"``.
         log_path: the server's log.
+        skipped: entries of the repository that are no model (name -> reason), not loaded.
     """
 
     def __init__(
         self,
         repo_dir: str | os.PathLike[str],
-        *,
-        http_port: int | None = None,
-        grpc_port: int | None = None,
-        metrics_port: int | None = None,
-        host: str = "127.0.0.1",
-        poll_secs: int = 1,
-        ready_timeout: float = 120.0,
-        stop_timeout: float = 30.0,
-        exit_timeout: int = 5,
-        exit_on_error: bool = True,
-        log_path: str | os.PathLike[str] | None = None,
-        log_verbose: int = 0,
-        shm_bytes: int = 16 << 20,
-        max_shm_bytes: int | None = DEFAULT_MAX_SHM_BYTES,
-        restart_on_crash: bool = True,
-        health_port: int | None = None,
-        watchdog_interval: float = 0.1,
+        config: ServerConfig | None = None,
+        **moved: object,
     ):
+        if moved:
+            raise moved_keywords_error(moved)
+        if config is None:
+            config = ServerConfig()
+        if not isinstance(config, ServerConfig):
+            raise ConfigError(f"config is a {type(config).__name__}; expected triton_repo.ServerConfig(...)")
+        self.config = config
         # s3://BUCKET/PREFIX: object storage (triton_repo._s3: endpoint, credentials, copies).
         self.s3: ServerRepository | None = None
         if isinstance(repo_dir, str) and repo_dir.startswith("s3://"):
@@ -277,41 +383,12 @@ class LocalTritonServer:
             self.repo_dir = pathlib.Path(repo_dir).resolve()
             if not self.repo_dir.is_dir():
                 raise ServerStartError(f"repo_dir {str(repo_dir)!r} is not a folder")
-        for field, port in (
-            ("http_port", http_port),
-            ("grpc_port", grpc_port),
-            ("metrics_port", metrics_port),
-        ):
-            if port is not None and not (0 < port < 65536):
-                raise ServerStartError(f"{field}={port}; expected a port in [1, 65535] or None")
-        if poll_secs < 1:
-            raise ServerStartError(f"poll_secs={poll_secs}; expected >= 1")
-        if exit_timeout < 0:
-            raise ServerStartError(f"exit_timeout={exit_timeout}; expected >= 0")
-        self.host = host
-        self.poll_secs = int(poll_secs)
-        self.ready_timeout = ready_timeout
-        self.stop_timeout = stop_timeout
-        self.exit_timeout = int(exit_timeout)
-        self.exit_on_error = exit_on_error
-        self.log_verbose = int(log_verbose)
-        self.shm_bytes = int(shm_bytes)
-        if max_shm_bytes is not None and max_shm_bytes < self.shm_bytes:
-            raise ServerStartError(
-                f"max_shm_bytes={max_shm_bytes}; expected None or >= shm_bytes ({shm_bytes})"
-            )
-        if health_port is not None and not (0 <= health_port < 65536):
-            raise ServerStartError(f"health_port={health_port}; expected a port in [0, 65535] or None")
-        self.max_shm_bytes = max_shm_bytes
-        self.restart_on_crash = bool(restart_on_crash)
-        self.health_port = health_port
-        self.watchdog_interval = float(watchdog_interval)
         self._supervisor: _supervisor.Supervisor | None = None
         self._health: _supervisor.HealthServer | None = None
         self._reaper: subprocess.Popen[bytes] | None = None
         self._lifecycle = threading.RLock()
-        self._ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
-        self._user_log_path = pathlib.Path(log_path) if log_path is not None else None
+        self._ports = {"http": config.http_port, "grpc": config.grpc_port, "metrics": config.metrics_port}
+        self._user_log_path = config.log_path
         self._dist = find_tritonserver()
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: pathlib.Path | None = None
@@ -320,20 +397,24 @@ class LocalTritonServer:
         self._admin_key = secrets.token_urlsafe(24)
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.log_path: pathlib.Path | None = None
+        self._started_models: dict[str, tuple] = {}
+        #: Entries of the repository that are no model and are not loaded (name -> reason):
+        #: a symbolic link, a file, a folder without config.pbtxt. Updated at every look.
+        self.skipped: dict[str, str] = {}
 
     # ---------------------------------------------------------------------------- endpoints
 
     @property
     def http_url(self) -> str:
-        return f"{_url_host(self.host)}:{self.http_port}"
+        return f"{_url_host(self.config.host)}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
-        return f"{_url_host(self.host)}:{self.grpc_port}"
+        return f"{_url_host(self.config.host)}:{self.grpc_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{_url_host(self.host)}:{self.metrics_port}/metrics"
+        return f"http://{_url_host(self.config.host)}:{self.metrics_port}/metrics"
 
     def admin_headers(self, protocol: str = "http") -> dict[str, str]:
         """The header that unlocks the restricted APIs, for ``headers=`` of a tritonclient call.
@@ -357,7 +438,7 @@ class LocalTritonServer:
         """``"http://127.0.0.1:PORT"`` of the health endpoint, or None without ``health_port``."""
         if self._health is None:
             return None
-        return f"http://{_url_host(self.host)}:{self._health.port}"
+        return f"http://{_url_host(self.config.host)}:{self._health.port}"
 
     def readiness(self) -> tuple[bool, str]:
         """``(ready, reason)``: True only while every valid request to every model can succeed.
@@ -384,7 +465,7 @@ class LocalTritonServer:
             f"http://{self.http_url}{path}", data=body, headers=self.admin_headers("http"),
             method="POST" if body is not None else "GET",
         )  # fmt: skip
-        return urllib.request.urlopen(request, timeout=timeout or self.ready_timeout)
+        return urllib.request.urlopen(request, timeout=timeout or self.config.ready_timeout)
 
     def _control(self, action: str, model: str) -> tuple[bool, str]:
         """Load or unload ``model`` through the model-control API; ``(ok, server message)``."""
@@ -402,10 +483,36 @@ class LocalTritonServer:
         with self._admin_request("/v2/repository/index", b"{}", timeout=5) as response:
             return json.loads(response.read())
 
+    def _model_ready(self, model: str) -> bool:
+        """Whether Triton says ``model`` has a READY version (``GET /v2/models/<model>/ready``)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/models/{model}/ready", timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
     def _repository_models(self) -> dict[str, tuple]:
+        """``{model: fingerprint}`` of what the repository holds (local folder or bucket); stray
+        entries go to :attr:`skipped`. Raises :class:`S3Error` when the bucket cannot be listed."""
+        skipped: dict[str, str] = {}
         if self.s3 is not None:
-            return {}
-        return _supervisor.repository_models(self.repo_dir, _is_model_name)
+            models = self.s3.models(_is_model_name, skipped)
+        else:
+            models = _supervisor.repository_models(self.repo_dir, _is_model_name, skipped)
+        self.skipped = skipped
+        return models
+
+    def _expected_models(self) -> dict[str, tuple]:
+        """The models readiness expects READY: the repository now (local), or as the supervisor
+        last listed it (S3: a probe never lists the bucket)."""
+        if self.s3 is None:
+            return self._repository_models()
+        supervisor = self._supervisor
+        if supervisor is not None:
+            with supervisor.lock:
+                if supervisor.known is not None:
+                    return dict(supervisor.known)
+        return dict(self._started_models)
 
     # ---------------------------------------------------------------------------- lifecycle
 
@@ -433,32 +540,31 @@ class LocalTritonServer:
             f"--model-config-name={LOCAL_CONFIG_NAME}",
             "--disable-auto-complete-config",
             "--strict-readiness=true",
-            f"--exit-on-error={'true' if self.exit_on_error else 'false'}",
-            f"--exit-timeout-secs={max(0, self.exit_timeout)}",
-            f"--http-address={self.host}",
+            f"--exit-on-error={'true' if self.config.exit_on_error else 'false'}",
+            f"--exit-timeout-secs={max(0, self.config.exit_timeout)}",
+            f"--http-address={self.config.host}",
             f"--http-port={self.http_port}",
-            f"--grpc-address={self.host}",
+            f"--grpc-address={self.config.host}",
             f"--grpc-port={self.grpc_port}",
             "--allow-metrics=true",
             "--allow-gpu-metrics=false",
-            f"--metrics-address={self.host}",
+            f"--metrics-address={self.config.host}",
             f"--metrics-port={self.metrics_port}",
             f"--http-restricted-api={restricted}",
             f"--grpc-restricted-protocol={restricted}",
             # Reused request objects keep the capacity of the largest request they ever held.
             "--grpc-infer-allocation-pool-size=0",
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
-            f"--backend-config=python,shm-default-byte-size={self.shm_bytes}",
-            f"--backend-config=python,shm-growth-byte-size={max(1 << 20, self.shm_bytes // 4)}",
-            f"--log-verbose={self.log_verbose}",
+            f"--backend-config=python,shm-default-byte-size={self.config.shm_bytes}",
+            f"--backend-config=python,shm-growth-byte-size={max(1 << 20, self.config.shm_bytes // 4)}",
+            f"--log-verbose={self.config.log_verbose}",
         ]
 
     def _control_mode(self) -> list[str]:
-        """Explicit mode, every model of the repository loaded at start and then by the
-        supervisor (one load at a time); object storage keeps Triton's own polling."""
-        if self.s3 is not None:
-            return ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_secs}"]
-        models = sorted(self._repository_models())
+        """Explicit mode, every model of the repository (folder or bucket) loaded at start and
+        then by the supervisor, one load at a time: it can then restart a dead stub by unloading
+        and loading its model, which Triton's own polling forbids."""
+        models = sorted(self._started_models)
         return ["--model-control-mode=explicit", *(f"--load-model={m}" for m in models)]
 
     def _env(self) -> dict[str, str]:
@@ -516,11 +622,11 @@ class LocalTritonServer:
         for key, port in self._ports.items() if choose_ports else ():
             chosen = port
             while chosen is None or (port is None and chosen in taken):
-                chosen = _free_port(self.host or "0.0.0.0")
+                chosen = _free_port(self.config.host or "0.0.0.0")
             taken.add(chosen)
             setattr(self, f"{key}_port", chosen)
+        self._started_models = self._repository_models()  # first: an unreachable bucket leaves nothing
         self._workdir = self._prepare_workdir()
-        self._started_models = self._repository_models()
         self.log_path = self._user_log_path or self._workdir / "tritonserver.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         in_main = threading.current_thread() is threading.main_thread()
@@ -551,12 +657,12 @@ class LocalTritonServer:
 
     def _start_watchers(self) -> None:
         if self._supervisor is None:
-            self._supervisor = _supervisor.Supervisor(self, interval=self.watchdog_interval)
+            self._supervisor = _supervisor.Supervisor(self, interval=self.config.watchdog_interval)
             self._supervisor.loaded = dict(self._started_models)
             self._supervisor.refresh_stubs()
             self._supervisor.start()
-        if self.health_port is not None and self._health is None:
-            self._health = _supervisor.HealthServer(self, self.host, self.health_port)
+        if self.config.health_port is not None and self._health is None:
+            self._health = _supervisor.HealthServer(self, self.config.host, self.config.health_port)
 
     def _restart(self) -> None:
         """Start tritonserver again on the same ports after it died (the supervisor calls it)."""
@@ -588,7 +694,7 @@ class LocalTritonServer:
             reaper.wait()
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
+        deadline = time.monotonic() + self.config.ready_timeout
         url = f"http://{self.http_url}/v2/health/ready"
         while True:
             code = self._proc.poll() if self._proc is not None else -1
@@ -604,7 +710,7 @@ class LocalTritonServer:
                 pass
             if time.monotonic() > deadline:
                 raise ServerStartError(
-                    f"tritonserver was not ready after {self.ready_timeout:g}s (a model still "
+                    f"tritonserver was not ready after {self.config.ready_timeout:g}s (a model still "
                     f"loading or failing to load?){self._diagnosis()}"
                 )
             time.sleep(0.2)
@@ -645,7 +751,7 @@ class LocalTritonServer:
         if supervisor is not None:
             supervisor.stop_event.set()
             if supervisor is not threading.current_thread():
-                supervisor.join(timeout=self.ready_timeout + 30)
+                supervisor.join(timeout=self.config.ready_timeout + 30)
         health, self._health = self._health, None
         if health is not None:
             health.close()
@@ -668,7 +774,7 @@ class LocalTritonServer:
 
     def _terminate(self, proc: subprocess.Popen[bytes]) -> int:
         for sig, timeout in (
-            (signal.SIGINT, max(self.stop_timeout, self.exit_timeout + 10)),
+            (signal.SIGINT, max(self.config.stop_timeout, self.config.exit_timeout + 10)),
             (signal.SIGTERM, 10.0),
             (signal.SIGKILL, 10.0),
         ):

@@ -10,9 +10,10 @@ about 1 s and fails with "Stub ... is not healthy") and both ready endpoints kee
   (requests then fail fast with "not ready") and loads it again, which starts a new stub;
 - also restarts a stub whose shared-memory region grew past ``max_shm_bytes`` (a hostile request
   that was refused still grew it), so the server's memory returns to its baseline;
-- every ``poll_secs``, looks at the repository (the server runs in explicit model-control mode)
-  and loads a model whose folder changed, one load at a time: a version removed while another
-  loads can never leave a model stuck in LOADING;
+- every ``poll_secs``, looks at the repository (the server runs in explicit model-control mode;
+  an ``s3://`` repository is listed, see :meth:`~triton_repo._s3.ServerRepository.models`) and
+  loads a model whose folder changed, one load at a time: a version removed while another loads
+  can never leave a model stuck in LOADING; stray entries (:func:`stray_entry`) are skipped;
 - restarts a tritonserver that died (``restart_on_crash``), on the same ports;
 - makes the server's shared-memory files private (0600): the Python backend creates them 0644
   whatever the umask, so a file is world-readable until the next tick (at most ``interval``).
@@ -30,13 +31,14 @@ import http.server
 import json
 import os
 import pathlib
+import re
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-__all__ = ["HealthServer", "Stub", "Supervisor", "list_stubs", "repository_models"]
+__all__ = ["HealthServer", "Stub", "Supervisor", "list_stubs", "repository_models", "stray_entry"]
 
 _STUB_NAME = "triton_python_backend_stub"
 
@@ -97,8 +99,40 @@ def private_shm(prefix: str) -> int:
     return changed
 
 
-def list_stubs(server_pid: int, repo_dir: pathlib.Path) -> list[Stub]:
-    """The stub processes of ``server_pid`` (a zombie's command line is empty: model unknown)."""
+_CONFIG_NAME_RE = re.compile(rb'^name:\s*"([^"]+)"', re.MULTILINE)
+_INSTANCE_RE = re.compile(r"(.+)_\d+_\d+")
+#: model folder -> model name, for stubs running a copy of the model (an S3 repository).
+_COPY_MODELS: dict[str, str] = {}
+
+
+def _model_of_copy(model_path: str, instance: str) -> str:
+    """The model a stub runs from a folder outside the repository (Triton's local copy of an S3
+    model, ``<mount>/folderXXXXXX/<version>/model.py``): the ``name`` of the copied config, else
+    the instance name (``<model>_<group>_<instance>``) without its suffix."""
+    folder = os.path.dirname(os.path.dirname(model_path))
+    name = _COPY_MODELS.get(folder)
+    if name is None:
+        name = ""
+        with contextlib.suppress(OSError):
+            with open(os.path.join(folder, "config.pbtxt"), "rb") as f:
+                found = _CONFIG_NAME_RE.search(f.read(1 << 16))
+            name = found.group(1).decode(errors="replace") if found else ""
+        if not name:
+            match = _INSTANCE_RE.fullmatch(instance)
+            name = match.group(1) if match else ""
+        if name:
+            if len(_COPY_MODELS) > 4096:
+                _COPY_MODELS.clear()
+            _COPY_MODELS[folder] = name
+    return name
+
+
+def list_stubs(server_pid: int, repo_dir: pathlib.Path | str) -> list[Stub]:
+    """The stub processes of ``server_pid`` (a zombie's command line is empty: model unknown).
+
+    A stub's model is the first folder of its ``model.py`` below ``repo_dir``; a stub running a
+    copy (an ``s3://`` repository: Triton loads a local copy of each model) is named by the copy.
+    """
     stubs = []
     repo = str(repo_dir).rstrip("/") + "/"
     for pid, state, cmdline in _proc_children(server_pid):
@@ -109,17 +143,42 @@ def list_stubs(server_pid: int, repo_dir: pathlib.Path) -> list[Stub]:
         if name != _STUB_NAME or len(cmdline) < 3:
             continue
         model_path = cmdline[1].decode(errors="replace")
-        model = model_path[len(repo) :].split("/", 1)[0] if model_path.startswith(repo) else ""
+        if model_path.startswith(repo):
+            model = model_path[len(repo) :].split("/", 1)[0]
+        else:
+            instance = cmdline[8].decode(errors="replace") if len(cmdline) > 8 else ""
+            model = _model_of_copy(model_path, instance)
         shm = pathlib.Path("/dev/shm") / cmdline[2].decode(errors="replace")
         stubs.append(Stub(pid, state, model, shm))
     return stubs
 
 
-def repository_models(repo_dir: pathlib.Path, is_valid: Callable[[str], bool]) -> dict[str, tuple]:
+def stray_entry(entry: pathlib.Path, is_valid: Callable[[str], bool]) -> str | None:
+    """Why the repository entry ``entry`` is no model to load (None: it is one).
+
+    Hidden entries and names Triton cannot serve are ignored silently (staging folders); a
+    symbolic link, a file, or a folder without ``config.pbtxt`` under a valid name gets a reason:
+    loading it would fail, and at start fail the whole server.
+    """
+    if not is_valid(entry.name):
+        return ""
+    if entry.is_symlink():
+        return "a symbolic link (a model folder must be a real folder)"
+    if not entry.is_dir():
+        return "not a folder"
+    if not (entry / "config.pbtxt").is_file():
+        return "a folder without config.pbtxt"
+    return None
+
+
+def repository_models(
+    repo_dir: pathlib.Path, is_valid: Callable[[str], bool], skipped: dict[str, str] | None = None
+) -> dict[str, tuple]:
     """``{model: fingerprint}`` for the model folders Triton should serve.
 
     The fingerprint changes when a version folder appears or vanishes or a config is replaced
-    (version folders are immutable once renamed in). Hidden folders (staging) are skipped.
+    (version folders are immutable once renamed in). Hidden folders (staging) are skipped, and
+    so are stray entries (:func:`stray_entry`), whose reasons go into ``skipped``.
     """
     models: dict[str, tuple] = {}
     try:
@@ -127,7 +186,10 @@ def repository_models(repo_dir: pathlib.Path, is_valid: Callable[[str], bool]) -
     except OSError:
         return models
     for entry in entries:
-        if not is_valid(entry.name) or not entry.is_dir():
+        reason = stray_entry(entry, is_valid)
+        if reason is not None:
+            if reason and skipped is not None:
+                skipped[entry.name] = reason
             continue
         parts = []
         for path in (entry / "config.pbtxt", entry / "configs" / "local.pbtxt"):
@@ -155,6 +217,9 @@ class Supervisor(threading.Thread):
         #: Models that cannot answer right now (dead stub, reloading after a crash).
         self.down: set[str] = set()
         self.loaded: dict[str, tuple] = {}
+        #: The models the repository held at the last look (None: not looked yet).
+        self.known: dict[str, tuple] | None = None
+        self._skipped: dict[str, str] = {}
         self.events: list[tuple[float, str, str]] = []  # (monotonic time, model, what happened)
         self.restarts = 0
         #: Dead stubs already handled (the server may never reap them).
@@ -203,7 +268,7 @@ class Supervisor(threading.Thread):
                 break
             try:
                 if not self.server.is_alive():
-                    if self.server.restart_on_crash:
+                    if self.server.config.restart_on_crash:
                         self._restart_server()
                     continue
                 with self.lock:
@@ -212,7 +277,7 @@ class Supervisor(threading.Thread):
                     self._reload(model, restart_stub=True)
                 if time.monotonic() >= next_poll:
                     self._poll_repository()
-                    next_poll = time.monotonic() + self.server.poll_secs
+                    next_poll = time.monotonic() + self.server.config.poll_secs
             except Exception as exc:
                 self.note("", f"supervisor error: {exc!r}")
 
@@ -263,7 +328,7 @@ class Supervisor(threading.Thread):
         A stub that exits normally (its version was unloaded) is reaped by the server and
         vanishes; a crashed one stays a zombie, whose model is remembered from its live days.
         """
-        limit = self.server.max_shm_bytes
+        limit = self.server.config.max_shm_bytes
         broken: set[str] = set()
         for stub in list_stubs(self.server.pid, self.server.repo_dir):
             if not stub.dead:
@@ -291,7 +356,13 @@ class Supervisor(threading.Thread):
         return broken
 
     def _poll_repository(self) -> None:
-        current = self.server._repository_models()
+        current = self.server._repository_models()  # an unreachable bucket raises: nothing unloaded
+        with self.lock:
+            self.known = dict(current)
+        for name, reason in sorted(self.server.skipped.items()):
+            if self._skipped.get(name) != reason:
+                self.note(name, f"skipped: {reason}")
+        self._skipped = dict(self.server.skipped)
         for model, fingerprint in current.items():
             if self.loaded.get(model) != fingerprint:
                 self._reload(model, restart_stub=False, fingerprint=fingerprint)
@@ -301,11 +372,6 @@ class Supervisor(threading.Thread):
             self.note(model, "unloaded (folder removed)")
 
     def _reload(self, model: str, *, restart_stub: bool, fingerprint: tuple | None = None) -> None:
-        if restart_stub and self.server.s3 is not None:  # Triton polls: no load API; restart it
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.server.pid, 9)
-            self._restart_server()
-            return
         if restart_stub:
             with self.lock:
                 self.down.add(model)
@@ -313,8 +379,8 @@ class Supervisor(threading.Thread):
             self.note(model, "down: unloading to restart its stub")
             self.server._control("unload", model)  # requests now fail at once ("not ready")
         ok, message = self.server._control("load", model)
-        if fingerprint is None:
-            fingerprint = self.server._repository_models().get(model, ())
+        if fingerprint is None:  # a stub restart: the repository is as last seen
+            fingerprint = self.loaded.get(model, ())
         self.loaded[model] = fingerprint
         self.note(model, "loaded" if ok else f"load failed: {message}")
         self.refresh_stubs()
@@ -337,12 +403,16 @@ def readiness(server) -> tuple[bool, str]:
         dead = [s.pid for s in list_stubs(server.pid, server.repo_dir) if s.dead]
         if dead:
             return False, f"stub process(es) {dead} died"
+    expected = set(server._expected_models())
     try:
         index = server._repository_index()
+        ready_models = {m["name"] for m in index if m.get("state") == "READY"}
+    except urllib.error.HTTPError:
+        # Triton fails its whole index on a stray entry (a dangling symbolic link): ask per model.
+        ready_models = {m for m in expected if server._model_ready(m)}
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return False, f"tritonserver does not answer: {exc}"
-    ready_models = {m["name"] for m in index if m.get("state") == "READY"}
-    missing = sorted(set(server._repository_models()) - ready_models)
+    missing = sorted(expected - ready_models)
     if missing:
         return False, f"model(s) {missing} have no READY version"
     return True, "ready"
@@ -356,7 +426,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.path in ("/readyz", "/v2/health/ready"):
             ok, reason = readiness(triton)
         elif self.path in ("/healthz", "/livez", "/v2/health/live"):
-            ok, reason = (triton.is_alive() or triton.restart_on_crash), "live"
+            ok, reason = (triton.is_alive() or triton.config.restart_on_crash), "live"
         else:
             self.send_error(404, "expected /readyz or /healthz")
             return

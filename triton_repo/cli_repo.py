@@ -59,6 +59,10 @@ def _add_s3_commands(repo_sub: Any) -> None:
         default=3.0,
         help="seconds to wait after pinning, before uploading (>= one server poll; default 3)",
     )
+    push.add_argument(
+        "--republish", action="store_true",
+        help="also push versions withdrawn with 'repo rm' (default: a withdrawn version stays withdrawn)",
+    )  # fmt: skip
     _s3_options(push)
     push.set_defaults(func=_push)
 
@@ -77,8 +81,8 @@ def _add_s3_commands(repo_sub: Any) -> None:
         help="remove one version of a model from s3://BUCKET/PREFIX, the safe way",
         description=(
             "Pin the model to the versions that remain (servers unload VERSION), delete its "
-            "objects, then release the pin so that polling servers rescan. Refuses the model's "
-            "last version."
+            "objects, record it as withdrawn (a later push skips it unless --republish), then "
+            "release the pin so that polling servers rescan. Refuses the model's last version."
         ),
     )
     rm.add_argument("url", metavar="s3://BUCKET/PREFIX")
@@ -243,13 +247,24 @@ def _push(args: argparse.Namespace) -> int:
     report = push_repository(
         args.local_repo, args.url, models=args.model, versions=args.version,
         client=_client(args), settle_secs=args.settle_secs, progress=progress,
+        republish=args.republish,
     )  # fmt: skip
     for name, versions in sorted(report.uploaded.items()):
         print(f"uploaded {name} versions {versions}")
     for name, versions in sorted(report.skipped.items()):
         print(f"skipped  {name} versions {versions} (complete in the bucket)")
+    for name, versions in sorted(report.withdrawn.items()):
+        print(f"withheld {name} versions {versions} (withdrawn with 'repo rm'; --republish to push them)")
     print(f"{report.files} objects, {report.bytes} bytes to {report.url}")
     return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` with control, format and bidirectional characters escaped (``\\x1b``,
+    ``\\u202e``): a name read from a bucket must not drive the terminal or reorder a line."""
+    return "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -261,7 +276,8 @@ def _ls(args: argparse.Namespace) -> int:
         print(f"no model in {args.url}", file=sys.stderr)
     for name, model in models.items():
         versions = " ".join(str(v) for v in model.versions) or "-"
-        print(f"{name}\tversions {versions}\t{model.policy}")
+        withdrawn = "\twithdrawn " + " ".join(str(v) for v in model.withdrawn) if model.withdrawn else ""
+        print(f"{_printable(name)}\tversions {versions}\t{_printable(model.policy)}{withdrawn}")
     return 0
 
 

@@ -10,6 +10,7 @@ Exit codes: 0 stopped (Ctrl-C or SIGTERM), 1 server failure, 2 bad arguments or 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import signal
 import sys
@@ -105,17 +106,14 @@ def _check_repository(repo: str | pathlib.Path) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ._server import LocalTritonServer
+    from ._server import LocalTritonServer, ServerConfig
 
     _check_repository(args.repo)
     replicas = getattr(args, "replicas", 1)
     previous = signal.signal(signal.SIGTERM, _raise_shutdown)
     server = None
     try:
-        if replicas != 1:
-            return _serve_replicas(args)
-        server = LocalTritonServer(
-            args.repo,
+        config = ServerConfig(
             host=args.host,
             http_port=args.http_port,
             grpc_port=args.grpc_port,
@@ -123,10 +121,16 @@ def _serve(args: argparse.Namespace) -> int:
             poll_secs=args.poll_secs,
             ready_timeout=args.ready_timeout,
             exit_timeout=args.exit_timeout,
-            log_path=args.log_file,
-            health_port=getattr(args, "health_port", None),
         )
+        if replicas != 1:
+            return _serve_replicas(args, config)
+        config = dataclasses.replace(
+            config, log_path=args.log_file, health_port=getattr(args, "health_port", None)
+        )
+        server = LocalTritonServer(args.repo, config)
         server.start()
+        for name, reason in sorted(server.skipped.items()):  # not loaded; the others are served
+            print(f"warning: skipped {name!r} in {args.repo}: {reason}", file=sys.stderr, flush=True)
         health = f"  health  {server.health_url}/readyz\n" if server.health_url else ""
         print(
             f"serving {args.repo}\n  HTTP    {server.http_url}\n  gRPC    {server.grpc_url}\n"
@@ -148,18 +152,14 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _serve_replicas(args: argparse.Namespace) -> int:
+def _serve_replicas(args: argparse.Namespace, config: Any) -> int:
     """``serve --replicas N``: the flags as plain values; returns only by an exception."""
     from ._errors import ConfigError
     from ._replicas import serve_replicas
 
     if not 1 <= args.replicas <= 64:
         raise ConfigError(f"--replicas={args.replicas}; expected an integer in [1, 64]")
-    serve_replicas(
-        args.repo, args.replicas, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port, poll_secs=args.poll_secs, ready_timeout=args.ready_timeout,
-        exit_timeout=args.exit_timeout, log_file=args.log_file,
-    )  # fmt: skip
+    serve_replicas(args.repo, args.replicas, config, log_file=args.log_file)
     return 0
 
 
