@@ -585,9 +585,11 @@ def test_server_on_an_unreachable_bucket_fails_with_the_reason_and_leaves_nothin
     from .scale_helpers import free_port, set_env
 
     set_env(monkeypatch, {**CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"})
-    before = set(pathlib.Path(tempfile.gettempdir()).glob("pixeldcn-tritonserver-*"))
+    # this process's temp folders only (<prefix><pid>-...): other test workers start servers too
+    mine = f"pixeldcn-tritonserver-{os.getpid()}-*"
+    before = set(pathlib.Path(tempfile.gettempdir()).glob(mine))
     server = triton_repo.LocalTritonServer(f"s3://{BUCKET}/nowhere")
     with pytest.raises(_s3.S3Error, match=r"cannot list s3://pixeldcn-models/nowhere"):
         server.start()
-    assert set(pathlib.Path(tempfile.gettempdir()).glob("pixeldcn-tritonserver-*")) <= before
+    assert set(pathlib.Path(tempfile.gettempdir()).glob(mine)) <= before
     assert not server.is_alive()
