@@ -37,7 +37,7 @@ def _done(t0: float, text: str = "") -> None:
 def _photo(path: Path | None, size: int) -> tuple[np.ndarray, str]:
     """Luminance ``float32 [size, size]`` in [0, 1], centre crop; and where it came from."""
     if path is None:
-        from .quality import HELD_OUT, PHOTOS, photo
+        from ._images import HELD_OUT, PHOTOS, photo
 
         name = HELD_OUT[0]
         g = photo(name)
@@ -90,7 +90,7 @@ def run_sr(args: argparse.Namespace) -> int:
         from triton_repo import Client, LocalTritonServer, ServingOptions, write_repository
 
         from .demo import inprocess_latency, served_benchmark
-        from .quality import crop_box, degrade, interpolate, psnr_ssim
+        from ._images import crop_box, degrade, interpolate, psnr_ssim
     except ImportError as err:
         raise PixelDCNError(f"the demo needs every extra: pip install 'pixeldcn[all]' ({err})") from err
     if args.size % 4 or args.size < 32:

@@ -432,7 +432,8 @@ class NetworkBench:
                       tuple(network_targets(rows, settings, models.up_share)))
 
     markdown = staticmethod(network_markdown)
-    plots = staticmethod(network_plots)
+    def plots(self, result: Result, out_dir: Path) -> list[Path]:
+        return network_plots(result, out_dir, {n: net.title for n, net in NETWORKS.items()})
 
 
 BENCHMARK = NetworkBench()

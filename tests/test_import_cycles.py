@@ -130,11 +130,8 @@ KNOWN: dict[str, list[list[str]]] = {
                        "pixeldcn_core._ipixel_cl", "pixeldcn_core._kinds", "pixeldcn_core._model",
                        "pixeldcn_core._targets"]],
     "triton_repo": [["triton_repo._client", "triton_repo._replicas"]],
-    "benchmarks": [["benchmarks._protocol", "benchmarks._report"],
-                   ["benchmarks._quality_plots", "benchmarks.quality"],
-                   ["benchmarks._demo_sr", "benchmarks.demo"],
-                   ["benchmarks._plots", "benchmarks.deeplab", "benchmarks.layers",
-                    "benchmarks.network"]],
+    "benchmarks": [["benchmarks._demo_sr", "benchmarks.demo"],
+                   ["benchmarks.deeplab", "benchmarks.network"]],
 }
 
 

@@ -17,6 +17,13 @@ except ImportError as _err:  # pragma: no cover - exercised in a subprocess test
         "install them with: pip install 'pixeldcn[torch]'"
     ) from _err
 
+from ._architectures import (
+    ARCHITECTURES,
+    Architecture,
+    architecture,
+    build_network,
+    register_architecture,
+)
 from ._base import UpsampleLayer
 from ._convert import ConversionReport, convert_deconvs
 from ._dcl import DCL2d, dcl2d
@@ -69,6 +76,11 @@ __all__ = [
     "register_module",
     "unregister_module",
     # networks
+    "ARCHITECTURES",
+    "Architecture",
+    "architecture",
+    "build_network",
+    "register_architecture",
     "SRNet",
     "ASPP",
     "DeepLabResNet",
