@@ -89,8 +89,8 @@ def run_sr(args: argparse.Namespace) -> int:
         from exporters.pytorch import SRNet, export_onnx, load_pretrained, pretrained_card
         from triton_repo import Client, LocalTritonServer, ServingOptions, write_repository
 
-        from .demo import inprocess_latency, served_benchmark
         from ._images import crop_box, degrade, interpolate, psnr_ssim
+        from .demo import inprocess_latency, served_benchmark
     except ImportError as err:
         raise PixelDCNError(f"the demo needs every extra: pip install 'pixeldcn[all]' ({err})") from err
     if args.size % 4 or args.size < 32:

@@ -224,8 +224,8 @@ def _input(inp: str, size: int, seed: int) -> np.ndarray:
 def _serve_part(s: LeanSettings, tmp: Path) -> list[dict[str, Any]]:
     import triton_repo
 
+    from ._load import settled_stats, stats_delta
     from ._ort import ProviderChoice, make_runner, make_session
-    from .serve import settled_stats, stats_delta
 
     paths = _served_models(s, tmp)
     repo = tmp / "repo"
