@@ -82,9 +82,9 @@ def _unet(up: str, k: int | None, init: str | None, *, in_channels: int, num_cla
 
 
 def _deeplab(up: str, k: int | None, init: str | None, *, in_channels: int, num_classes: int,
-             depth: int, base_channels: int) -> nn.Module:
+             depth: int, base_channels: int, blocks: tuple[int, ...] | None) -> nn.Module:
     return DeepLabResNet(in_channels, num_classes, depth, up, up_kernel_size=k,
-                         base_width=base_channels)
+                         base_width=base_channels, blocks=blocks)
 
 
 def _vae_decoder(up: str, k: int | None, init: str | None, *, latent_dim: int,
@@ -153,7 +153,8 @@ for _arch in (
                  {"latent_dim": 128, "base_channels": 32, "image_channels": 3},
                  lambda o: (1, o["latent_dim"])),
     Architecture("deeplab", "DeepLab-ResNet", _deeplab,
-                 {"in_channels": 3, "num_classes": 21, "depth": 101, "base_channels": 64},
+                 {"in_channels": 3, "num_classes": 21, "depth": 101, "base_channels": 64,
+                  "blocks": None},
                  lambda o: (1, o["in_channels"], 512, 512), size_multiple=lambda o: 8),
     Architecture("sr", "super-resolution net", _sr,
                  {"scale": 2, "channels": 1, "base_channels": 16, "depth": 2},
