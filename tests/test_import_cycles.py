@@ -130,7 +130,6 @@ KNOWN: dict[str, list[list[str]]] = {
                        "pixeldcn_core._ipixel_cl", "pixeldcn_core._kinds", "pixeldcn_core._model",
                        "pixeldcn_core._targets"]],
     "triton_repo": [["triton_repo._client", "triton_repo._replicas"]],
-    "benchmarks": [["benchmarks._demo_sr", "benchmarks.demo"]],
 }
 
 
