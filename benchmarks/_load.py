@@ -21,6 +21,7 @@ __all__ = [
     "latency_ms",
     "measure_level",
     "model_stats",
+    "server_version",
     "settled_stats",
     "stats_delta",
     "stats_int",
@@ -247,3 +248,17 @@ def latency_ms(latencies_s: list[float]) -> dict[str, float | int]:
             "mean": float(a.mean()), "n": int(a.size)}
 
 
+def server_version(url: str, protocol: str) -> str | None:
+    """``name version`` of the Triton server at ``url``, or ``None`` when it does not say."""
+    try:
+        if protocol == "grpc":
+            import tritonclient.grpc as tc
+
+            meta = tc.InferenceServerClient(url).get_server_metadata(as_json=True)
+        else:
+            import tritonclient.http as tc
+
+            meta = tc.InferenceServerClient(url).get_server_metadata()
+        return f"{meta.get('name')} {meta.get('version')}"
+    except Exception:  # informative only
+        return None

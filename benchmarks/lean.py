@@ -125,9 +125,10 @@ class LeanSettings:
 
 
 def _unet(kind: str, s: LeanSettings, k: int | None = None) -> Any:
-    from exporters.pytorch import UNet
+    from exporters.pytorch import build_network
 
-    return UNet(3, s.classes, s.base_channels, s.depth, kind, up_kernel_size=k).eval()
+    return build_network("unet", kind, up_kernel_size=k, num_classes=s.classes,
+                         base_channels=s.base_channels, depth=s.depth).eval()
 
 
 # -- floor -----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from ._load import (
     latency_ms,
     measure_level,
     model_stats,
+    server_version,
     settled_stats,
     stats_delta,
     stats_int,
@@ -63,15 +64,15 @@ def _export_default_model(tmp: Path, s: ServeSettings) -> tuple[Path, str, Path]
     try:
         import torch
 
-        from exporters.pytorch import UNet, export_onnx
+        from exporters.pytorch import build_network, export_onnx
         from triton_repo import ServingOptions, write_repository
     except ImportError as exc:
         raise BenchmarkError(
             f"bench serve without --url/--repo exports a U-Net: it needs torch and the exporters "
             f"(pip install 'pixeldcn[all]') ({exc})") from exc
     torch.manual_seed(s.seed)
-    net = UNet(in_channels=3, num_classes=21, base_channels=s.base_channels, depth=s.depth,
-               up=s.up).eval()
+    net = build_network("unet", s.up, num_classes=21, base_channels=s.base_channels,
+                        depth=s.depth).eval()
     onnx_path = export_onnx(net, tmp / "unet.onnx", input_shape=(1, 3, s.size, s.size))
     name = f"unet_{s.up}"
     repo = tmp / "model_repository"
@@ -101,21 +102,6 @@ def _input_for(info: Any, batch: int, fallback_size: int, seed: int) -> np.ndarr
         dims[0] = 3
     x = np.random.default_rng(seed).standard_normal([batch, *dims])
     return x.astype(info.dtype)
-
-
-def _server_version(url: str, protocol: str) -> str | None:
-    try:
-        if protocol == "grpc":
-            import tritonclient.grpc as tc
-
-            meta = tc.InferenceServerClient(url).get_server_metadata(as_json=True)
-        else:
-            import tritonclient.http as tc
-
-            meta = tc.InferenceServerClient(url).get_server_metadata()
-        return f"{meta.get('name')} {meta.get('version')}"
-    except Exception:  # informative only
-        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,7 +562,7 @@ class Serve:
                 for level in levels:
                     run.rows.append(_level(s, run, stats, *level))
                     bar.update(1)
-            run.server_version = _server_version(run.urls[s.protocols[0]].split(",")[0],
+            run.server_version = server_version(run.urls[s.protocols[0]].split(",")[0],
                                                  s.protocols[0])
             first = run.clients[s.protocols[0]]
             replicas = _replica_figures(first) if hasattr(first, "replica_stats") else None
