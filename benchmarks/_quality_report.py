@@ -37,7 +37,10 @@ def _pair_cell(by_kind: Mapping[str, Mapping[str, Any]]) -> str:
         return f"- ({', '.join(missing)} not in this run)"
     diff = a["psnr"] - b["psnr"]
     noise = 2 * max(a.get("psnr_std") or 0.0, b.get("psnr_std") or 0.0)
-    verdict = "within seed noise" if abs(diff) <= noise else ("better" if diff > 0 else "worse")
+    if min(len(a.get("seeds", ())), len(b.get("seeds", ()))) < 2:
+        verdict = "one seed: no noise estimate"
+    else:
+        verdict = "within seed noise" if abs(diff) <= noise else ("better" if diff > 0 else "worse")
     return f"{diff:+.2f} dB ({verdict}; index {a['index']:.4f} vs {b['index']:.4f})"
 
 

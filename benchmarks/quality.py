@@ -57,7 +57,7 @@ CROP_PHOTO = HELD_OUT[0]
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"seeds": 1, "steps": 12, "long_steps": 48, "width": 8, "patch": 32,
               "eval_side": 64, "latency_runs": 3, "pool_size": 64},
-    "medium": {"seeds": 3, "steps": 150, "long_steps": 1200, "width": 16, "patch": 48,
+    "medium": {"seeds": 3, "steps": 150, "long_steps": 600, "width": 16, "patch": 48,
                "eval_side": 128, "latency_runs": 10, "pool_size": 512},
     "full": {"seeds": 3, "steps": 300, "long_steps": 1200, "width": 16, "patch": 48,
              "eval_side": 256, "latency_runs": 20, "pool_size": 1024},
@@ -266,8 +266,8 @@ class Quality:
         g.add_argument("--steps", type=int, default=None,
                        help="training steps per model (default 300; --medium 150; --quick 12)")
         g.add_argument("--long-steps", type=int, default=None,
-                       help="training steps of the long task ae4_long (default 1200, 4x the "
-                            "default --steps; --quick 48)")
+                       help="training steps of the long task ae4_long (4x the budget's steps: "
+                            "default 1200; --medium 600; --quick 48)")
         g.add_argument("--width", type=int, default=None, help="feature channels (default 16)")
         g.add_argument("--batch", type=int, default=8, help="patches per step")
         g.add_argument("--patch", type=int, default=None, help="training patch side (default 48)")

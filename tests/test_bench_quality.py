@@ -144,5 +144,5 @@ def test_the_long_task_trains_each_kind_once_at_its_default():
         for v in picked:
             assert (v.kernel_size, v.init) == (get_kind(v.kind).default_kernel,
                                                get_kind(v.kind).inits[0])
-    assert BUDGETS["full"]["long_steps"] >= 4 * BUDGETS["full"]["steps"]
-    assert BUDGETS["medium"]["long_steps"] >= 4 * BUDGETS["full"]["steps"]
+    for budget in BUDGETS.values():  # the long row trains at least 4x the budget's steps
+        assert budget["long_steps"] >= 4 * budget["steps"]
