@@ -141,7 +141,8 @@ def _task_table(result: Any, task: str, info: Mapping[str, Any]) -> list[str]:
 
 def _budget_line(s: Mapping[str, Any], result: Any) -> str:
     budget = s.get("budget", "quick" if s.get("quick") else "full")
-    return (f"Budget **{budget}**: {s['steps']} steps of {s['batch']} patches "
+    long = f" ({s['long_steps']} for the long task)" if "long_steps" in s else ""
+    return (f"Budget **{budget}**: {s['steps']} steps{long} of {s['batch']} patches "
             f"{s['patch']}x{s['patch']}, width {s['width']}, Adam {s['lr']:g} (cosine), seeds "
             f"{list(s['seeds'])}; held out: {', '.join(result['photos']['held_out'])} "
             f"({s['eval_side']}x{s['eval_side']} centre crops, luminance); "
