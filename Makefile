@@ -1,5 +1,7 @@
 # Everything a fresh machine needs, from nothing: `make demo` and `make test` set up .venv first.
 PYTHON ?= python3
+# Where the CPU build of torch comes from (empty: pip's configuration, as on the project's machines).
+TORCH_INDEX ?=
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -13,8 +15,10 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@# torch is pinned to the CPU wheel of this machine kind in constraints.txt; the library's
-	@# own requirements stay ranges.
+	@# constraints.txt pins torch's version; the CPU build comes from TORCH_INDEX when set (on a
+	@# machine whose pip has no local CPU wheel: TORCH_INDEX=https://download.pytorch.org/whl/cpu),
+	@# else from pip's own configuration. The library's own requirements stay ranges.
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet -c constraints.txt --index-url $(TORCH_INDEX) torch)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[all,dev]"
 	touch $(STAMP)
 

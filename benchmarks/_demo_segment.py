@@ -37,12 +37,9 @@ def load_image(path: Path | None, size: int) -> tuple[np.ndarray, str]:
         img = Image.fromarray(data.chelsea())
         source = "scikit-image data.chelsea() (Chelsea the cat, public domain)"
     else:
-        if not path.is_file():
-            raise PixelDCNError(f"--image {str(path)!r} is not a file")
-        try:
-            img = Image.open(path).convert("RGB")
-        except OSError as err:
-            raise PixelDCNError(f"--image {str(path)!r} is not an image Pillow can read: {err}") from err
+        from pixeldcn_core.images import read_image
+
+        img = Image.fromarray(read_image(path, "RGB", what="--image"))  # bounded, (H, W, 3)
         source = str(path)
     # Centre-crop to a square, then resize: the network sees an undistorted photograph.
     w, h = img.size
@@ -63,7 +60,7 @@ def save_side_by_side(rgb: np.ndarray, logits: np.ndarray, path: Path) -> dict[i
     """Input | predicted mask | overlay, as one PNG. Returns the class histogram."""
     from PIL import Image
 
-    from triton_repo.cli import voc_palette  # the one colour map, also `pixeldcn infer`'s
+    from pixeldcn_core.images import voc_palette  # the one colour map, also `pixeldcn infer`'s
 
     classes = logits.argmax(axis=1)[0]  # (H, W)
     pal = voc_palette(logits.shape[1])
@@ -108,7 +105,7 @@ def run_segment(*, up: str, interleave: str, weights: Path | None, random_weight
     try:
         import onnx
 
-        from exporters.pytorch import export_onnx
+        from exporters.pytorch import ExportOptions, export_onnx
         from triton_repo import Client, LocalTritonServer, ServingOptions
     except ImportError as err:
         raise PixelDCNError(f"the demo needs every extra: pip install 'pixeldcn[all]' ({err})") from err
@@ -124,7 +121,7 @@ def run_segment(*, up: str, interleave: str, weights: Path | None, random_weight
     with tempfile.TemporaryDirectory(prefix="pixeldcn-demo-") as tmp:
         steps.start("export to ONNX (standard ops only) and verify against PyTorch")
         exported = export_onnx(net, Path(tmp) / f"{name}.onnx", input_shape=(1, 3, size, size),
-                               interleave=interleave)
+                               options=ExportOptions(interleave=interleave))
         ops = sorted({n.op_type for n in onnx.load(str(exported)).graph.node})
         steps.done(f"{exported.stat().st_size / 1e6:.1f} MB; ops: {', '.join(ops)}")
         steps.start("write the Triton model repository (GPU production config + local CPU "

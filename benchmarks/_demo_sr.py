@@ -56,7 +56,7 @@ def _photo(path: Path | None, size: int) -> tuple[np.ndarray, str]:
         g = photo(name)
         source = f"scikit-image data.{name}() (held out from training: {PHOTOS[name]})"
     else:
-        from .quality_cli import read_image
+        from .cli_quality import read_image
 
         g = read_image(path, 1)[0]
         source = str(path)
@@ -192,12 +192,12 @@ def _check(size: int, requests: int) -> None:
 def _export_and_write(model: Any, x: np.ndarray, name: str, interleave: str, out: Path,
                       steps: Steps) -> tuple[Path, Path, Path, bool]:
     """Steps 2 and 3: the ONNX file, the repository, its version folder, whether it is new."""
-    from exporters.pytorch import export_onnx
+    from exporters.pytorch import ExportOptions, export_onnx
     from triton_repo import ServingOptions
 
     steps.start("export to ONNX (standard ops only) and verify against PyTorch")
     onnx_path = export_onnx(model, out / f"{name}.onnx", input_shape=tuple(x.shape),
-                            interleave=interleave)
+                            options=ExportOptions(interleave=interleave))
     steps.done(f"{onnx_path} ({onnx_path.stat().st_size / 1e3:.0f} kB)")
     steps.start("write the Triton model repository (GPU production config + local CPU flavour)")
     repo = out / "model_repository"
@@ -248,10 +248,12 @@ def run_sr(*, pretrained: str, compare: str, size: int, image: Path | None, inte
             served = np.asarray(client.infer(x))[0, 0]
         with torch.no_grad():
             served_err = float(np.max(np.abs(served - model(lr)[0, 0].numpy())))
-            outputs = {"bicubic": interpolate(lr, scale, "bicubic").clamp(0, 1)[0, 0].numpy(),
-                       "dcl": compare_model(lr).clamp(0, 1)[0, 0].numpy(),
-                       "pixel_dcl": np.clip(served, 0, 1), "truth": hr}
-        quality = _scores({k: outputs[k] for k in ("bicubic", "dcl", "pixel_dcl")}, hr, scale)
+            # keys of demo.json: the compared model (shipped DCL) and the served one (PixelDCL)
+            outputs = {  # per-kind data, not a branch
+                "bicubic": interpolate(lr, scale, "bicubic").clamp(0, 1)[0, 0].numpy(),
+                "dcl": compare_model(lr).clamp(0, 1)[0, 0].numpy(),
+                "pixel_dcl": np.clip(served, 0, 1), "truth": hr}
+        quality = _scores({k: v for k, v in outputs.items() if k != "truth"}, hr, scale)
         decoders = decoder_row(hr, decoder_steps, seed)
         side = min(64, size // 2)
         box = (*crop_box(hr, side), side)

@@ -138,7 +138,7 @@ _REGISTERED: dict[str, Benchmark] = {}
 
 
 def register_benchmark(bench: Benchmark) -> Benchmark:
-    """Add ``bench`` to ``pixeldcn bench`` (besides the modules of ``benchmarks.cli.MODULES``);
+    """Add ``bench`` to ``pixeldcn bench`` (besides the modules of ``benchmarks.cli_bench.MODULES``);
     a benchmark of the same name is replaced. Returns ``bench``."""
     _REGISTERED[bench.name] = bench
     return bench

@@ -231,14 +231,15 @@ def onnx_latency_ms(model: Any, task: str, runs: int, side: int) -> tuple[float 
     """Median latency of the model exported by ``export_onnx``, in onnxruntime (one thread)."""
     import onnxruntime as ort
 
-    from exporters.pytorch import export_onnx
+    from exporters.pytorch import ExportOptions, export_onnx
 
     t = TASKS[task]
     in_side = side // t.scale if t.kind == "sr" else side
     shape = (1, 1, in_side, in_side)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = export_onnx(model, Path(tmp) / "m.onnx", shape, dynamic=False)
+            path = export_onnx(model, Path(tmp) / "m.onnx", shape,
+                               options=ExportOptions(dynamic=False))
             so = ort.SessionOptions()
             so.intra_op_num_threads = 1
             so.inter_op_num_threads = 1

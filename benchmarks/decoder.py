@@ -122,14 +122,15 @@ def _export_parts(model: Any, name: str, size: int, tmp: Path, whole: bool
                   ) -> list[tuple[str, Path, tuple[int, ...]]]:
     from torch import nn
 
-    from exporters.pytorch import export_onnx
+    from exporters.pytorch import ExportOptions, export_onnx
 
+    no_check = ExportOptions(verify=False)  # timed only; bench network verifies these networks
     dshape = decoder_input_shape(model, 1, size)
     parts = [("decoder", export_onnx(nn.Sequential(*model.decoder).eval(),
-                                     tmp / f"{name}_dec.onnx", dshape, verify=False), dshape)]
+                                     tmp / f"{name}_dec.onnx", dshape, options=no_check), dshape)]
     if whole:
         shape = (1, 3, size, size)
-        parts.append(("whole", export_onnx(model, tmp / f"{name}.onnx", shape, verify=False),
+        parts.append(("whole", export_onnx(model, tmp / f"{name}.onnx", shape, options=no_check),
                       shape))
     return parts
 

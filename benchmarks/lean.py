@@ -136,7 +136,7 @@ def _floor_part(s: LeanSettings, tmp: Path, progress: bool) -> list[dict[str, An
     import onnx
     import torch
 
-    from exporters.pytorch import export_onnx
+    from exporters.pytorch import ExportOptions, export_onnx
 
     from ._graphs import conv_macs
     from ._ort import ProviderChoice, make_runner, make_session
@@ -156,7 +156,8 @@ def _floor_part(s: LeanSettings, tmp: Path, progress: bool) -> list[dict[str, An
             if name == FLOOR:
                 model = free_upsampling(model)
             print(f"[lean] export U-Net {size}x{size} with {name}", flush=True)
-            path = export_onnx(model, tmp / f"floor_{size}_{name}.onnx", shape, verify=False)
+            path = export_onnx(model, tmp / f"floor_{size}_{name}.onnx", shape,
+                               options=ExportOptions(verify=False))
             proto = onnx.load(str(path))
             by_op = conv_macs(proto, {proto.graph.input[0].name: shape})
             macs[name] = None if by_op is None else sum(by_op.values()) / 1e9
@@ -186,11 +187,12 @@ def _served_models(s: LeanSettings, tmp: Path) -> dict[str, Path]:
     import torch
 
     import pixeldcn_core as pc
-    from exporters.pytorch import export_onnx, quantize_int8
+    from exporters.pytorch import ExportOptions, export_onnx, quantize_int8
 
     torch.manual_seed(s.seed)
     shape = (1, 3, s.serve_size, s.serve_size)
-    f32 = export_onnx(_unet(SERVED_KIND, s), tmp / "served_f32.onnx", shape, verify=False)
+    f32 = export_onnx(_unet(SERVED_KIND, s), tmp / "served_f32.onnx", shape,
+                      options=ExportOptions(verify=False))
     bases = {False: onnx.load(str(f32))}
     if s.int8 and any(o[4] for o in SERVED_OPTIONS):
         print("[lean] quantising the served U-Net to int8 (calibration: photos)", flush=True)

@@ -206,7 +206,7 @@ class _Models:
         import onnx
         import torch
 
-        from exporters.pytorch import export_onnx
+        from exporters.pytorch import ExportOptions, export_onnx
 
         from ._graphs import conv_macs
         from ._ort import make_runner, make_session
@@ -216,7 +216,7 @@ class _Models:
         model = NETWORKS[net].build(v.kind, v.k, s.networks[net]).eval()
         print(f"[network] export {count}: {NETWORKS[net].title} with {v.name}", flush=True)
         path = export_onnx(model, self.tmp / f"{net}_{v.name}.onnx", input_shape=shape,
-                           verify=s.verify, interleave=v.interleave)
+                           options=ExportOptions(verify=s.verify, interleave=v.interleave))
         proto = onnx.load(str(path))
         by_op = conv_macs(proto, {proto.graph.input[0].name: shape})
         macs = None if by_op is None else sum(by_op.values())

@@ -281,7 +281,7 @@ def _start_server(stack: ExitStack, s: ServeSettings, run: _Run) -> Any:
 
 def _connect(stack: ExitStack, s: ServeSettings, run: _Run) -> Any:
     """Start or reach the server, open one client per protocol; returns the statistics client."""
-    from triton_repo import Client
+    from triton_repo import connect
 
     t0 = time.perf_counter()
     server = None
@@ -292,8 +292,8 @@ def _connect(stack: ExitStack, s: ServeSettings, run: _Run) -> Any:
         server = _start_server(stack, s, run)
         run.urls = {"grpc": server.grpc_url, "http": server.http_url}
     run.setup_s = time.perf_counter() - t0
-    run.clients = {p: stack.enter_context(Client(run.urls[p], run.model, protocol=p,
-                                                 timeout=120.0)) for p in s.protocols}
+    run.clients = {p: stack.enter_context(connect(run.urls[p], run.model, protocol=p,
+                                                  timeout=120.0)) for p in s.protocols}
     stats = run.clients[s.protocols[0]]
     if hasattr(stats, "replica_stats"):  # several URLs: one ReplicaClient
         stats.wait_ready(timeout=60.0)

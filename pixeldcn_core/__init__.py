@@ -3,24 +3,13 @@
 Depends on numpy and onnx only; never on torch or tritonclient.
 """
 
-__version__ = "0.1.0"
-
 from . import (
-    _kinds,  # noqa: F401  (registers the built-in kinds)
     io,
     kinds,  # noqa: F401  (registers the built-in kinds, one module each)
     reference,
 )
-from ._builder import (
-    DEFAULT_OPSET,
-    DTYPES,
-    SUPPORTED_OPSETS,
-    GraphBuilder,
-    check_dtype,
-    check_opset,
-    ir_version_for,
-)
-from ._emit import INTERLEAVES, check_form, check_interleave, emit_layer, pixel_dcl_phase_taps
+from ._builder import DTYPES, GraphBuilder, check_dtype
+from ._emit import check_form, emit_layer
 from ._errors import InputShapeError, PixelDCNError, SpecError, UnknownKindError, WeightError
 from ._fold import batchnorm_affine, fold_affine
 from ._io_graph import (
@@ -34,6 +23,7 @@ from ._io_graph import (
     preprocess,
 )
 from ._model import build_layer_model
+from ._opsets import DEFAULT_OPSET, SUPPORTED_OPSETS, check_opset, ir_version_for
 from ._specs import (
     FORMS,
     KINDS,
@@ -46,7 +36,21 @@ from ._specs import (
     registered_kind,
     unregister_kind,
 )
-from ._targets import DEFAULT_TARGET, TARGETS, Target, get_target, resolve_target
+from ._targets import (
+    CONSUMER_ALIASES,
+    CONSUMERS,
+    DEFAULT_TARGET,
+    INTERLEAVES,
+    TARGETS,
+    Target,
+    check_interleave,
+    consumer_name,
+    get_target,
+    intersection,
+    resolve_target,
+)
+from ._version import __version__
+from .kinds.pixel_dcl import pixel_dcl_phase_taps
 from .quality import checkerboard_index, checkerboard_map, overlap_map
 
 __all__ = [
@@ -97,10 +101,14 @@ __all__ = [
     "ir_version_for",
     "pixel_dcl_phase_taps",
     # export targets (forms each ONNX consumer supports)
+    "CONSUMERS",
+    "CONSUMER_ALIASES",
     "DEFAULT_TARGET",
     "TARGETS",
     "Target",
+    "consumer_name",
     "get_target",
+    "intersection",
     "resolve_target",
     # errors
     "InputShapeError",

@@ -22,23 +22,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ._errors import SpecError
+from ._opsets import check_opset, ir_version_for
 from ._targets import Target, get_target
+from ._version import __version__
 
-__all__ = [
-    "DEFAULT_OPSET",
-    "DTYPES",
-    "SUPPORTED_OPSETS",
-    "GraphBuilder",
-    "ir_version_for",
-]
-
-#: The opset every model is written with unless told otherwise.
-DEFAULT_OPSET = 18
-#: Opsets the builder can write (the ops used have the same semantics across these).
-SUPPORTED_OPSETS = range(17, 22)
-# Oldest IR version that carries each opset: older runtimes (Triton's bundled onnxruntime,
-# TensorRT) refuse newer IR versions than they know.
-_IR_FOR_OPSET = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+__all__ = ["DTYPES", "GraphBuilder", "check_dtype"]
 
 #: Model dtypes: name -> (numpy dtype, ONNX element type).
 DTYPES: dict[str, tuple[type[np.floating[Any]], int]] = {
@@ -47,23 +35,6 @@ DTYPES: dict[str, tuple[type[np.floating[Any]], int]] = {
 }
 
 PRODUCER_NAME = "pixeldcn"
-
-
-def ir_version_for(opset: int) -> int:
-    return _IR_FOR_OPSET[opset]
-
-
-def check_opset(opset: int | None) -> int:
-    if opset is None:
-        return DEFAULT_OPSET
-    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
-        raise SpecError(f"opset must be an int, got {opset!r}")
-    if int(opset) not in SUPPORTED_OPSETS:
-        raise SpecError(
-            f"opset {opset} is not supported; expected {SUPPORTED_OPSETS.start}.."
-            f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})"
-        )
-    return int(opset)
 
 
 def check_dtype(dtype: Any) -> str:
@@ -228,8 +199,6 @@ class GraphBuilder:
 
     def to_model(self, name: str = "pixeldcn", *, doc: str = "") -> onnx.ModelProto:
         """The recorded graph as a model with a pinned opset and IR version."""
-        from . import __version__
-
         model = helper.make_model(
             self.to_graph(name),
             opset_imports=[helper.make_opsetid("", self.opset)],

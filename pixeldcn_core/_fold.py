@@ -1,7 +1,8 @@
 """Fold a per-channel affine map (an eval-mode BatchNorm) into an up-sampling layer's weights.
 
 Numpy only, in the core's weight layout. ``y' = scale * y + shift`` per output channel. Each kind
-says how through its registry entry's ``fold`` (:data:`pixeldcn_core.KindInfo.fold`):
+says how through its registry entry's ``fold`` (:data:`pixeldcn_core.KindInfo.fold`), written in
+the kind's module (:mod:`pixeldcn_core.kinds`):
 
 - ``dcl``, ``resize_conv``, ``subpixel_conv`` are linear in their weight per output channel, so
   the output channel's kernels are scaled.
@@ -17,25 +18,13 @@ The bias always becomes ``scale * bias + shift`` (:func:`fold_affine` adds it).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._errors import WeightError
+from ._specs import LayerSpec
 
-if TYPE_CHECKING:
-    from ._specs import LayerSpec
-
-__all__ = [
-    "MIN_SCALE",
-    "batchnorm_affine",
-    "fold_affine",
-    "fold_dcl",
-    "fold_ipixel_dcl",
-    "fold_out_channels",
-    "fold_pixel_dcl",
-    "fold_subpixel_conv",
-]
+__all__ = ["MIN_SCALE", "batchnorm_affine", "fold_affine", "fold_out_channels"]
 
 #: Smallest |scale| the pixel kinds fold (they divide by it).
 MIN_SCALE = 1e-6
@@ -53,47 +42,9 @@ def batchnorm_affine(
 
 
 def fold_out_channels(spec: LayerSpec, w: W, s: np.ndarray) -> dict[str, np.ndarray]:
-    """A conv ``weight [C, Cin, k, k]``: scale each output channel's kernel."""
+    """A conv ``weight [C, Cin, k, k]`` (output channels first): scale each output channel's
+    kernel. The ``fold`` of any kind whose one weight is such a conv (``resize_conv``)."""
     return {"weight": w["weight"] * s[:, None, None, None]}
-
-
-def fold_dcl(spec: LayerSpec, w: W, s: np.ndarray) -> dict[str, np.ndarray]:
-    """ConvTranspose ``weight [Cin, C, k, k]``: output channels are axis 1."""
-    return {"weight": w["weight"] * s[None, :, None, None]}
-
-
-def fold_subpixel_conv(spec: LayerSpec, w: W, s: np.ndarray) -> dict[str, np.ndarray]:
-    """``weight [4C, Cin, k, k]``: row ``4c + p`` feeds output channel c."""
-    return {"weight": w["weight"] * np.repeat(s, 4)[:, None, None, None]}
-
-
-def fold_pixel_dcl(spec: LayerSpec, w: W, s: np.ndarray) -> dict[str, np.ndarray] | None:
-    if np.any(np.abs(s) < MIN_SCALE):
-        return None
-    ratio = s[:, None] / s[None, :]  # (C_out, C_in): scale[o] / scale[i]
-    return {
-        "w1": w["w1"] * s[:, None, None, None],
-        "w2": w["w2"] * ratio[:, :, None, None],
-        "w3": w["w3"] * ratio[:, :, None, None],
-    }
-
-
-def fold_ipixel_dcl(spec: LayerSpec, w: W, s: np.ndarray) -> dict[str, np.ndarray] | None:
-    """w2 reads [x, F1]; w3 reads [x, F1, F2] and writes [F3, F4] (both scaled by s)."""
-    if np.any(np.abs(s) < MIN_SCALE):
-        return None
-    cin, c = spec.in_channels, spec.out_channels
-    ratio = s[:, None] / s[None, :]
-    w2 = np.array(w["w2"], copy=True)
-    w2[:, :cin] *= s[:, None, None, None]
-    w2[:, cin:] *= ratio[:, :, None, None]
-    s2 = np.concatenate([s, s])
-    ratio2 = s2[:, None] / s[None, :]  # (2C, C)
-    w3 = np.array(w["w3"], copy=True)
-    w3[:, :cin] *= s2[:, None, None, None]
-    w3[:, cin : cin + c] *= ratio2[:, :, None, None]
-    w3[:, cin + c :] *= ratio2[:, :, None, None]
-    return {"w1": w["w1"] * s[:, None, None, None], "w2": w2, "w3": w3}
 
 
 def fold_affine(
@@ -106,8 +57,6 @@ def fold_affine(
     Raises:
         WeightError: the weights do not fit the kind, or ``scale``/``shift`` are not ``[C]``.
     """
-    from ._specs import LayerSpec
-
     spec = LayerSpec.from_weights(kind, weights)
     w = {k: np.asarray(v, np.float64) for k, v in spec.check_weights(weights).items()}
     s = np.asarray(scale, np.float64).reshape(-1)

@@ -29,10 +29,10 @@ def build_layer_model(
     """One up-sampling layer as a standalone ONNX model of standard operators.
 
     Args:
-        kind: a registered kind: "dcl", "pixel_dcl", "ipixel_dcl", "resize_conv", "subpixel_conv".
-        weights: numpy arrays: ``w1``, ``w2``, ``w3`` for the pixel kinds; ``weight`` for ``dcl``
-            (``[Cin, C, k, k]``), ``resize_conv`` (``[C, Cin, k, k]``) and ``subpixel_conv``
-            (``[4C, Cin, k, k]``); optional ``bias`` (``[C]``).
+        kind: a registered kind (:func:`~pixeldcn_core.layer_kinds`; aliases accepted).
+        weights: numpy arrays named as the kind's
+            :meth:`~pixeldcn_core.LayerSpec.weight_shapes` (e.g. ``w1``, ``w2``, ``w3`` for
+            ``pixel_dcl``; ``weight [Cin, C, k, k]`` for ``dcl``); optional ``bias`` (``[C]``).
         form: "efficient" (phases at input resolution + one DepthToSpace) or "faithful"
             (the paper's Figure 6) where the kind has both.
         opset: default-domain opset (17..21); ``None`` is :data:`DEFAULT_OPSET`, or the newest

@@ -8,7 +8,8 @@ its initialisations. Every other module (the reference's :func:`~pixeldcn_core.r
 registry instead of naming kinds, so a kind registered with :func:`register_kind` reaches all of
 them, and a new kind cannot ship without a reference, an emitter and tests.
 
-The built-in kinds are registered by :mod:`pixeldcn_core._kinds` when the package is imported.
+The built-in kinds are registered by their modules in :mod:`pixeldcn_core.kinds` (one per kind)
+when the package is imported.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ class KindInfo:
         return k
 
 
-#: The registry: kind name -> :class:`KindInfo`, in registration order. Read it through
+#: The registry: kind name -> :class:`KindInfo`, in registration order (the built-in kinds'
+#: modules are imported sorted by name, so theirs is alphabetical). Read it through
 #: :func:`layer_kinds` and :func:`get_kind`; change it through :func:`register_kind`.
 KINDS: dict[str, KindInfo] = {}
 

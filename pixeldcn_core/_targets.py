@@ -17,12 +17,15 @@ an equivalent form (the same numbers):
 - DCL with an odd kernel (TF 'SAME' pads (begin, end) with begin < end): a ``ConvTranspose``
   with pads ``begin`` on both sides, then a ``Slice`` dropping the last ``end - begin`` rows
   and columns;
-- opset 17 by default, and an error for a newer one;
+- the target's ``max_opset`` (17 for onnx2torch and any) when no opset is given, instead of
+  :data:`~pixeldcn_core.DEFAULT_OPSET` (18), and an error for a newer one;
 - (exporters) ``Reshape(allowzero=1)`` with a constant shape holding no zero as ``allowzero=0``;
 - (exporters, tract and any) ``Expand(x, shape)`` as ``Add(x, ConstantOfShape(shape, 0))``.
 
-``"any"`` is the intersection: a model every consumer above runs. ``"onnxruntime"`` (the
-default) is the fastest form for onnxruntime, i.e. what the emitters always wrote.
+``"any"`` is the intersection (:func:`intersection`, derived from :data:`CONSUMERS`): a model every
+consumer above runs. ``"onnxruntime"`` (the default) is the fastest form for onnxruntime, i.e.
+what the emitters always wrote. Each consumer has one name, shared with ``pixeldcn check
+--runtimes``; ``"ort"`` is still accepted for onnxruntime (:data:`CONSUMER_ALIASES`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,31 @@ from __future__ import annotations
 import dataclasses
 
 from ._errors import SpecError
+from ._opsets import DEFAULT_OPSET, check_opset
 
-__all__ = ["DEFAULT_TARGET", "TARGETS", "Target", "get_target", "resolve_target"]
+__all__ = [
+    "CONSUMERS",
+    "CONSUMER_ALIASES",
+    "DEFAULT_TARGET",
+    "INTERLEAVES",
+    "TARGETS",
+    "Target",
+    "check_interleave",
+    "consumer_name",
+    "get_target",
+    "intersection",
+    "resolve_target",
+]
+
+#: How the efficient forms interleave four phases into the 2x output: ``"depth_to_space"`` (one
+#: DepthToSpace) or ``"concat"`` (copies and reshapes only; see ``pixeldcn_core.kinds._ops``).
+INTERLEAVES = ("depth_to_space", "concat")
+
+
+def check_interleave(interleave: str) -> str:
+    if interleave not in INTERLEAVES:
+        raise SpecError(f"interleave={interleave!r}; expected one of {', '.join(INTERLEAVES)}")
+    return interleave
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,24 +90,53 @@ class Target:
     expand: bool = True
 
 
-#: Every target, by name. The default is :data:`DEFAULT_TARGET`.
-TARGETS: dict[str, Target] = {
-    t.name: t
-    for t in (
-        Target("onnxruntime", "onnxruntime"),
-        Target("openvino", "OpenVINO"),
-        Target("tract", "tract", expand=False),
-        Target("onnx2torch", "onnx2torch", depth_to_space_dcr=False,
-               asymmetric_conv_transpose=False, max_opset=17, interleave="concat",
-               reshape_allowzero=False),
-        Target("any", "every consumer (onnxruntime, ReferenceEvaluator, OpenVINO, tract, onnx2torch)",
-               depth_to_space_dcr=False, asymmetric_conv_transpose=False, max_opset=17,
-               interleave="concat", reshape_allowzero=False, expand=False),
+#: One target per ONNX consumer pixeldcn runs; their names are also the names
+#: ``pixeldcn check --runtimes`` takes (``exporters.runtimes.RUNTIMES``): one key per consumer.
+CONSUMERS: tuple[Target, ...] = (
+    Target("onnxruntime", "onnxruntime"),
+    Target("reference", "onnx ReferenceEvaluator"),
+    Target("openvino", "OpenVINO"),
+    Target("tract", "tract", expand=False),
+    Target("onnx2torch", "onnx2torch", depth_to_space_dcr=False,
+           asymmetric_conv_transpose=False, max_opset=17, interleave="concat",
+           reshape_allowzero=False),
+)
+
+
+def intersection(name: str, targets: tuple[Target, ...]) -> Target:
+    """The target whose forms every one of ``targets`` runs: a fact holds only where it holds for
+    all of them, the oldest ``max_opset``, and ``concat`` unless they all interleave with
+    ``depth_to_space`` by default."""
+    opsets = [t.max_opset for t in targets if t.max_opset is not None]
+    return Target(
+        name,
+        f"every consumer ({', '.join(t.title for t in targets)})",
+        depth_to_space_dcr=all(t.depth_to_space_dcr for t in targets),
+        asymmetric_conv_transpose=all(t.asymmetric_conv_transpose for t in targets),
+        max_opset=min(opsets) if opsets else None,
+        interleave=("depth_to_space" if all(t.interleave == "depth_to_space" for t in targets)
+                    else "concat"),
+        reshape_allowzero=all(t.reshape_allowzero for t in targets),
+        expand=all(t.expand for t in targets),
     )
-}
+
+
+#: Every target, by name: one per consumer, then ``"any"``, their intersection (a model every
+#: consumer runs). The default is :data:`DEFAULT_TARGET`.
+TARGETS: dict[str, Target] = {t.name: t for t in (*CONSUMERS, intersection("any", CONSUMERS))}
+
+#: Earlier spellings of consumer names, still accepted (``pixeldcn check --runtimes ort``).
+CONSUMER_ALIASES: dict[str, str] = {"ort": "onnxruntime"}
 
 #: What ``target=None`` means: the fastest forms for onnxruntime.
 DEFAULT_TARGET = "onnxruntime"
+
+
+def consumer_name(name: str) -> str:
+    """The canonical name of a consumer (or target) spelled ``name``: lower-cased, aliases
+    (:data:`CONSUMER_ALIASES`) resolved. Unknown names come back normalised but unchecked."""
+    key = name.strip().lower()
+    return CONSUMER_ALIASES.get(key, key)
 
 
 def get_target(target: str | Target | None) -> Target:
@@ -90,9 +145,9 @@ def get_target(target: str | Target | None) -> Target:
         return target
     if target is None:
         return TARGETS[DEFAULT_TARGET]
-    if not isinstance(target, str) or target.strip().lower() not in TARGETS:
+    if not isinstance(target, str) or consumer_name(target) not in TARGETS:
         raise SpecError(f"target={target!r}; expected one of {', '.join(TARGETS)}")
-    return TARGETS[target.strip().lower()]
+    return TARGETS[consumer_name(target)]
 
 
 def resolve_target(
@@ -103,9 +158,6 @@ def resolve_target(
     Raises:
         SpecError: unknown target, opset or interleave, or an opset newer than the target takes.
     """
-    from ._builder import DEFAULT_OPSET, check_opset
-    from ._emit import check_interleave
-
     t = get_target(target)
     if opset is None:
         resolved = DEFAULT_OPSET if t.max_opset is None else min(DEFAULT_OPSET, t.max_opset)

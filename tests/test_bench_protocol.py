@@ -21,7 +21,7 @@ from benchmarks import (
     load_result,
 )
 from benchmarks import _protocol as protocol
-from benchmarks.cli import MODULES
+from benchmarks.cli_bench import MODULES
 from pixeldcn_core import PixelDCNError
 from pixeldcn_core.cli import main
 

@@ -9,24 +9,25 @@ from onnx import shape_inference
 
 import pixeldcn_core as pc
 
-# Standard default-domain ops a layer may be written with. No Loop/Scan/If, no Scatter*,
-# no custom domains.
-ALLOWED_OPS = {
-    "Add", "Concat", "ConstantOfShape", "Conv", "ConvTranspose", "DepthToSpace", "Identity",
-    "Pad", "Reshape", "Resize", "Shape", "Slice", "Split", "Sum", "Unsqueeze",
-}
+
+def _forbidden(op: str) -> bool:
+    """Ops no layer may be written with, whatever its kind: control flow, scatters, random numbers
+    and sequences (TensorRT and the small runtimes lack them; they also hide shapes)."""
+    return op in {"If", "Loop", "Scan", "Bernoulli", "Multinomial"} or any(
+        part in op for part in ("Scatter", "Random", "Sequence"))
+
 
 ALL = [
     pytest.param(kind, form, id=f"{kind}-{form}")
     for kind in pc.layer_kinds()
     for form in pc.get_kind(kind).forms
 ]
-# The same, with each interleave where the kind interleaves phases.
+# The same, with each interleave where the kind interleaves phases (its registry entry says so).
 ALL_INTERLEAVES = [
     pytest.param(kind, form, il, id=f"{kind}-{form}-{il}")
     for kind in pc.layer_kinds()
     for form in pc.get_kind(kind).forms
-    for il in (pc.INTERLEAVES if kind in ("pixel_dcl", "ipixel_dcl", "resize_conv") else ["depth_to_space"])
+    for il in (pc.INTERLEAVES if pc.get_kind(kind).interleaves else ["depth_to_space"])
 ]
 
 
@@ -53,21 +54,35 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
 
 
 @pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)
-def test_emitted_graph_uses_only_allowed_standard_ops_in_the_default_domain(kind, form, interleave):
+def test_emitted_graph_uses_only_standard_ops_of_the_default_domain(kind, form, interleave):
     model = _model(kind, form, interleave=interleave)
     onnx.checker.check_model(model, full_check=True)
     ops = {n.op_type for n in model.graph.node}
-    assert ops <= ALLOWED_OPS, ops - ALLOWED_OPS
     assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
     assert [o.domain for o in model.opset_import] == [""]
-    if kind != "dcl":
-        assert "ConvTranspose" not in ops
-    uses_phases = kind != "dcl" and (kind != "resize_conv" or form == "efficient")
-    if uses_phases and interleave == "depth_to_space":
-        assert "DepthToSpace" in ops
-    if interleave == "concat":  # the phases are interleaved by copies and reshapes only
+    assert all(onnx.defs.has(op, "") for op in ops), ops
+    assert not {op for op in ops if _forbidden(op)}
+    if pc.get_kind(kind).interleaves and interleave == "concat":
+        # the phases are interleaved by copies and reshapes only
         assert "DepthToSpace" not in ops
-        assert {"Reshape", "Unsqueeze"} <= ops if uses_phases else "Reshape" not in ops
+        if form == "efficient":
+            assert {"Reshape", "Unsqueeze", "Concat"} <= ops
+    elif pc.get_kind(kind).interleaves and form == "efficient":
+        assert "DepthToSpace" in ops
+
+
+@pytest.mark.parametrize("kind", [k for k in pc.layer_kinds() if not pc.get_kind(k).interleaves])
+def test_a_kind_that_does_not_interleave_ignores_the_interleave_option(kind):
+    for form in pc.get_kind(kind).forms:
+        # the same graph (only the model's doc string records the option asked for)
+        a, b = (_model(kind, form, interleave=il).graph.SerializeToString() for il in pc.INTERLEAVES)
+        assert a == b
+
+
+def test_the_forbidden_op_rule_sees_control_flow_scatters_and_sequences():
+    assert [op for op in ("Loop", "ScatterND", "RandomNormalLike", "SplitToSequence", "If")
+            if not _forbidden(op)] == []
+    assert not any(_forbidden(op) for op in ("Conv", "DepthToSpace", "Resize", "GridSample"))
 
 
 @pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)

@@ -38,7 +38,8 @@ def test_core_imports_and_builds_with_torch_tritonclient_and_onnxruntime_blocked
 
 def test_public_names_and_all_agree():
     public = {n for n in dir(pixeldcn_core) if not n.startswith("_")}
-    modules = {"reference", "cli", "kinds"}  # submodules that are public modules, not API names
+    # submodules that are public modules, not API names
+    modules = {"reference", "cli", "cli_layer", "images", "kinds"}
     exported = set(pixeldcn_core.__all__)
     assert exported - {"__version__"} <= public
     extra = public - exported - modules

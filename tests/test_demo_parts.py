@@ -11,7 +11,7 @@ pytest.importorskip("skimage")
 
 from benchmarks._demo_serving import write_once
 from benchmarks._demo_sr import DECODERS, _sr_panels, decoder_row, sr_picture
-from benchmarks.demo import default_out
+from benchmarks.cli_demo import default_out
 from pixeldcn_core import SpecError
 from triton_repo import ServingOptions
 

@@ -82,29 +82,30 @@ def test_models_are_read_from_their_configs(local_repo: pathlib.Path) -> None:
 def test_every_object_loads_into_the_official_kubernetes_models(manifests: pathlib.Path) -> None:
     files = sorted((manifests / "k8s").glob("*.yaml"))
     names = {p.name for p in files}
-    assert names == {"namespace.yaml", "deployment.yaml", "network-policy.yaml", "service.yaml",
-                     "autoscaler.yaml", "disruption-budget.yaml", "ingress.yaml", "service-monitor.yaml"}
+    assert names == {"00-namespace.yaml", "10-deployment.yaml", "10-network-policy.yaml",
+                     "10-service.yaml", "10-autoscaler.yaml", "10-disruption-budget.yaml",
+                     "10-ingress.yaml", "10-service-monitor.yaml"}
     counts = {p.name: len(validate_file(str(p))) for p in files}
-    assert counts["ingress.yaml"] == 2 and sum(counts.values()) == 9
+    assert counts["10-ingress.yaml"] == 2 and sum(counts.values()) == 9
     optional = manifests / "k8s" / "optional" / "ingress-nginx-controller-settings.yaml"
     (settings,) = validate_file(str(optional))
     assert settings.data["client-header-timeout"] == "10" and settings.data["keep-alive"] == "75"
-    deployment = validate_file(str(manifests / "k8s" / "deployment.yaml"))[0]
+    deployment = validate_file(str(manifests / "k8s" / "10-deployment.yaml"))[0]
     assert type(deployment).__name__ == "V1Deployment"
     assert deployment.spec.template.spec.containers[0].security_context.read_only_root_filesystem is True
 
 
 def test_the_validator_fails_on_unknown_and_missing_fields(manifests: pathlib.Path) -> None:
-    obj = yaml.safe_load((manifests / "k8s" / "deployment.yaml").read_text())
+    obj = yaml.safe_load((manifests / "k8s" / "10-deployment.yaml").read_text())
     obj["spec"]["replica"] = 3  # a typo the client's from_dict would drop silently
     unknown = r"Deployment/pixeldcn-triton.spec: unknown field\(s\) \['replica'\]"
     with pytest.raises(ValidationError, match=unknown):
         validate_object(obj)
-    obj = yaml.safe_load((manifests / "k8s" / "deployment.yaml").read_text())
+    obj = yaml.safe_load((manifests / "k8s" / "10-deployment.yaml").read_text())
     del obj["spec"]["template"]["spec"]["containers"][0]["name"]
     with pytest.raises(ValidationError, match=r"containers\[0\]: V1Container: (?s:.*)name\s+Field required"):
         validate_object(obj)
-    obj = yaml.safe_load((manifests / "k8s" / "service.yaml").read_text())
+    obj = yaml.safe_load((manifests / "k8s" / "10-service.yaml").read_text())
     obj["spec"]["ports"][0]["port"] = "8000"
     with pytest.raises(ValidationError, match=r"ports\[0\].port: expected int, got str"):
         validate_object(obj)
@@ -112,17 +113,104 @@ def test_the_validator_fails_on_unknown_and_missing_fields(manifests: pathlib.Pa
 
 def test_inference_service_loads_into_the_kserve_models_in_a_subprocess(manifests: pathlib.Path) -> None:
     # kserve and tritonclient clash on a protobuf symbol in one process.
-    path = manifests / "kserve" / "inference-service.yaml"
+    paths = sorted(str(p) for p in (manifests / "kserve").glob("*.yaml"))
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "k8s_validate.py"), "--kserve", str(path)],
+        [sys.executable, str(ROOT / "tests" / "k8s_validate.py"), "--kserve", *paths],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "validated 2 objects" in done.stdout
+    assert "validated 4 objects" in done.stdout  # Namespace, ServiceAccount, InferenceService, policy
     service = _objects(manifests / "kserve")["InferenceService/pixeldcn-triton"]
     triton = service["spec"]["predictor"]["triton"]
     assert triton["storageUri"] == URL and triton["runtimeVersion"] == "24.10-py3"
     assert triton["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+KSERVE_PORTS = """
+import json
+from kserve.constants import constants
+print(json.dumps({"http": constants.DEFAULT_HTTP_PORT}))
+"""
+
+
+def test_kserve_probes_and_policy_use_the_runtime_ports(manifests: pathlib.Path) -> None:
+    # KServe's Triton runtime listens on 8080 (kserve's DEFAULT_HTTP_PORT; gRPC 9000 in its
+    # runtime args) and names no container port: a probe on port "http" never succeeds.
+    done = subprocess.run([sys.executable, "-c", KSERVE_PORTS], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["http"] == _deploy.KSERVE_HTTP_PORT == 8080
+    objs = _objects(manifests / "kserve")
+    service = objs["InferenceService/pixeldcn-triton"]
+    triton = service["spec"]["predictor"]["triton"]
+    for probe, path in (("startupProbe", "/v2/health/ready"), ("readinessProbe", "/v2/health/ready"),
+                        ("livenessProbe", "/v2/health/live")):  # fmt: skip
+        assert triton[probe]["httpGet"] == {"path": path, "port": 8080}
+    flags = _flags(triton["args"])
+    assert "http-port" not in flags and "grpc-port" not in flags  # the runtime's own
+    policy = objs["NetworkPolicy/pixeldcn-triton"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"serving.kserve.io/inferenceservice": "pixeldcn-triton"}}
+    ports = {p["port"] for p in policy["ingress"][0]["ports"]}
+    assert ports == {8080, 9000, int(flags["metrics-port"])}
+    # the same restricted APIs behind the same header as the Deployment flavour and the local server
+    restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=$(TRITON_ADMIN_KEY)"
+    assert flags["http-restricted-api"] == flags["grpc-restricted-protocol"] == restricted
+    env = {e["name"]: e for e in triton["env"]}
+    assert env["TRITON_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "pixeldcn-triton-admin", "key": "admin-key"}
+    assert "value" not in env["TRITON_ADMIN_KEY"]
+
+
+def _apply_in_order(folder: pathlib.Path) -> list[str]:
+    """What `kubectl apply -f FOLDER` does: files in lexical order, objects in file order; fails
+    like the API server on an object whose namespace or service account does not exist yet."""
+    created: set[tuple[str, str]] = set()
+    applied = []
+    for path in sorted(folder.glob("*.yaml")):
+        for obj in yaml.safe_load_all(path.read_text()):
+            meta = obj["metadata"]
+            ns = meta.get("namespace")
+            assert ns is None or ("Namespace", ns) in created, f"{path.name}: namespace {ns} not found"
+            account = obj.get("spec", {}).get("predictor", {}).get("serviceAccountName")
+            assert account is None or ("ServiceAccount", account) in created, (
+                f"{path.name}: service account {account} not found")
+            created.add((obj["kind"], meta["name"]))
+            applied.append(f"{obj['kind']}/{meta['name']}")
+    return applied
+
+
+def test_one_kubectl_apply_creates_the_namespace_first(manifests: pathlib.Path) -> None:
+    for flavour in ("k8s", "kserve"):
+        applied = _apply_in_order(manifests / flavour)
+        assert applied[0] == "Namespace/pixeldcn", flavour
+    assert _apply_in_order(manifests / "kserve") == [
+        "Namespace/pixeldcn", "ServiceAccount/pixeldcn-triton-s3",
+        "InferenceService/pixeldcn-triton", "NetworkPolicy/pixeldcn-triton"]
+
+
+def test_s3_endpoint_with_credentials_is_refused_and_never_written(
+    local_repo: pathlib.Path, tmp_path: pathlib.Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from pixeldcn_core.cli import main
+
+    secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
+    with pytest.raises(triton_repo.ConfigError, match=r"s3_endpoint holds credentials"):
+        _deploy.DeployOptions(s3_endpoint=f"http://AKIA:{secret}@minio:9000")
+    for bad, message in (("ftp://minio:9000", "expected http"), ("http://minio:9000/bucket", "nothing else"),
+                         ("http://minio:notaport", "expected http"), ("http://", "expected http")):
+        with pytest.raises(triton_repo.ConfigError, match=message):
+            _deploy.DeployOptions(s3_endpoint=bad)
+    out = tmp_path / "ks"
+    code = main(["deploy", "kubernetes", "--repository", URL, "--models-from", str(local_repo),
+                 "--out", str(out), "--kserve", "--s3-endpoint", f"http://AKIA:{secret}@minio:9000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "s3_endpoint holds credentials" in err and secret not in err
+    assert not out.exists()
+    ok = _deploy.kserve_manifests(URL, _deploy.read_models(local_repo),
+                                  _deploy.DeployOptions(s3_endpoint="http://minio.storage:9000"))
+    account = ok["05-service-account.yaml"][0]
+    assert account["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == "minio.storage:9000"
+    assert account["metadata"]["annotations"]["serving.kserve.io/s3-usehttps"] == "0"
 
 
 def _flags(args: list[str]) -> dict[str, str]:
@@ -260,7 +348,7 @@ def test_deploy_command(local_repo: pathlib.Path, tmp_path: pathlib.Path, capsys
     assert _objects(out)["Deployment/pixeldcn-triton"]["spec"]["replicas"] == 3
     assert main(["deploy", "kubernetes", "--repository", URL, "--models-from", str(local_repo),
                  "--out", str(tmp_path / "ks"), "--kserve"]) == 0  # fmt: skip
-    assert (tmp_path / "ks" / "inference-service.yaml").is_file()
+    assert (tmp_path / "ks" / "10-inference-service.yaml").is_file()
     capsys.readouterr()
     for argv, message in (
         (["--repository", "/local/folder"], "expected s3://BUCKET/PREFIX"),

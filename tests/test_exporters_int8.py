@@ -13,7 +13,7 @@ import onnx
 import pytest
 import torch
 
-from exporters.pytorch import ExportError, UNet, export_onnx
+from exporters.pytorch import ExportError, ExportOptions, UNet, export_onnx
 from exporters.pytorch._int8 import calibration_inputs, compare_int8, quantize_int8
 from pixeldcn_core.cli import main
 
@@ -25,7 +25,8 @@ SHAPE = (1, 3, 32, 32)
 def float_path(tmp_path_factory):
     torch.manual_seed(0)
     model = UNet(3, 4, base_channels=4, depth=2, up="pixel_dcl").eval()
-    return export_onnx(model, tmp_path_factory.mktemp("int8") / "f.onnx", SHAPE, verify=False)
+    return export_onnx(model, tmp_path_factory.mktemp("int8") / "f.onnx", SHAPE,
+                       options=ExportOptions(verify=False))
 
 
 @pytest.mark.slow
@@ -63,7 +64,7 @@ def test_calibration_folder_errors_name_the_file_and_the_shape(tmp_path):
     with pytest.raises(ExportError, match=r"'gray.png': got shape \[40, 40\], expected an RGB"):
         calibration_inputs(tmp_path, SHAPE)
     (tmp_path / "gray.png").write_bytes(b"not a png")
-    with pytest.raises(ExportError, match=r"'gray.png' is not a readable image"):
+    with pytest.raises(ExportError, match=r"--calibration: gray.png is not an image Pillow can read"):
         calibration_inputs(tmp_path, SHAPE)
 
 

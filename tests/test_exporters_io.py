@@ -1,4 +1,4 @@
-"""export_onnx(input_format=..., output=...) and pixeldcn export --input/--output/--mean/--std.
+"""ExportOptions(input_format=..., output=...) and pixeldcn export --input/--output/--mean/--std.
 
 The exported model with processing equals the exported float model (the same export without
 options) + numpy processing; masks compared exactly off ties (top-2 gap > 1e-4).
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import pixeldcn_core as core
-from exporters.pytorch import ExportError, UNet, export_onnx
+from exporters.pytorch import ExportError, ExportOptions, UNet, export_onnx
 from pixeldcn_core.cli import main
 
 from .conftest import run_onnx
@@ -28,9 +28,9 @@ def unet() -> torch.nn.Module:
 
 @pytest.mark.slow
 def test_export_uint8_nhwc_in_mask_out_matches_float_model_plus_numpy(unet, tmp_path, capsys):
-    plain = export_onnx(unet, tmp_path / "f.onnx", (1, 3, 16, 16), verify=False)
-    lean = export_onnx(unet, tmp_path / "m.onnx", (1, 3, 16, 16), input_format="uint8-nhwc",
-                       output="mask", mean=MEAN, std=STD, verbose=True)
+    plain = export_onnx(unet, tmp_path / "f.onnx", (1, 3, 16, 16), options=ExportOptions(verify=False))
+    lean = export_onnx(unet, tmp_path / "m.onnx", (1, 3, 16, 16), verbose=True,
+                       options=ExportOptions(input_format="uint8-nhwc", output="mask", mean=MEAN, std=STD))
     assert "in-graph I/O: mask uint8" in capsys.readouterr().out
     m = onnx.load(str(lean))
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
@@ -48,7 +48,8 @@ def test_export_uint8_nhwc_in_mask_out_matches_float_model_plus_numpy(unet, tmp_
 
 @pytest.mark.slow
 def test_export_probabilities_output_float_input_keeps_float_input(unet, tmp_path):
-    path = export_onnx(unet, tmp_path / "p.onnx", (1, 3, 16, 16), output="probabilities")
+    path = export_onnx(unet, tmp_path / "p.onnx", (1, 3, 16, 16),
+                       options=ExportOptions(output="probabilities"))
     m = onnx.load(str(path))
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     x = np.random.default_rng(6).standard_normal((1, 3, 16, 16)).astype(np.float32)
@@ -60,9 +61,9 @@ def test_export_probabilities_output_float_input_keeps_float_input(unet, tmp_pat
 
 def test_export_io_options_are_checked_before_exporting(unet, tmp_path):
     with pytest.raises(ExportError, match=r"input_format: got 'uint8', expected one of float32"):
-        export_onnx(unet, tmp_path / "a.onnx", (1, 3, 16, 16), input_format="uint8")
+        export_onnx(unet, tmp_path / "a.onnx", (1, 3, 16, 16), options=ExportOptions(input_format="uint8"))
     with pytest.raises(ExportError, match=r"output: got 'classes', expected one of logits"):
-        export_onnx(unet, tmp_path / "b.onnx", (1, 3, 16, 16), output="classes")
+        export_onnx(unet, tmp_path / "b.onnx", (1, 3, 16, 16), options=ExportOptions(output="classes"))
     assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
 
 

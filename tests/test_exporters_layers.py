@@ -192,8 +192,8 @@ def test_constructor_rejects_zero_channels():
 
 
 def test_make_layer_lists_valid_kinds_for_an_unknown_one():
-    with pytest.raises(pc.UnknownKindError, match="expected one of dcl, pixel_dcl"):
-        make_layer("bilinear", 4, 4)
+    with pytest.raises(pc.UnknownKindError, match=f"expected one of {', '.join(pc.layer_kinds())}$"):
+        make_layer("no_such_kind", 4, 4)
 
 
 def test_forward_names_both_channel_counts_on_a_wrong_input():

@@ -126,10 +126,6 @@ def _describe(graph: dict[str, dict[str, int]], comp: list[str]) -> str:
 #: Cycles being taken apart (issue 21): each entry is removed with the change that breaks it, and
 #: the test fails both on a cycle not listed here and on a listed one that is gone.
 KNOWN: dict[str, list[list[str]]] = {
-    "pixeldcn_core": [["pixeldcn_core", "pixeldcn_core._builder", "pixeldcn_core._emit",
-                       "pixeldcn_core._ipixel_cl", "pixeldcn_core._kinds", "pixeldcn_core._model",
-                       "pixeldcn_core._targets"]],
-    "triton_repo": [["triton_repo._client", "triton_repo._replicas"]],
 }
 
 

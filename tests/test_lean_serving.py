@@ -199,6 +199,38 @@ def test_killed_client_regions_are_unlinked_and_the_next_client_unregisters_them
     assert not our_regions()
 
 
+def _crash_group(server, script: pathlib.Path) -> list[str]:
+    """Run a shared-memory client in its own process group (its resource tracker with it), kill
+    the whole group with SIGKILL; returns the names of its regions, still in /dev/shm."""
+    key = server.admin_headers("http")["pixeldcn-admin-key"]
+    proc = subprocess.Popen([sys.executable, str(script), server.grpc_url, "grpc", key],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    try:
+        names = json.loads(proc.stdout.readline())
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    time.sleep(1.0)  # what a tracker would have unlinked is gone by now; nothing is left to do it
+    assert names and all((SHM / n).exists() for n in names), "expected the regions to be left behind"
+    return names
+
+
+def test_regions_of_a_killed_process_group_are_reaped_by_the_next_client_and_server(repo, server, tmp_path):
+    """kill -9 of a client's process group (resource tracker included) leaves its regions; the
+    next shared-memory client removes them, and so does the next server start."""
+    script = tmp_path / "crasher.py"
+    script.write_text(CRASHER)
+    names = _crash_group(server, script)
+    with client(server, "lean", "http", True) as c:  # a new shared-memory client
+        assert not any((SHM / n).exists() for n in names)
+        c.infer(images(0, 1))  # and the server's registrations of them are dropped
+        assert not set(names) & registered(server)
+    names = _crash_group(server, script)
+    with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120):
+        assert not any((SHM / n).exists() for n in names)
+    assert not our_regions()
+
+
 def test_regions_are_released_on_error_and_re_registered_after_a_server_restart(repo, tmp_path):
     with triton_repo.LocalTritonServer(repo, poll_secs=1, ready_timeout=120) as first:
         ports = {"http_port": first.http_port, "grpc_port": first.grpc_port}

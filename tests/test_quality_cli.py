@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
-from exporters.pytorch import export_onnx  # noqa: E402
+from exporters.pytorch import ExportOptions, export_onnx  # noqa: E402
 from exporters.pytorch._sr import SRNet  # noqa: E402
 
 
@@ -28,8 +28,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
     torch.manual_seed(0)
     # x2 up-sampling with He-random DCL phases and no bicubic residual: a checkerboard painter.
     painter = SRNet("dcl", 2, 1, 8, 1, 4, "default", residual=False)
-    export_onnx(painter, d / "dcl.onnx", (1, 1, 32, 32), dynamic=True, verify=False)
-    export_onnx(painter, d / "static.onnx", (1, 1, 32, 32), dynamic=False, verify=False)
+    export_onnx(painter, d / "dcl.onnx", (1, 1, 32, 32), options=ExportOptions(dynamic=True, verify=False))
+    export_onnx(painter, d / "static.onnx", (1, 1, 32, 32),
+                options=ExportOptions(dynamic=False, verify=False))
     yy, xx = np.mgrid[0:64, 0:64]
     smooth = (127 + 100 * np.sin(xx / 7.0) * np.cos(yy / 9.0)).astype(np.uint8)
     Image.fromarray(smooth).save(d / "photo.png")

@@ -118,19 +118,19 @@ def test_tract_fact_states_shape_and_type():
 def test_check_layer_against_the_numpy_reference_on_every_installed_runtime():
     """y = PixelDCL(x) on each consumer vs reference.pixel_dcl in float64 (default tolerances)."""
     _, report = check_layer("pixel_dcl", pc.LayerSpec("pixel_dcl", 4, 3).random_weights(1),
-                            ("ort", "reference", "openvino", "tract"), input_shape=(2, 4, 5, 6))
+                            ("onnxruntime", "reference", "openvino", "tract"), input_shape=(2, 4, 5, 6))
     assert report.baseline == "numpy reference (pixel_dcl)"
     for r in report.results:
         assert r.status in ("pass", "skipped"), r
         if r.status == "pass":
             assert r.worst("max_abs") <= 1e-5 and r.run_ms is not None and r.load_s is not None
     assert report.passed
-    assert any(r.status == "pass" for r in report.results if r.runtime != "ort")
+    assert any(r.status == "pass" for r in report.results if r.runtime != "onnxruntime")
 
 
 def test_check_model_uses_onnxruntime_as_baseline_and_reports_it_as_such():
     model, _ = _layer_model("resize_conv")
-    report = check_model(model, "ort,reference")
+    report = check_model(model, "onnxruntime,reference")
     ort_row, ref_row = report.results
     assert ort_row.status == "baseline" and ort_row.worst("max_abs") == 0.0
     assert ref_row.status == "pass" and 0 < ref_row.worst("max_abs") <= 1e-5
@@ -139,9 +139,9 @@ def test_check_model_uses_onnxruntime_as_baseline_and_reports_it_as_such():
 
 def test_check_fails_when_a_runtime_disagrees_beyond_a_stated_tolerance():
     """With atol = rtol = 0 float32 results cannot all equal the float64 reference."""
-    _, report = check_layer("dcl", pc.LayerSpec("dcl", 4, 3, 4).random_weights(0), "ort,reference",
+    _, report = check_layer("dcl", pc.LayerSpec("dcl", 4, 3, 4).random_weights(0), "onnxruntime,reference",
                             atol=0.0, rtol=0.0)
-    assert not report.passed and report.failed == ["ort", "reference"]
+    assert not report.passed and report.failed == ["onnxruntime", "reference"]
     assert all(r.worst("min_atol") > 0 for r in report.results)
 
 
@@ -152,9 +152,9 @@ def test_a_runtime_that_is_not_installed_is_skipped_with_what_to_install(monkeyp
     monkeypatch.setitem(sys.modules, "tract", None)
     assert "pip install tract (or 'pixeldcn[runtimes]')" in runtime_unavailable("tract")
     model, _ = _layer_model()
-    report = check_model(model, "ort,tract")
+    report = check_model(model, "onnxruntime,tract")
     assert report.results[1].status == "skipped" and report.passed
-    assert not check_model(model, "ort,tract", strict=True).passed
+    assert not check_model(model, "onnxruntime,tract", strict=True).passed
 
 
 def test_check_model_errors_name_the_problem(tmp_path):
@@ -165,19 +165,19 @@ def test_check_model_errors_name_the_problem(tmp_path):
     with pytest.raises(CheckInputError, match="is not an ONNX model"):
         check_model(bad)
     model, _ = _layer_model()
-    with pytest.raises(CheckInputError, match="expected a comma-separated subset of ort,reference"):
-        check_model(model, "ort,tensorrt")
+    with pytest.raises(CheckInputError, match="expected a comma-separated subset of onnxruntime,reference"):
+        check_model(model, "onnxruntime,tensorrt")
     broken = onnx.ModelProto()
     broken.CopyFrom(model)
     broken.graph.node[0].op_type = "NoSuchOp"
     with pytest.raises(CheckError, match="the baseline onnxruntime cannot run"):
-        check_model(broken, "ort")
+        check_model(broken, "onnxruntime")
 
 
 # -- the command -----------------------------------------------------------------------------------
 def test_cli_check_layer_writes_json_and_exits_0(tmp_path, capsys):
     out = tmp_path / "r" / "check.json"
-    rc = main(["check", "--layer", "ipixel_dcl", "--runtimes", "ort,reference", "--json", str(out),
+    rc = main(["check", "--layer", "ipixel_dcl", "--runtimes", "onnxruntime,reference", "--json", str(out),
                "--input-shape", "1,8,4,6"])
     text = capsys.readouterr().out
     assert rc == 0, text
@@ -185,7 +185,7 @@ def test_cli_check_layer_writes_json_and_exits_0(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["schema"] == "pixeldcn.check/1" and data["passed"] is True
     assert data["inputs"] == [{"name": "x", "shape": [1, 8, 4, 6], "dtype": "float32"}]
-    assert [r["runtime"] for r in data["results"]] == ["ort", "reference"]
+    assert [r["runtime"] for r in data["results"]] == ["onnxruntime", "reference"]
     assert all(r["status"] == "pass" and r["max_abs"] <= 1e-5 for r in data["results"])
 
 
@@ -193,8 +193,8 @@ def test_cli_check_file_exits_1_when_a_runtime_disagrees(tmp_path, capsys):
     path = tmp_path / "m.onnx"
     model, _ = _layer_model("subpixel_conv")
     onnx.save(model, str(path))
-    assert main(["check", str(path), "--runtimes", "ort,reference"]) == 0
-    rc = main(["check", str(path), "--runtimes", "ort,reference", "--atol", "0", "--rtol", "0",
+    assert main(["check", str(path), "--runtimes", "onnxruntime,reference"]) == 0
+    rc = main(["check", str(path), "--runtimes", "onnxruntime,reference", "--atol", "0", "--rtol", "0",
                "--input-shape", "1,4,8,8"])
     text = capsys.readouterr().out
     # the reference evaluator computes in a different order from onnxruntime: not bit-equal
@@ -215,10 +215,35 @@ def test_cli_check_bad_input_exits_2_with_one_line(argv, message, capsys):
 
 
 def test_every_runtime_has_an_install_hint_and_a_loader():
-    assert list(RUNTIMES) == ["ort", "reference", "openvino", "tract", "onnx2torch"]
+    assert list(RUNTIMES) == ["onnxruntime", "reference", "openvino", "tract", "onnx2torch"]
     for rt in RUNTIMES.values():
         assert rt.pip and callable(rt.load) and rt.modules
     assert "INFERENCE_PRECISION_HINT=f32" in RUNTIMES["openvino"].hint
+
+
+def test_one_key_per_consumer_shared_by_the_runtimes_and_the_targets():
+    assert list(RUNTIMES) == [t.name for t in pc.CONSUMERS]
+    assert list(pc.TARGETS) == [*RUNTIMES, "any"]
+
+
+def test_target_any_is_derived_as_what_every_consumer_supports():
+    any_target = pc.TARGETS["any"]
+    assert any_target == pc.intersection("any", pc.CONSUMERS)
+    for fact in ("depth_to_space_dcr", "asymmetric_conv_transpose", "reshape_allowzero", "expand"):
+        assert getattr(any_target, fact) == all(getattr(t, fact) for t in pc.CONSUMERS), fact
+    assert (any_target.max_opset, any_target.interleave) == (17, "concat")  # onnx2torch's limits
+    for t in pc.CONSUMERS:
+        assert t.title in any_target.title
+
+
+def test_the_old_runtime_name_ort_is_an_alias_of_onnxruntime(capsys):
+    model, _ = _layer_model("dcl")
+    report = check_model(model, "ort,reference")
+    assert [r.runtime for r in report.results] == ["onnxruntime", "reference"]
+    assert report.results[0].status == "baseline"
+    assert pc.get_target("ort") is pc.TARGETS["onnxruntime"] and pc.consumer_name(" ORT ") == "onnxruntime"
+    assert main(["check", "--layer", "dcl", "--runtimes", "ort"]) == 0, capsys.readouterr().err
+    assert "onnxruntime" in capsys.readouterr().out
 
 
 # -- --target on the commands ----------------------------------------------------------------------
@@ -269,7 +294,7 @@ def test_a_uint8_image_input_gets_0_to_255_and_every_consumer_agrees():
     feeds = seeded_inputs(model, [(1, 8, 8, 4)])
     (x,) = feeds.values()
     assert x.dtype == np.uint8 and x.min() >= 0 and x.max() > 200
-    report = check_model(model, "ort,reference,openvino,tract", input_shapes=[(1, 8, 8, 4)])
+    report = check_model(model, "onnxruntime,reference,openvino,tract", input_shapes=[(1, 8, 8, 4)])
     assert report.passed and report.precision == "float32", str(report)
     assert report.inputs[0][2] == "uint8"
 
@@ -281,7 +306,7 @@ def test_files_check_writes_follow_the_umask(tmp_path, mask, mode, capsys):
 
     old = os.umask(mask)
     try:
-        rc = main(["check", "--layer", "resize_conv", "--runtimes", "ort", "--json",
+        rc = main(["check", "--layer", "resize_conv", "--runtimes", "onnxruntime", "--json",
                    str(tmp_path / "r.json"), "--save", str(tmp_path / "layer.onnx")])
     finally:
         os.umask(old)

@@ -118,7 +118,7 @@ def test_default_target_runs_on_onnx2torch_where_the_graph_has_nothing_it_lacks(
 
 @pytest.mark.parametrize(("kind", "k", "form", "interleave"), CASES, ids=IDS)
 def test_default_target_runs_on_ort_reference_openvino_and_tract(kind, k, form, interleave):
-    _, report = check_layer(kind, _weights(kind, k), ("ort", "reference", "openvino", "tract"),
+    _, report = check_layer(kind, _weights(kind, k), ("onnxruntime", "reference", "openvino", "tract"),
                             input_shape=SHAPE, form=form, interleave=interleave)
     assert report.passed and all(r.status == "pass" for r in report.results), str(report)
 
@@ -144,7 +144,7 @@ def test_target_any_writes_odd_dcl_as_symmetric_conv_transpose_plus_slice():
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"target": "tensorrt"},
-     "target='tensorrt'; expected one of onnxruntime, openvino, tract, onnx2torch, any"),
+     "target='tensorrt'; expected one of onnxruntime, reference, openvino, tract, onnx2torch, any"),
     ({"target": "onnx2torch", "opset": 18},
      "opset 18 with target='onnx2torch': onnx2torch converts opsets up to 17"),
     ({"target": "any", "interleave": "pixel_shuffle"}, "interleave='pixel_shuffle'; expected one of"),

@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.pytorch import VAE, UNet, export_onnx, verify
+from exporters.pytorch import VAE, ExportOptions, UNet, export_onnx, verify
 from exporters.runtimes import (
     RUNTIMES,
     check_model,
@@ -51,7 +51,7 @@ def unet_any(tmp_path_factory):
     torch.manual_seed(0)
     model = UNet(3, 5, 4, 3, "pixel_dcl").eval()
     path = tmp_path_factory.mktemp("unet") / "unet_any.onnx"
-    return model, _export_with_umask(0o022, model, path, (1, 3, 32, 32), target="any")
+    return model, _export_with_umask(0o022, model, path, (1, 3, 32, 32), options=ExportOptions(target="any"))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,8 @@ def vae_fp16_any(tmp_path_factory):
     torch.manual_seed(0)
     decoder = VAE(16, 4, "resize_conv").decoder.eval()
     path = tmp_path_factory.mktemp("vae") / "vae_fp16_any.onnx"
-    return decoder, _export_with_umask(0o027, decoder, path, (1, 16), target="any", fp16=True)
+    return decoder, _export_with_umask(0o027, decoder, path, (1, 16),
+                                       options=ExportOptions(target="any", fp16=True))
 
 
 def _statuses(report) -> dict[str, str]:
@@ -81,13 +82,13 @@ def test_unet_exported_for_any_target_agrees_on_all_five_consumers(unet_any):
     assert meta["pixeldcn.target"] == "any" and model.opset_import[0].version == 17
     assert onnx2torch_limitations(model) == []
     report = check_model(path, ALL)
-    assert _statuses(report) == {"ort": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
+    assert _statuses(report) == {"onnxruntime": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
     assert all(r.worst("max_abs") <= 1e-5 for r in report.results), str(report)
 
 
 def test_unet_default_target_agrees_on_ort_reference_openvino_tract(unet_default):
     _, path = unet_default
-    report = check_model(path, ("ort", "reference", "openvino", "tract"))
+    report = check_model(path, ("onnxruntime", "reference", "openvino", "tract"))
     assert report.passed and set(_statuses(report).values()) == {"baseline", "pass"}, str(report)
 
 
@@ -119,7 +120,7 @@ def test_vae_decoder_float16_for_any_target_agrees_on_all_five_consumers(vae_fp1
     _, path = vae_fp16_any
     report = check_model(path, ALL)
     assert report.precision == "float16"
-    assert _statuses(report) == {"ort": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
+    assert _statuses(report) == {"onnxruntime": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
 
 
 def test_exported_models_follow_the_umask(unet_any, vae_fp16_any):
@@ -132,7 +133,7 @@ def test_exported_models_follow_the_umask(unet_any, vae_fp16_any):
 def test_cli_check_on_an_exported_unet_writes_json(unet_any, tmp_path, capsys):
     _, path = unet_any
     out = tmp_path / "check.json"
-    rc = main(["check", str(path), "--runtimes", "ort,openvino,tract", "--json", str(out)])
+    rc = main(["check", str(path), "--runtimes", "onnxruntime,openvino,tract", "--json", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     data = json.loads(out.read_text())
@@ -159,7 +160,7 @@ class DepthHead(nn.Module):
 
 def test_a_model_with_outputs_around_20_verifies_with_the_default_tolerances(tmp_path):
     model = DepthHead().eval()
-    path = export_onnx(model, tmp_path / "depth.onnx", (1, 3, 32, 32), verify=False)
+    path = export_onnx(model, tmp_path / "depth.onnx", (1, 3, 32, 32), options=ExportOptions(verify=False))
     report = verify(model, path, quiet=True)  # no atol / rtol given
     (out,) = report.outputs
     assert report.passed and 10 < out.scale < 40
@@ -175,8 +176,8 @@ def test_deeplab_exported_for_any_target_agrees_on_all_five_consumers(tmp_path):
     torch.manual_seed(0)
     model = DeepLabResNet(depth=50, up="pixel_dcl", base_width=8, blocks=(1, 1, 1, 1),
                           num_classes=5, aspp_channels=16, decoder_channels=(16, 8)).eval()
-    path = export_onnx(model, tmp_path / "deeplab.onnx", (1, 3, 64, 64), target="any")
+    path = export_onnx(model, tmp_path / "deeplab.onnx", (1, 3, 64, 64), options=ExportOptions(target="any"))
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "Expand" not in ops and "DepthToSpace" not in ops
     report = check_model(path, ALL)
-    assert _statuses(report) == {"ort": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)
+    assert _statuses(report) == {"onnxruntime": "baseline", **{r: "pass" for r in ALL[1:]}}, str(report)

@@ -1,6 +1,6 @@
-"""Third-party networks of the kind users bring: convert_deconvs + export_onnx(target="any") +
-check on all five consumers (onnxruntime as baseline; float32 defaults 1e-5 x max(scale, 1) +
-1e-3 x |ref|).
+"""Third-party networks of the kind users bring: convert_deconvs + export_onnx with
+ExportOptions(target="any") + check on all five consumers (onnxruntime as baseline; float32
+defaults 1e-5 x max(scale, 1) + 1e-3 x |ref|).
 
 - a MONAI UNet (2-D; its up path is ConvTranspose2d(k=3, s=2, p=1, output_padding=1));
 - a segmentation_models_pytorch Linknet (its decoder up-samples with ConvTranspose2d(k=4, s=2,
@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.pytorch import PixelDCL2d, convert_deconvs, export_onnx
+from exporters.pytorch import ExportOptions, PixelDCL2d, convert_deconvs, export_onnx
 from exporters.runtimes import RUNTIMES, check_model, install_torchvision_stand_in
 
 pytestmark = pytest.mark.slow
@@ -37,10 +37,11 @@ def _stand_in():
 def _convert_export_check(model: nn.Module, tmp_path, shape, *, kind="pixel_dcl", dynamic=True):
     report = convert_deconvs(model, kind)
     model.eval()
-    path = export_onnx(model, tmp_path / "model.onnx", shape, target="any", dynamic=dynamic)
+    path = export_onnx(model, tmp_path / "model.onnx", shape,
+                       options=ExportOptions(target="any", dynamic=dynamic))
     check = check_model(path, ALL)
     statuses = {r.runtime: r.status for r in check.results}
-    assert statuses == {"ort": "baseline", **{r: "pass" for r in ALL[1:]}}, str(check)
+    assert statuses == {"onnxruntime": "baseline", **{r: "pass" for r in ALL[1:]}}, str(check)
     return report, check
 
 

@@ -36,30 +36,36 @@ def test_split_urls_and_errors() -> None:
     with pytest.raises(triton_repo.ConfigError, match=r"expected one or more host:port"):
         split_urls("a:1,,b:2")
     with pytest.raises(triton_repo.ConfigError, match=r"balance='random'"):
-        triton_repo.Client(["a:1", "b:2"], "m", balance="random")
+        triton_repo.ReplicaClient(["a:1", "b:2"], "m", balance="random")
     with pytest.raises(triton_repo.ServerStartError, match=r"replicas=0"):
         LocalReplicas(".", 0)
 
 
-def test_client_with_several_urls_is_a_replica_client() -> None:
-    client = triton_repo.Client("127.0.0.1:1,127.0.0.1:2", "m", balance="least_outstanding")
+def test_replicas_are_made_by_replica_client_or_connect_and_client_takes_one_url() -> None:
+    client = triton_repo.ReplicaClient("127.0.0.1:1,127.0.0.1:2", "m", balance="least_outstanding")
     assert isinstance(client, ReplicaClient) and isinstance(client, triton_repo.Client)
     assert client.urls == ["127.0.0.1:1", "127.0.0.1:2"]
-    single = triton_repo.Client("127.0.0.1:1", "m")
-    assert type(single) is triton_repo.Client
+    several = triton_repo.connect(["127.0.0.1:1", "127.0.0.1:2"], "m", down_secs=2)
+    assert type(several) is ReplicaClient and several.down_secs == 2
+    assert type(triton_repo.connect("127.0.0.1:1", "m", balance="least_outstanding")) is triton_repo.Client
+    assert type(triton_repo.Client("127.0.0.1:1", "m")) is triton_repo.Client
+    for old_call in (["127.0.0.1:1", "127.0.0.1:2"], "127.0.0.1:1,127.0.0.1:2"):
+        with pytest.raises(triton_repo.ConfigError, match=r"Client takes one host:port; for several "
+                                                          r"replicas use ReplicaClient"):
+            triton_repo.Client(old_call, "m")
 
 
 def test_nothing_listening_anywhere_raises_unavailable_after_trying_every_replica() -> None:
     from .scale_helpers import free_port
 
     urls = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-    client = triton_repo.Client(urls, "m", protocol="http", timeout=5)
+    client = triton_repo.ReplicaClient(urls, "m", protocol="http", timeout=5)
     with pytest.raises(triton_repo.ServerUnavailableError, match=r"every replica tried failed \(2 of 2"):
         client.info()
     assert client.counts() == {"answered": 0, "attempts": 0, "retries": 0, "failed_calls": 0}  # not infer
-    assert all(s.down_until > 0 for s in client.replica_stats().values())
+    assert all(s.down and s.down_until > 0 for s in client.replica_stats().values())
     assert not is_retryable(triton_repo.InferenceInputError("x"))
-    assert not is_retryable(triton_repo.ServerTimeoutError("slow"))
+    assert is_retryable(triton_repo.ServerTimeoutError("hung"))  # inference is idempotent
 
 
 def _quiet_ports(count: int) -> int:
@@ -96,9 +102,9 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
         ready_timeout=120, restart_on_crash=False,  # the test restarts it, after a dead window
     ) as replicas:  # fmt: skip
         clients = [
-            triton_repo.Client(replicas.grpc_urls, "m", balance="round_robin", down_secs=0.5),
-            triton_repo.Client(replicas.http_urls, "m", protocol="http", balance="least_outstanding",
-                               down_secs=0.5),
+            triton_repo.ReplicaClient(replicas.grpc_urls, "m", balance="round_robin", down_secs=0.5),
+            triton_repo.ReplicaClient(replicas.http_urls, "m", protocol="http", balance="least_outstanding",
+                                      down_secs=0.5),
         ]  # fmt: skip
         for client in clients:
             client.wait_ready(60)
@@ -218,7 +224,7 @@ def test_serve_replicas_command_restarts_a_killed_replica(tmp_path: pathlib.Path
     repo = tmp_path / "repo"
     triton_repo.write_repository(repo, "m", tmp_path / "m.onnx", options=CPU)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "triton_repo.cli", "serve", str(repo), "--replicas", "2"],
+        [sys.executable, "-m", "triton_repo.cli_serve", str(repo), "--replicas", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -230,7 +236,7 @@ def test_serve_replicas_command_restarts_a_killed_replica(tmp_path: pathlib.Path
         text = "".join(lines)
         grpc = re.findall(r"gRPC (\S+)", text)
         assert len(grpc) == 2, text
-        client = triton_repo.Client(grpc, "m").wait_ready(60)
+        client = triton_repo.ReplicaClient(grpc, "m").wait_ready(60)
         expected = reference(layer_model(6), X)
         np.testing.assert_allclose(client.infer(X), expected, atol=ATOL, rtol=0)
         servers = _children(proc.pid)
@@ -256,7 +262,7 @@ def test_serve_replicas_command_restarts_a_killed_replica(tmp_path: pathlib.Path
 def test_several_urls_with_shared_memory_give_each_replica_its_regions_and_free_them(
     tmp_path: pathlib.Path,
 ) -> None:
-    """Client([u1, u2], shared_memory="system"): correct answers from both replicas through
+    """ReplicaClient([u1, u2], shared_memory="system"): correct answers from both replicas through
     shared memory, and no region of this process left in /dev/shm after close."""
     onnx.save(layer_model(5), tmp_path / "m.onnx")
     repo = tmp_path / "repo"
@@ -265,7 +271,7 @@ def test_several_urls_with_shared_memory_give_each_replica_its_regions_and_free_
     mine = f"pixeldcn-client-{os.getpid()}-"
     with LocalReplicas(repo, 2, ready_timeout=120) as replicas:
         keys = [server.admin_headers("grpc") for server in replicas.servers]  # one key each
-        client = triton_repo.Client(replicas.grpc_urls, "m", shared_memory="system", headers=keys)
+        client = triton_repo.ReplicaClient(replicas.grpc_urls, "m", shared_memory="system", headers=keys)
         client.wait_ready(60)
         for _ in range(6):
             np.testing.assert_allclose(client.infer(X), expected, rtol=0, atol=1e-5)

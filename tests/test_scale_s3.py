@@ -359,7 +359,7 @@ def test_serve_command_on_s3(server: triton_repo.LocalTritonServer) -> None:
     import re
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "triton_repo.cli", "serve", URL], stdout=subprocess.PIPE,
+        [sys.executable, "-m", "triton_repo.cli_serve", URL], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
     )  # fmt: skip
     try:

@@ -23,7 +23,7 @@ import pytest
 
 import pixeldcn_core as pc
 import triton_repo
-from triton_repo import ServingOptions, _backend_model, _config, _repository, cli
+from triton_repo import ServingOptions, _backend_model, _config, _repository, cli_infer, cli_serve
 from triton_repo._onnx_io import read_signature
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "triton"
@@ -646,7 +646,9 @@ def test_launcher_raise_helpful_error_when_nvidia_pytriton_is_missing(
 
 def test_cli_registers_serve_and_infer_with_handlers() -> None:
     parser = argparse.ArgumentParser(prog="pixeldcn")
-    cli.register(parser.add_subparsers(dest="command"))
+    sub = parser.add_subparsers(dest="command")
+    cli_serve.register(sub)
+    cli_infer.register(sub)
     serve = parser.parse_args(["serve", "repo", "--host", "0.0.0.0", "--http-port", "8000"])
     assert (serve.repo, serve.host, serve.http_port, serve.grpc_port) == (
         pathlib.Path("repo"),
@@ -667,7 +669,6 @@ def test_cli_infer_returns_exit_code_1_and_says_why_when_no_server_answers(
 ) -> None:
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 4, 4), np.float32))
     argv = [
-        "infer",
         "--url",
         f"127.0.0.1:{closed_port()}",
         "--model",
@@ -675,7 +676,7 @@ def test_cli_infer_returns_exit_code_1_and_says_why_when_no_server_answers(
         "--input",
         str(tmp_path / "x.npy"),
     ]
-    assert cli.main(argv) == 1
+    assert cli_infer.main(argv) == 1
     assert "nothing answers at" in capsys.readouterr().err
 
 
@@ -685,12 +686,12 @@ def test_cli_saves_multichannel_output_as_an_argmax_colour_mask(tmp_path: pathli
     y = np.zeros((1, 21, 4, 6), np.float32)
     y[0, 0, :, :3] = 1.0  # class 0 (black) on the left,
     y[0, 15, :, 3:] = 1.0  # class 15 (person, (192, 128, 128)) on the right
-    (written,) = cli.save_output(y, tmp_path / "mask.png")
+    (written,) = cli_infer.save_output(y, tmp_path / "mask.png")
     pixels = np.asarray(Image.open(written))
     assert pixels.shape == (4, 6, 3)
     assert tuple(pixels[0, 0]) == (0, 0, 0) and tuple(pixels[0, 5]) == (192, 128, 128)
     rgb = np.full((2, 3, 4, 4), 2.0, np.float32)  # 3 channels: clipped image, one file per sample
-    assert [p.name for p in cli.save_output(rgb, tmp_path / "img.png")] == ["img_0.png", "img_1.png"]
+    assert [p.name for p in cli_infer.save_output(rgb, tmp_path / "img.png")] == ["img_0.png", "img_1.png"]
     assert np.asarray(Image.open(tmp_path / "img_0.png")).max() == 255
 
 
@@ -700,19 +701,19 @@ def test_cli_loads_a_png_as_float32_nchw_in_unit_range(tmp_path: pathlib.Path) -
     image = np.zeros((5, 7, 3), np.uint8)
     image[..., 0] = 255
     Image.fromarray(image).save(tmp_path / "in.png")
-    x = cli.load_input(tmp_path / "in.png", channels=3)
+    x = cli_infer.load_input(tmp_path / "in.png", channels=3)
     assert x.dtype == np.float32 and x.shape == (1, 3, 5, 7)
     assert x[0, 0].min() == 1.0 and x[0, 1:].max() == 0.0
     with pytest.raises(triton_repo.InferenceInputError, match="the model takes 5 channels"):
-        cli.load_input(tmp_path / "in.png", channels=5)
+        cli_infer.load_input(tmp_path / "in.png", channels=5)
     with pytest.raises(triton_repo.InferenceInputError, match=r"has suffix '\.txt'; expected \.npy"):
-        cli.load_input(tmp_path / "in.txt", channels=3)
+        cli_infer.load_input(tmp_path / "in.txt", channels=3)
 
 
 def test_public_api_matches_all() -> None:
     import types
 
-    # Submodules (cli, repo_cli) become attributes once imported, e.g. by the pixeldcn command.
+    # Submodules (cli_serve, cli_repo) become attributes once imported, e.g. by the pixeldcn command.
     public = {
         n for n in dir(triton_repo)
         if not n.startswith("_") and not isinstance(getattr(triton_repo, n), types.ModuleType)
@@ -722,7 +723,7 @@ def test_public_api_matches_all() -> None:
 
 def test_triton_repo_imports_neither_torch_nor_exporters() -> None:
     code = (
-        "import sys, triton_repo, triton_repo.cli; "
+        "import sys, triton_repo, triton_repo.cli_serve, triton_repo.cli_infer; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'exporters', 'pytriton')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

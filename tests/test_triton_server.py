@@ -527,12 +527,11 @@ def test_cli_infer_reads_a_png_and_writes_npy_and_png(
 ) -> None:
     from PIL import Image
 
-    from triton_repo import cli
+    from triton_repo import cli_infer
 
     pixels = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "in.png")
     base = [
-        "infer",
         "--url",
         server.http_url,
         "--model",
@@ -542,10 +541,10 @@ def test_cli_infer_reads_a_png_and_writes_npy_and_png(
         "--input",
         str(tmp_path / "in.png"),
     ]
-    assert cli.main([*base, "--output", str(tmp_path / "out.npy")]) == 0
+    assert cli_infer.main([*base, "--output", str(tmp_path / "out.npy")]) == 0
     x = (pixels.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]  # (1, 3, 10, 12)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), exports["seed0"](x), rtol=0, atol=ATOL)
-    assert cli.main([*base, "--output", str(tmp_path / "out.png")]) == 0
+    assert cli_infer.main([*base, "--output", str(tmp_path / "out.png")]) == 0
     assert Image.open(tmp_path / "out.png").size == (24, 20)
 
 
@@ -572,7 +571,7 @@ def test_cli_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "triton_repo.cli", "serve", str(repo), "--http-port", str(port)],
+        [sys.executable, "-m", "triton_repo.cli_serve", str(repo), "--http-port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -8,7 +8,9 @@
   server never loads a half-uploaded version; :class:`LocalTritonServer` serves either.
 - :class:`LocalTritonServer` runs the ``tritonserver`` shipped in nvidia-pytriton on that
   repository (CPU, no Docker).
-- :class:`Client` sends arrays to a served model, checked against its metadata first.
+- :class:`Client` sends arrays to a served model, checked against its metadata first;
+  :class:`ReplicaClient` spreads them over several replicas and fails over (:func:`connect`
+  picks one or the other from the URLs).
 """
 
 from ._client import Client, ModelInfo
@@ -27,7 +29,7 @@ from ._errors import (
     TritonNotInstalledError,
     TritonRepoError,
 )
-from ._replicas import LocalReplicas, ReplicaClient
+from ._replicas import LocalReplicas, ReplicaClient, connect
 from ._repository import (
     history,
     list_versions,
@@ -60,6 +62,7 @@ __all__ = [
     # client
     "Client",
     "ReplicaClient",
+    "connect",
     "ModelInfo",
     # errors
     "TritonRepoError",

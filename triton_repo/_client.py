@@ -13,7 +13,7 @@ import importlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -115,6 +115,9 @@ class Client:
         client = Client("127.0.0.1:8001", "unet")     # gRPC; protocol="http" for port 8000
         y = client.infer(x)                           # x: float32 [N, C, H, W] -> y [N, K, H', W']
 
+    One server; for several replicas of one server use :class:`ReplicaClient` (failover, load
+    spreading), or :func:`triton_repo.connect`, which takes one URL or several.
+
     Args:
         url: ``"host:port"`` of the server's gRPC (default) or HTTP endpoint.
         model: model name.
@@ -129,17 +132,9 @@ class Client:
 
     Raises:
         ModelNameError: ``model`` is not a valid model name.
-        ConfigError: ``protocol`` or ``timeout`` is invalid.
+        ConfigError: ``url`` names several servers, or ``protocol`` or ``timeout`` is invalid.
         TritonNotInstalledError: tritonclient is missing.
     """
-
-    def __new__(cls, url: str | Sequence[str], *args: Any, **kwargs: Any) -> Client:
-        """Several URLs (a list, or ``"h:1,h:2"``) make a :class:`ReplicaClient` (failover)."""
-        if cls is Client and (not isinstance(url, str) or "," in url):
-            from ._replicas import ReplicaClient
-
-            return super().__new__(ReplicaClient)
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -152,6 +147,11 @@ class Client:
         headers: dict[str, str] | None = None,
         shared_memory: str | None = None,
     ):
+        if not isinstance(url, str) or "," in url:
+            raise ConfigError(
+                f"url={url!r}: Client takes one host:port; for several replicas use "
+                "ReplicaClient([url, ...], model) or triton_repo.connect(url, model)"
+            )
         if protocol not in _PROTOCOLS:
             raise ConfigError(f"protocol={protocol!r}; expected one of {_PROTOCOLS}")
         if not timeout or timeout <= 0:
@@ -188,6 +188,14 @@ class Client:
     def _timeout_kw(self) -> dict[str, Any]:
         return {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
 
+    def _drop_connection(self) -> None:
+        """Forget this thread's connection (the next call opens a new one): after a timeout, a
+        late answer must never be read as the next request's, and a hung peer must not be
+        reused (gRPC channels to one target may share one TCP connection). It closes when the
+        last reference goes (tritonclient closes on ``__del__``): shared-memory regions
+        registered through it keep it to unregister themselves."""
+        self._local.client = None
+
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end) and release
         every shared-memory region of this client."""
@@ -211,7 +219,10 @@ class Client:
         except TritonRepoError:
             raise
         except Exception as exc:
-            raise self._translate(what, exc) from exc
+            error = self._translate(what, exc)
+            if isinstance(error, ServerTimeoutError):
+                self._drop_connection()
+            raise error from exc
 
     def _translate(self, what: str, exc: Exception) -> TritonRepoError:
         where = f"{self.protocol} server at {self.url}"

@@ -32,6 +32,8 @@ from ._server import ADMIN_HEADER, RESTRICTED_APIS
 
 __all__ = [
     "BUNDLED_TRITON_VERSION",
+    "KSERVE_GRPC_PORT",
+    "KSERVE_HTTP_PORT",
     "READINESS_BLIP_SECS",
     "TRITON_CONTAINERS",
     "DeployOptions",
@@ -57,6 +59,16 @@ TRITON_CONTAINERS = {
 #: from S3, up to 3.9 s on this loaded machine (docs/triton.md). The readiness probe must not turn
 #: a replica unready for it.
 READINESS_BLIP_SECS = 3.9
+#: Ports of KServe's Triton runtime (ClusterServingRuntime ``kserve-tritonserver``: its args
+#: ``--http-port=8080 --grpc-port=9000``; 8080 is ``kserve.constants.DEFAULT_HTTP_PORT``). The
+#: runtime's container ports carry no names, so KServe probes and policies use the numbers.
+KSERVE_HTTP_PORT = 8080
+KSERVE_GRPC_PORT = 9000
+#: The label KServe puts on every pod of an InferenceService (its name as value).
+KSERVE_POD_LABEL = "serving.kserve.io/inferenceservice"
+#: Manifest file names, prefixed so that ``kubectl apply -f DIR`` (files in lexical order)
+#: creates the Namespace and the ServiceAccount before the objects that live in them.
+ORDER_PREFIX = {"namespace": "00", "service-account": "05"}
 S3_MOUNT = "/var/lib/triton/s3"  # Triton's copies of S3 models (TRITON_AWS_MOUNT_DIRECTORY)
 _DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _QUANTITY_RE = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?")
@@ -110,6 +122,8 @@ class ModelSummary:
     @classmethod
     def from_config_text(cls, text: str) -> ModelSummary:
         config = config_from_text(text)
+        if not config.name:
+            raise ConfigError("a config.pbtxt names no model (name: ...); expected the model's config")
         groups = list(config.instance_group) or []
         gpu = any(g.kind == 1 for g in groups) or not groups  # KIND_GPU = 1; Triton's default: GPU
         instances = max((g.count or 1 for g in groups), default=1)
@@ -119,7 +133,11 @@ class ModelSummary:
         cache = None
         for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
             cache = accelerator.parameters.get("trt_engine_cache_path") or cache
-        max_request_bytes = int(limit) if limit else None
+        try:
+            max_request_bytes = int(limit) if limit else None
+        except ValueError:
+            raise ConfigError(f"model {config.name!r}: parameter {MAX_REQUEST_BYTES_KEY} is "
+                              f"{limit!r}; expected an integer number of bytes") from None
         return cls(config.name, gpu, instances, int(config.max_batch_size), max_request_bytes, cache)
 
 
@@ -135,18 +153,48 @@ def read_models(source: str | os.PathLike[str], *, client: Any = None) -> list[M
             if model.policy == "no config":
                 continue
             body = client.get_object(Bucket=location.bucket, Key=location.key(name, "config.pbtxt"))["Body"]
-            texts.append(body.read().decode("utf-8"))
+            texts.append(_utf8(body.read(), location.key(name, "config.pbtxt")))
     else:
         folder = pathlib.Path(source)
         if not folder.is_dir():
             raise ConfigError(f"model repository {str(source)!r} is not a folder or an s3:// URL")
-        texts = [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*/config.pbtxt"))]
+        texts = [_utf8(p.read_bytes(), str(p)) for p in sorted(folder.glob("*/config.pbtxt"))]
     if not texts:
         raise ConfigError(f"model repository {str(source)!r} holds no model (no */config.pbtxt)")
     return [ModelSummary.from_config_text(t) for t in texts]
 
 
+def _utf8(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 # ---------------------------------------------------------------------------- options
+
+
+def _check_endpoint(url: object) -> None:
+    """``s3_endpoint`` is ``http(s)://host[:port]``: credentials in it would be written in plain
+    text into the manifests (they belong in the Secret ``s3_secret``)."""
+    import urllib.parse
+
+    if not isinstance(url, str):
+        raise ConfigError(f"s3_endpoint={url!r}; expected http(s)://host[:port]")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        raise ConfigError(f"s3_endpoint: {exc}; expected http(s)://host[:port]") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "s3_endpoint holds credentials (USER:SECRET@); expected http(s)://host[:port] with the "
+            "keys in the Secret named by s3_secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        shown = urllib.parse.urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+        raise ConfigError(f"s3_endpoint={shown!r}; expected http(s)://host[:port] and nothing else")
 
 
 def _check_quantity(field: str, value: str) -> str:
@@ -258,6 +306,8 @@ class DeployOptions:
         _check_positive("request_timeout_secs", self.request_timeout_secs, 3600)
         if self.exit_timeout_secs < 0:
             raise ConfigError(f"exit_timeout_secs={self.exit_timeout_secs}; expected >= 0")
+        if self.s3_endpoint is not None:
+            _check_endpoint(self.s3_endpoint)
         host_re = r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?"
         if self.ingress_host is not None and not re.fullmatch(host_re, self.ingress_host):
             raise ConfigError(f"ingress_host={self.ingress_host!r}; expected a DNS name")
@@ -349,8 +399,10 @@ def triton_args(repository: str, models: list[ModelSummary], options: DeployOpti
     return args
 
 
-def _probe(path: str, period: int, failures: int, *, timeout: int = 3) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period,
+def _probe(
+    path: str, period: int, failures: int, *, timeout: int = 3, port: int | str = "http"
+) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period,
             "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}  # fmt: skip
 
 
@@ -650,19 +702,39 @@ def namespace(options: DeployOptions) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
 
 
-def network_policy(options: DeployOptions) -> dict[str, Any]:
-    """Ingress to the pods only on the HTTP, gRPC and metrics ports (egress: S3, DNS stay open)."""
-    ports = [{"port": name, "protocol": "TCP"} for name in ("http", "grpc", "metrics")]
+def network_policy(
+    options: DeployOptions,
+    *,
+    selector: Mapping[str, str] | None = None,
+    ports: Iterable[int | str] = ("http", "grpc", "metrics"),
+) -> dict[str, Any]:
+    """Ingress to the pods only on the HTTP, gRPC and metrics ports (egress: S3, DNS stay open).
+
+    ``selector`` picks the pods (default: the Deployment's), ``ports`` are names or numbers.
+    """
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _metadata(options),
         "spec": {
-            "podSelector": {"matchLabels": _selector(options)},
+            "podSelector": {"matchLabels": dict(selector or _selector(options))},
             "policyTypes": ["Ingress"],
-            "ingress": [{"ports": ports}],
+            "ingress": [{"ports": [{"port": port, "protocol": "TCP"} for port in ports]}],
         },
     }
+
+
+def _ordered(files: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """File names prefixed so that lexical order is apply order: the Namespace (``00-``) and the
+    ServiceAccount (``05-``) first, everything else after (``10-``); ``optional/`` files as they are."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, objects in files.items():
+        if "/" in name:
+            out[name] = objects
+            continue
+        prefix = ORDER_PREFIX.get(name.removesuffix(".yaml"), "10")
+        out[f"{prefix}-{name}"] = objects
+    return dict(sorted(out.items()))
 
 
 def kubernetes_manifests(
@@ -695,7 +767,7 @@ def kubernetes_manifests(
         files["optional/ingress-nginx-controller-settings.yaml"] = [ingress_controller_settings(options)]
     if options.service_monitor:
         files["service-monitor.yaml"] = [service_monitor(options)]
-    return files
+    return _ordered(files)
 
 
 # ---------------------------------------------------------------------------- KServe
@@ -704,8 +776,13 @@ def kubernetes_manifests(
 def kserve_manifests(
     repository: str, models: list[ModelSummary], options: DeployOptions | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    """A KServe ``InferenceService`` with the Triton runtime on ``storageUri``, and its
-    ServiceAccount (which references the S3 Secret; KServe's storage initializer reads it).
+    """A KServe ``InferenceService`` with the Triton runtime on ``storageUri``, its ServiceAccount
+    (which references the S3 Secret; KServe's storage initializer reads it), the Namespace and a
+    NetworkPolicy, in files named in apply order.
+
+    Probes and the policy use the runtime's port numbers (:data:`KSERVE_HTTP_PORT`,
+    :data:`KSERVE_GRPC_PORT`); the model-repository, shared-memory, logging and trace APIs need
+    the admin header, the key from the Secret ``admin_secret``, as in the Deployment flavour.
 
     KServe copies the repository into the pod at start (``/mnt/models``), so a new version
     takes a new revision (``kubectl apply`` again) instead of polling.
@@ -727,6 +804,8 @@ def kserve_manifests(
         "prometheus.io/port": str(options.metrics_port),
         "prometheus.io/path": "/metrics",
     }
+    restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=$(TRITON_ADMIN_KEY)"  # as the local server
+    probe_port = KSERVE_HTTP_PORT  # the runtime's container port has no name
     triton: dict[str, Any] = {
         "storageUri": location.url(),
         "args": [
@@ -735,12 +814,22 @@ def kserve_manifests(
             "--disable-auto-complete-config",
             "--allow-metrics=true",
             f"--metrics-port={options.metrics_port}",
+            f"--http-restricted-api={restricted}",
+            f"--grpc-restricted-protocol={restricted}",
+        ],
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "TRITON_ADMIN_KEY",
+             "valueFrom": {"secretKeyRef": {"name": options.admin_secret, "key": "admin-key"}}},
         ],
         "resources": _resources(models, options),
         "securityContext": _container_security(),
-        "readinessProbe": _probe("/v2/health/ready", READINESS_PERIOD_SECS, READINESS_FAILURES),
-        "livenessProbe": _probe("/v2/health/live", LIVENESS_PERIOD_SECS, LIVENESS_FAILURES, timeout=5),
-        "startupProbe": _probe("/v2/health/ready", STARTUP_PERIOD_SECS, STARTUP_FAILURES),
+        "readinessProbe": _probe("/v2/health/ready", READINESS_PERIOD_SECS, READINESS_FAILURES,
+                                 port=probe_port),
+        "livenessProbe": _probe("/v2/health/live", LIVENESS_PERIOD_SECS, LIVENESS_FAILURES, timeout=5,
+                                port=probe_port),
+        "startupProbe": _probe("/v2/health/ready", STARTUP_PERIOD_SECS, STARTUP_FAILURES,
+                               port=probe_port),
     }
     if runtime_version and options.image is None:
         triton["runtimeVersion"] = runtime_version
@@ -766,9 +855,10 @@ def kserve_manifests(
     if options.s3_endpoint:
         import urllib.parse
 
-        endpoint = urllib.parse.urlsplit(options.s3_endpoint)
+        endpoint = urllib.parse.urlsplit(options.s3_endpoint)  # no credentials: DeployOptions checks
+        host = endpoint.hostname or ""
         account_annotations = {
-            "serving.kserve.io/s3-endpoint": endpoint.netloc,
+            "serving.kserve.io/s3-endpoint": f"{host}:{endpoint.port}" if endpoint.port else host,
             "serving.kserve.io/s3-usehttps": "1" if endpoint.scheme == "https" else "0",
         }
     service_account = {
@@ -778,7 +868,20 @@ def kserve_manifests(
         "automountServiceAccountToken": False,
         "secrets": [{"name": options.s3_secret}],
     }
-    return {"inference-service.yaml": [service_account, inference_service]}
+    policy = network_policy(
+        options,
+        selector={KSERVE_POD_LABEL: options.name},
+        ports=(KSERVE_HTTP_PORT, KSERVE_GRPC_PORT, options.metrics_port),
+    )
+    files: dict[str, list[dict[str, Any]]] = {}
+    if options.namespace:
+        files["namespace.yaml"] = [namespace(options)]
+    files |= {
+        "service-account.yaml": [service_account],
+        "inference-service.yaml": [inference_service],
+        "network-policy.yaml": [policy],
+    }
+    return _ordered(files)
 
 
 # ---------------------------------------------------------------------------- writing

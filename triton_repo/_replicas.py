@@ -2,11 +2,16 @@
 
 - :class:`LocalReplicas` runs N :class:`LocalTritonServer` on the same repository (a local
   folder or ``s3://BUCKET/PREFIX``), each on its own ports.
-- :class:`ReplicaClient` (what ``Client([url, url, ...], model)`` returns) sends each inference
-  to one replica, chosen round robin or by least outstanding requests, and retries it on another
-  replica when the chosen one is unreachable or answers "unavailable" (the model not ready,
-  connection refused or reset): inference is idempotent here. A replica that fails is skipped
-  for ``down_secs`` and then tried again, so a restarted replica is picked up by itself.
+- :class:`ReplicaClient` (``ReplicaClient([url, url, ...], model)``, or :func:`connect`) sends
+  each inference to one replica, chosen round robin or by least outstanding requests, and
+  retries it on another replica when the chosen one is unreachable, answers "unavailable" (the
+  model not ready, connection refused or reset) or does not answer within ``timeout`` (a hung
+  server): inference is idempotent here.
+- A replica that failed so is **down**: no request goes to it while another replica is up. A
+  health probe (the model's readiness, with ``probe_timeout``), run in the background every
+  ``down_secs`` while requests come, brings it back when it answers ready. So a hung replica
+  costs one timeout to the request that found it, not one per request; a restarted replica is
+  picked up by itself. When every replica is down, requests still try them (soonest probe first).
 
 Retry accounting (what the failover test checks): every call of :meth:`ReplicaClient.infer`
 either returns one answer or raises; ``attempts = answered + retries + failed calls``, each
@@ -20,12 +25,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import pathlib
-import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,12 +45,15 @@ from ._errors import (
 )
 from ._server import LocalTritonServer
 
-__all__ = ["BALANCE", "LocalReplicas", "ReplicaClient", "ReplicaStats", "serve_replicas", "split_urls"]
+__all__ = [
+    "BALANCE", "LocalReplicas", "ReplicaClient", "ReplicaStats", "connect", "serve_replicas", "split_urls",
+]  # fmt: skip
 
 #: Load-balancing policies of :class:`ReplicaClient`.
 BALANCE = ("round_robin", "least_outstanding")
 #: Server answers that mean "this replica cannot serve now; another one may".
 _UNAVAILABLE_STATUSES = ("StatusCode.UNAVAILABLE", "503", "StatusCode.CANCELLED")
+_REPLICA_OPTIONS = ("balance", "max_attempts", "down_secs", "probe_timeout")
 
 
 def split_urls(url: str | Sequence[str]) -> list[str]:
@@ -60,11 +66,24 @@ def split_urls(url: str | Sequence[str]) -> list[str]:
     return urls
 
 
+def connect(url: str | Sequence[str], model: str, **kwargs: Any) -> Client:
+    """A :class:`Client` for one URL, a :class:`ReplicaClient` for several (a list, or
+    ``"h:1,h:2"``); ``kwargs`` as theirs. The replica options (``balance``, ``max_attempts``,
+    ``down_secs``, ``probe_timeout``) are accepted with one URL too, and have nothing to do then."""
+    urls = split_urls(url)
+    if len(urls) > 1:
+        return ReplicaClient(urls, model, **kwargs)
+    for key in _REPLICA_OPTIONS:
+        kwargs.pop(key, None)
+    return Client(urls[0], model, **kwargs)
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """Whether another replica may answer what this one could not."""
-    if isinstance(exc, ServerUnavailableError | ModelNotFoundError):
+    """Whether another replica may answer what this one could not (a timeout included: the
+    replica may hang, and inference is idempotent)."""
+    if isinstance(exc, ServerUnavailableError | ModelNotFoundError | ServerTimeoutError):
         return True
-    if isinstance(exc, ServerError) and not isinstance(exc, ServerTimeoutError):
+    if isinstance(exc, ServerError):
         status = str(exc.status or "")
         message = (exc.server_message or str(exc)).lower()
         return status in _UNAVAILABLE_STATUSES or any(
@@ -82,29 +101,41 @@ class ReplicaStats:
 
     Attributes:
         ok: answers received from it.
-        failed: attempts that failed on it (each retried elsewhere or raised).
+        failed: inference attempts that failed on it (each retried elsewhere or raised).
+        timeouts: attempts of any call (metadata included) that it did not answer in time.
         outstanding: requests in flight to it now.
-        down_until: ``time.monotonic()`` until which it is skipped (0: up).
+        down: whether it is skipped until a health probe finds its model ready.
+        down_until: while down, ``time.monotonic()`` of its next health probe (0: up).
+        probes: health probes run on it.
     """
 
     ok: int = 0
     failed: int = 0
+    timeouts: int = 0
     outstanding: int = 0
+    down: bool = False
     down_until: float = 0.0
+    probes: int = 0
 
 
 class ReplicaClient(Client):
-    """A :class:`Client` over several replicas of one server; ``Client([urls...], model)``.
+    """A :class:`Client` over several replicas of one server.
+
+    Example::
+
+        client = ReplicaClient(["127.0.0.1:8001", "127.0.0.1:8011"], "unet")
+        y = client.infer(x)     # one replica answers; another one if it cannot
 
     Args:
-        url: replicas as ``["host:port", ...]`` or ``"host:port,host:port"``.
+        urls: replicas as ``["host:port", ...]`` or ``"host:port,host:port"``.
         model, protocol, timeout, version, headers: as :class:`Client`, for every replica;
             ``headers`` may also be a list with one dict per URL (each local server has its own
             admin key, which shared memory needs).
         shared_memory: as :class:`Client`; each replica gets its own regions (same host only).
         balance: ``"round_robin"`` or ``"least_outstanding"``.
         max_attempts: replicas one inference may try (default: all of them).
-        down_secs: how long a replica that failed is skipped before it is tried again.
+        down_secs: interval of the health probes of a replica that is down.
+        probe_timeout: seconds a health probe waits (default ``min(timeout, 2)``).
 
     Attributes:
         replicas: one single-URL :class:`Client` per replica.
@@ -113,7 +144,7 @@ class ReplicaClient(Client):
 
     def __init__(
         self,
-        url: str | Sequence[str],
+        urls: str | Sequence[str],
         model: str,
         *,
         protocol: str = "grpc",
@@ -123,35 +154,44 @@ class ReplicaClient(Client):
         balance: str = "round_robin",
         max_attempts: int | None = None,
         down_secs: float = 1.0,
+        probe_timeout: float | None = None,
         shared_memory: str | None = None,
     ):
-        urls = split_urls(url)
+        url_list = split_urls(urls)
         if balance not in BALANCE:
             raise ConfigError(f"balance={balance!r}; expected one of {BALANCE}")
         if max_attempts is not None and (isinstance(max_attempts, bool) or max_attempts < 1):
             raise ConfigError(f"max_attempts={max_attempts!r}; expected an integer >= 1 or None")
-        if down_secs < 0:
+        if not down_secs >= 0:
             raise ConfigError(f"down_secs={down_secs!r}; expected >= 0")
-        per_url = list(headers) if isinstance(headers, (list, tuple)) else [headers] * len(urls)
-        if len(per_url) != len(urls):
-            raise ConfigError(f"headers: got {len(per_url)} dicts for {len(urls)} URLs; expected "
+        if probe_timeout is not None and not probe_timeout > 0:
+            raise ConfigError(f"probe_timeout={probe_timeout!r}; expected a positive number of seconds")
+        per_url = list(headers) if isinstance(headers, (list, tuple)) else [headers] * len(url_list)
+        if len(per_url) != len(url_list):
+            raise ConfigError(f"headers: got {len(per_url)} dicts for {len(url_list)} URLs; expected "
                               "one dict for all, or one per URL")
         self.replicas = [
             Client(u, model, protocol=protocol, timeout=timeout, version=version, headers=h,
                    shared_memory=shared_memory)
-            for u, h in zip(urls, per_url, strict=True)
+            for u, h in zip(url_list, per_url, strict=True)
         ]
         first = self.replicas[0]
+        self.probe_timeout = float(probe_timeout or min(first.timeout, 2.0))
+        self._probes = [
+            Client(u, model, protocol=protocol, timeout=self.probe_timeout, version=version, headers=h)
+            for u, h in zip(url_list, per_url, strict=True)
+        ]
         self.url = ",".join(c.url for c in self.replicas)
         self.urls = [c.url for c in self.replicas]
         self.model, self.protocol, self.timeout = first.model, first.protocol, first.timeout
         self.version, self.headers = first.version, first.headers
         self.balance = balance
-        self.max_attempts = max_attempts or len(urls)
+        self.max_attempts = max_attempts or len(url_list)
         self.down_secs = float(down_secs)
         self.retries = 0
         self.calls_failed = 0
         self._stats = {u: ReplicaStats() for u in self.urls}
+        self._probing: set[int] = set()
         self._lock = threading.Lock()
         self._next = itertools.count()
         self._info: ModelInfo | None = None
@@ -160,32 +200,58 @@ class ReplicaClient(Client):
     # ------------------------------------------------------------------------- choosing
 
     def _order(self) -> list[int]:
-        """Replicas to try, best first: up ones by policy, then down ones (soonest back first)."""
+        """Replicas to try, best first: up ones by policy, then down ones (soonest probe first).
+
+        Starts the health probe of each down replica whose probe is due."""
         now = time.monotonic()
         n = len(self.replicas)
+        due = []
         with self._lock:
             start = next(self._next) % n
             ring = [(start + k) % n for k in range(n)]
-            up = [i for i in ring if self._stats[self.urls[i]].down_until <= now]
-            down = sorted(
-                (i for i in ring if i not in up), key=lambda i: self._stats[self.urls[i]].down_until
-            )
+            up = [i for i in ring if not self._stats[self.urls[i]].down]
+            down = sorted((i for i in ring if i not in up),
+                          key=lambda i: self._stats[self.urls[i]].down_until)  # fmt: skip
+            for i in down:
+                if self._stats[self.urls[i]].down_until <= now and i not in self._probing:
+                    self._probing.add(i)
+                    due.append(i)
             if self.balance == "least_outstanding":
                 up.sort(key=lambda i: self._stats[self.urls[i]].outstanding)  # stable: ring breaks ties
+        for i in due:
+            threading.Thread(target=self._probe, args=(i,), name=f"probe-{self.urls[i]}", daemon=True).start()
         return (up + down)[: self.max_attempts]
 
-    def _run(self, what: str, fn: Any, *, counted: bool = True) -> Any:
+    def _probe(self, index: int) -> bool:
+        """One health probe of replica ``index``: up again if its model answers ready."""
+        probe = self._probes[index]
+        try:
+            ready = probe.is_ready()
+        finally:
+            probe.close()  # this thread's connection: a hung peer is not reused
+        self._mark(index, up=ready, probed=True)
+        return ready
+
+    def _mark(self, index: int, *, up: bool, probed: bool = False) -> None:
+        with self._lock:
+            stats = self._stats[self.urls[index]]
+            if probed:
+                stats.probes += 1
+                self._probing.discard(index)
+            stats.down = not up
+            stats.down_until = 0.0 if up else time.monotonic() + self.down_secs
+
+    def _run(self, what: str, fn: Callable[[Client], Any], *, counted: bool = True) -> Any:
         """``fn(replica_client)`` on one replica, failing over to the next while retryable.
 
-        Only inferences are ``counted`` in :meth:`replica_stats` and :meth:`counts`.
+        Only inferences are ``counted`` in ``ok``/``failed`` of :meth:`replica_stats` and in
+        :meth:`counts`; a failure of any call marks the replica down.
         """
         last: TritonRepoError | None = None
         order = self._order()
         for attempt, index in enumerate(order):
             url = self.urls[index]
-            stats = self._stats[url]
-            if not counted:
-                stats = ReplicaStats()  # a scratch record: metadata calls are not counted
+            stats = self._stats[url] if counted else ReplicaStats()  # metadata calls: a scratch record
             with self._lock:
                 stats.outstanding += 1
             try:
@@ -195,24 +261,26 @@ class ReplicaClient(Client):
                 with self._lock:
                     stats.outstanding -= 1
                     stats.failed += 1
-                    if retry:
-                        self._stats[url].down_until = time.monotonic() + self.down_secs
-                        if attempt + 1 < len(order) and counted:
-                            self.retries += 1
+                    if isinstance(exc, ServerTimeoutError):
+                        self._stats[url].timeouts += 1
+                    if retry and attempt + 1 < len(order) and counted:
+                        self.retries += 1
                     if (not retry or attempt + 1 >= len(order)) and counted:
                         self.calls_failed += 1
                 if not retry:
                     raise
+                self._mark(index, up=False)
                 last = exc
                 continue
             with self._lock:
                 stats.outstanding -= 1
                 stats.ok += 1
-                self._stats[url].down_until = 0.0
+            if self._stats[url].down:
+                self._mark(index, up=True)
             return result
         assert last is not None
-        if isinstance(last, ServerUnavailableError):
-            raise ServerUnavailableError(
+        if isinstance(last, ServerUnavailableError | ServerTimeoutError):
+            raise type(last)(
                 f"{what}: every replica tried failed ({len(order)} of {len(self.urls)}: "
                 f"{', '.join(self.urls[i] for i in order)}); last: {last}"
             ) from last
@@ -221,15 +289,27 @@ class ReplicaClient(Client):
     # ---------------------------------------------------------------------- the Client API
 
     def close(self) -> None:
-        for replica in self.replicas:
+        for replica in self.replicas + self._probes:
             replica.close()
 
     def is_ready(self) -> bool:
         """Whether at least one replica is ready."""
-        return any(replica.is_ready() for replica in self.replicas)
+        return bool(self.ready_replicas())
 
     def ready_replicas(self) -> list[str]:
-        return [replica.url for replica in self.replicas if replica.is_ready()]
+        """URLs of the replicas whose model answers ready (probed in parallel, each within
+        ``probe_timeout``; a replica found ready is up again)."""
+        ready = [False] * len(self.replicas)
+
+        def probe(i: int) -> None:
+            ready[i] = self._probe(i)
+
+        threads = [threading.Thread(target=probe, args=(i,), daemon=True) for i in range(len(self.replicas))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return [url for url, ok in zip(self.urls, ready, strict=True) if ok]
 
     def wait_ready(
         self, timeout: float = 60.0, *, interval: float = 0.2, replicas: int | None = None
@@ -255,6 +335,7 @@ class ReplicaClient(Client):
             time.sleep(interval)
 
     def info(self, *, refresh: bool = False) -> ModelInfo:
+        """The model's metadata, from the first replica that answers (retried like inference)."""
         with self._info_lock:
             if self._info is None or refresh:
                 self._info = self._run("info", lambda c: c.info(refresh=True), counted=False)
@@ -294,7 +375,8 @@ class ReplicaClient(Client):
                     "failed_calls": self.calls_failed}  # fmt: skip
 
     def __repr__(self) -> str:
-        return f"Client({self.urls!r}, {self.model!r}, protocol={self.protocol!r}, balance={self.balance!r})"
+        return (f"ReplicaClient({self.urls!r}, {self.model!r}, protocol={self.protocol!r}, "
+                f"balance={self.balance!r})")
 
 
 def success_count(statistics: dict[str, Any] | None) -> int:
@@ -314,7 +396,7 @@ class LocalReplicas:
     Example::
 
         with LocalReplicas("model_repository", 3) as replicas:
-            client = Client(replicas.grpc_urls, "unet")
+            client = ReplicaClient(replicas.grpc_urls, "unet")
 
     Args:
         repo_dir: the model repository, shared by every replica.
@@ -322,6 +404,7 @@ class LocalReplicas:
         http_port, grpc_port, metrics_port: base ports (replica ``i`` gets ``port + i *
             port_stride``); ``None`` picks free ones.
         port_stride: distance between the ports of consecutive replicas.
+        log_file: replica ``i`` logs to ``LOG_FILE.i`` (default: each in its temp folder).
         **server_kwargs: passed to every :class:`LocalTritonServer`.
     """
 
@@ -334,6 +417,7 @@ class LocalReplicas:
         grpc_port: int | None = None,
         metrics_port: int | None = None,
         port_stride: int = 10,
+        log_file: str | os.PathLike[str] | None = None,
         **server_kwargs: Any,
     ):
         if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 64:
@@ -347,7 +431,8 @@ class LocalReplicas:
         self.servers = [
             LocalTritonServer(
                 repo_dir, http_port=port(http_port, i), grpc_port=port(grpc_port, i),
-                metrics_port=port(metrics_port, i), **server_kwargs,
+                metrics_port=port(metrics_port, i),
+                log_path=None if log_file is None else f"{os.fspath(log_file)}.{i}", **server_kwargs,
             )
             for i in range(replicas)
         ]  # fmt: skip
@@ -407,62 +492,58 @@ class LocalReplicas:
         self.stop()
 
 
-def serve_replicas(args: Any, *, shutdown: type[BaseException] = KeyboardInterrupt) -> int:
-    """``pixeldcn serve REPO --replicas N``: run N servers in the foreground, until SIGINT/SIGTERM.
+def serve_replicas(
+    repo: str | os.PathLike[str],
+    replicas: int,
+    *,
+    ready_timeout: float = 120.0,
+    log_file: str | os.PathLike[str] | None = None,
+    **server_kwargs: Any,
+) -> None:
+    """Run ``replicas`` servers on ``repo`` in the foreground until interrupted (``pixeldcn serve
+    REPO --replicas N``).
 
     Each server's supervisor restarts it after a crash (same ports); a replica still down after
-    ``--ready-timeout`` seconds is restarted from here.
+    ``ready_timeout`` seconds is restarted from here. Prints each replica's endpoints once they
+    are ready. Returns only by an exception (Ctrl-C's ``KeyboardInterrupt``, or what the caller's
+    SIGTERM handler raises); the replicas are stopped on the way out.
 
-    ``args`` is the ``serve`` command's namespace; ``shutdown`` is the exception its SIGTERM
-    handler raises. Replica ``i`` gets ``PORT + 10 * i`` for every port given, free ports
-    otherwise, and its log in ``LOG_FILE.i`` when ``--log-file`` is given.
+    Args:
+        repo, replicas, log_file, **server_kwargs: as :class:`LocalReplicas` (ports, host,
+            poll_secs, exit_timeout, ...).
+        ready_timeout: as :class:`LocalTritonServer`.
     """
-    if isinstance(args.replicas, bool) or not 1 <= args.replicas <= 64:
-        raise ConfigError(f"--replicas={args.replicas}; expected an integer in [1, 64]")
-    replicas = LocalReplicas(
-        args.repo, args.replicas, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port, poll_secs=args.poll_secs, ready_timeout=args.ready_timeout,
-        exit_timeout=args.exit_timeout,
-    )  # fmt: skip
-    if args.log_file is not None:
-        for i, server in enumerate(replicas.servers):
-            server._user_log_path = pathlib.Path(f"{args.log_file}.{i}")
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise shutdown(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 64:
+        raise ConfigError(f"replicas={replicas!r}; expected an integer in [1, 64]")
+    group = LocalReplicas(repo, replicas, ready_timeout=ready_timeout, log_file=log_file, **server_kwargs)
     restarts = 0
     try:
-        replicas.start()
-        lines = [f"serving {args.repo} with {args.replicas} replicas"]
-        for i, server in enumerate(replicas.servers):
+        group.start()
+        lines = [f"serving {repo} with {replicas} replicas"]
+        for i, server in enumerate(group.servers):
             lines.append(f"  replica {i}: HTTP {server.http_url}  gRPC {server.grpc_url}  "
                          f"metrics {server.metrics_url}  log {server.log_path}")  # fmt: skip
-        lines.append(f"  Client(\"{','.join(replicas.grpc_urls)}\", MODEL) spreads load and fails over")
+        lines.append(f"  ReplicaClient(\"{','.join(group.grpc_urls)}\", MODEL) spreads load and fails over")
         lines.append("press Ctrl-C to stop")
         print("\n".join(lines), flush=True)
         dead_since: dict[int, float] = {}
         while True:
             time.sleep(0.5)
-            for i, server in enumerate(replicas.servers):
+            for i, server in enumerate(group.servers):
                 if server.is_alive():
                     dead_since.pop(i, None)
                     continue
                 # Each server's own supervisor restarts it after a crash; step in only when it
                 # has not within ready_timeout.
                 since = dead_since.setdefault(i, time.monotonic())
-                if time.monotonic() - since > args.ready_timeout:
+                if time.monotonic() - since > ready_timeout:
                     restarts += 1
                     print(f"replica {i} stayed down; restarting it (restart {restarts})", file=sys.stderr,
                           flush=True)  # fmt: skip
-                    _restart(replicas, i)
+                    _restart(group, i)
                     dead_since.pop(i, None)
-    except (KeyboardInterrupt, shutdown):
-        print("stopping", file=sys.stderr, flush=True)
-        return 0
     finally:
-        replicas.stop()
-        signal.signal(signal.SIGTERM, previous)
+        group.stop()
 
 
 def _restart(replicas: LocalReplicas, index: int, attempts: int = 5) -> None:

@@ -424,10 +424,19 @@ def _add_version(
 
 
 def _version_info(version_dir: pathlib.Path) -> dict:
+    """The version's info file, or {} when it is missing or malformed (not a JSON object of the
+    expected types: a hand-edited or corrupt file never ends in a traceback)."""
     try:
-        return json.loads((version_dir / VERSION_INFO_FILENAME).read_text())
-    except (OSError, ValueError):
+        info = json.loads((version_dir / VERSION_INFO_FILENAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return {}
+    if not isinstance(info, dict):
+        return {}
+    withdraws = info.get("withdraws", [])
+    if not isinstance(withdraws, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in withdraws):
+        info = {k: v for k, v in info.items() if k != "withdraws"}
+    return info
 
 
 def history(model_dir: str | os.PathLike[str]) -> list[int]:
@@ -467,7 +476,11 @@ def _served_versions_policy(model_dir: pathlib.Path) -> None:
     for path in (model_dir / "config.pbtxt", model_dir / "configs" / f"{LOCAL_CONFIG_NAME}.pbtxt"):
         if not path.is_file():
             continue
-        config = _config.config_from_text(path.read_text())
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        config = _config.config_from_text(text)
         policy = config.version_policy
         kind = policy.WhichOneof("policy_choice")
         if kind not in (None, "latest") or (kind == "latest" and policy.latest.num_versions != 1):

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._config import config_from_text, config_to_text
-from ._errors import TritonNotInstalledError, TritonRepoError
+from ._errors import ConfigError, TritonNotInstalledError, TritonRepoError
 from ._repository import LOCAL_CONFIG_NAME, list_versions, validate_model_name
 
 __all__ = [
@@ -275,7 +275,10 @@ def _read(client: Any, bucket: str, key: str) -> str | None:
         if code in ("NoSuchKey", "404"):
             return None
         raise _fail("cannot read", f"s3://{bucket}/{key}", exc) from exc
-    return response["Body"].read().decode("utf-8")
+    try:
+        return response["Body"].read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"s3://{bucket}/{key}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _put(client: Any, bucket: str, key: str, data: bytes) -> None:

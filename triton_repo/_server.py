@@ -44,6 +44,7 @@ from . import _supervisor
 from ._errors import TRITON_EXTRA_HINT, ConfigError, ServerStartError, TritonNotInstalledError
 from ._repository import LOCAL_CONFIG_NAME, ModelNameError, remove_stale_staging, validate_model_name
 from ._s3 import ServerRepository
+from ._shm import guard_private, reap_stale_regions
 
 __all__ = ["RESTRICTED_APIS", "LocalTritonServer", "TritonDistribution", "find_tritonserver"]
 
@@ -491,6 +492,8 @@ class LocalTritonServer:
         if self.is_alive():
             raise ServerStartError(f"the server is running already (pid {self.pid})")
         check_backend_python()
+        reap_stale_regions()  # client regions left by killed process groups (._shm)
+        guard_private(self._shm_prefix)  # its own regions: 0600 as soon as the backend sets 0644
         if self.s3 is None:
             remove_stale_staging(self.repo_dir)  # what killed writers left
         auto_ports = [k for k, v in self._ports.items() if v is None]

@@ -15,7 +15,10 @@ Lifecycle, per client thread (each thread has its own connection and its own two
   garbage-collected or the interpreter exits, and after any failed request (the next request
   starts afresh, which also re-registers after a server restart);
 - a client that is killed (SIGKILL) cannot clean up itself: Python's resource tracker, a
-  separate process, unlinks its regions when it sees the client die; the server keeps its
+  separate process, unlinks its regions when it sees the client die. When the tracker dies too
+  (the client's whole process group killed), the regions stay in ``/dev/shm``: the next
+  shared-memory client and the next :class:`LocalTritonServer` start unlink every region whose
+  creator (the pid in its name) is gone (:func:`reap_stale_regions`). The server keeps its
   mapping of the unlinked memory until the region is unregistered, which the next shared-memory
   client does for regions of dead processes (:func:`unregister_stale`), or a restart.
 
@@ -28,9 +31,13 @@ The output array returned is a copy: the region is reused by the next request.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+import pathlib
 import re
 import secrets
+import struct
 import threading
 import weakref
 from typing import Any
@@ -39,7 +46,10 @@ import numpy as np
 
 from ._errors import ConfigError, ServerError, TritonRepoError
 
-__all__ = ["REGION_PREFIX", "SHARED_MEMORY", "SharedMemoryPool", "unregister_stale"]
+__all__ = [
+    "REGION_PREFIX", "SHARED_MEMORY", "SharedMemoryPool", "guard_private", "reap_stale_regions",
+    "unregister_stale",
+]  # fmt: skip
 
 #: ``Client(shared_memory=...)`` values.
 SHARED_MEMORY = ("system",)
@@ -63,6 +73,61 @@ def check_shared_memory(value: str | None) -> str | None:
     if value not in SHARED_MEMORY:
         raise ConfigError(f"shared_memory={value!r}; expected None or one of {SHARED_MEMORY}")
     return str(value)
+
+
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, to the second), None if unknown."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            int(line.split()[1]) for line in pathlib.Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )  # fmt: skip
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _creator_gone(pid: int, region: os.stat_result) -> bool:
+    """Whether the process that created a region (``pid`` from its name) has ended: no such
+    process, or one that started after the region was last changed (a reused pid)."""
+    from pixeldcn_core.io import pid_alive
+
+    if pid == os.getpid():
+        return False
+    if not pid_alive(pid):
+        return True
+    started = _started_at(pid)
+    # The creator started before it created the region; its times only grow since (1 s: btime's
+    # precision).
+    return started is not None and started > min(region.st_mtime, region.st_ctime) + 1.0
+
+
+def reap_stale_regions(directory: str | os.PathLike[str] = "/dev/shm") -> list[str]:
+    """Unlink this user's client regions (``pixeldcn-client-<pid>-...``) whose creating process
+    is gone, as a killed process group leaves them (its resource tracker killed too).
+
+    Called when a shared-memory :class:`Client` or a :class:`LocalTritonServer` starts. Regions
+    of live processes stay. Returns the names unlinked.
+    """
+    folder = pathlib.Path(directory)
+    if not folder.is_dir():
+        return []
+    uid = os.geteuid()
+    gone = []
+    for path in folder.glob(f"{REGION_PREFIX}*"):
+        m = _NAME.match(path.name)
+        if m is None:
+            continue
+        try:
+            st = path.lstat()
+            if st.st_uid != uid or not _creator_gone(int(m.group(1)), st):
+                continue
+            path.unlink()
+        except OSError:  # unlinked meanwhile (its tracker, another client)
+            continue
+        gone.append(path.name)
+    return gone
 
 
 class _Region:
@@ -110,6 +175,7 @@ class SharedMemoryPool:
         self._live: dict[str, tuple[_Region, Any, dict[str, str]]] = {}
         self._out_shapes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._swept = False  # regions of dead clients unregistered once, on first use
+        reap_stale_regions()  # and unlinked from /dev/shm now
         self._finalizer = weakref.finalize(self, _release_all, self._live, self._lock)
 
     # -- regions ------------------------------------------------------------------------------
@@ -257,3 +323,79 @@ def unregister_stale(client: Any) -> list[str]:
             except Exception:  # another client may have just done it
                 pass
     return gone
+
+
+# --------------------------------------------------------------------- the server's own regions
+
+_IN_ATTRIB, _IN_CREATE, _IN_MOVED_TO = 0x4, 0x100, 0x80
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+
+
+class _PrivateGuard(threading.Thread):
+    """One thread per process: watches ``/dev/shm`` with inotify and makes every file whose name
+    starts with a guarded prefix 0600 the moment it is created or its mode changes."""
+
+    def __init__(self, folder: str = "/dev/shm"):
+        super().__init__(name="pixeldcn-shm-guard", daemon=True)
+        self.folder = folder
+        self.prefixes: set[str] = set()
+        self.lock = threading.Lock()
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.fd = libc.inotify_init1(os.O_CLOEXEC)
+        if self.fd < 0 or libc.inotify_add_watch(
+            self.fd, folder.encode(), _IN_CREATE | _IN_ATTRIB | _IN_MOVED_TO
+        ) < 0:  # fmt: skip
+            raise OSError(ctypes.get_errno(), f"inotify on {folder}: {os.strerror(ctypes.get_errno())}")
+
+    def run(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 64 * 1024)
+            except OSError:
+                return
+            offset = 0
+            while offset + _EVENT.size <= len(data):
+                _, _, _, length = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0").decode(
+                    errors="replace"
+                )
+                offset += _EVENT.size + length
+                with self.lock:
+                    guarded = any(name.startswith(p) for p in self.prefixes)
+                if guarded:
+                    _make_private(os.path.join(self.folder, name))
+
+
+def _make_private(path: str) -> None:
+    with contextlib.suppress(OSError):  # removed meanwhile
+        if os.lstat(path).st_mode & 0o077:
+            os.chmod(path, 0o600, follow_symlinks=False)
+
+
+_guard: _PrivateGuard | None = None
+_guard_lock = threading.Lock()
+
+
+def guard_private(prefix: str, folder: str = "/dev/shm") -> bool:
+    """Keep every ``folder/<prefix>*`` file 0600 from now on: Triton's Python backend creates its
+    shared-memory regions and then sets them 0644 (boost's default, whatever the umask; nothing
+    in its configuration changes it), and this resets them as soon as inotify reports the change.
+
+    Returns False where inotify is not available (the caller's periodic check remains).
+    """
+    global _guard
+    if not prefix or not os.path.isdir(folder):
+        return False
+    with _guard_lock:
+        if _guard is None:
+            try:
+                _guard = _PrivateGuard(folder)
+            except (OSError, AttributeError):
+                return False
+            _guard.start()
+        guard = _guard
+    with guard.lock:
+        guard.prefixes.add(prefix)
+    for path in pathlib.Path(folder).glob(f"{prefix}*"):  # created before the watch
+        _make_private(str(path))
+    return True

@@ -17,6 +17,7 @@ except ImportError as _err:  # pragma: no cover - exercised in a subprocess test
         "install them with: pip install 'pixeldcn[torch]'"
     ) from _err
 
+from . import kinds  # noqa: F401  (registers every built-in kind's module, one file each)
 from ._architectures import (
     ARCHITECTURES,
     Architecture,
@@ -26,14 +27,17 @@ from ._architectures import (
 )
 from ._base import UpsampleLayer
 from ._convert import ConversionReport, convert_deconvs
-from ._dcl import DCL2d, dcl2d
 from ._deeplab import ASPP, BackboneReport, DeepLabResNet, ResNetBackbone, load_backbone
-from ._errors import CheckpointError, ExportError, VerificationError
+from ._errors import (
+    CheckpointError,
+    ExportError,
+    ExportOptionsError,
+    ExportOptionsKeywordError,
+    VerificationError,
+)
 from ._export import export_onnx
 from ._int8 import Int8Report, calibration_inputs, compare_int8, quantize_int8
-from ._ipixel_cl import IPixelCL2d, ipixel_cl2d
-from ._ipixel_dcl import IPixelDCL2d, ipixel_dcl2d
-from ._pixel_dcl import PixelDCL2d, pixel_dcl2d
+from ._options import ExportOptions
 from ._pretrained import load_pretrained, pretrained_card, pretrained_names
 from ._registry import (
     FUNCTIONS,
@@ -43,14 +47,17 @@ from ._registry import (
     register_module,
     unregister_module,
 )
-from . import kinds as _kinds  # noqa: E402,I001  (registers each kind's module; needs _registry)
-from ._resize_conv import ResizeConv2d, resize_conv2d
 from ._sr import SRNet
-from ._subpixel_conv import SubPixelConv2d, icnr_, subpixel_conv2d
 from ._unet import UNet
 from ._vae import VAE, VAEDecoder, VAEEncoder
 from ._verify import TOLERANCES, OutputCheck, VerificationReport, verify
 from ._weights import load_weights, read_checkpoint, save_weights
+from .kinds.dcl import DCL2d, dcl2d
+from .kinds.ipixel_cl import IPixelCL2d, ipixel_cl2d
+from .kinds.ipixel_dcl import IPixelDCL2d, ipixel_dcl2d
+from .kinds.pixel_dcl import PixelDCL2d, pixel_dcl2d
+from .kinds.resize_conv import ResizeConv2d, resize_conv2d
+from .kinds.subpixel_conv import SubPixelConv2d, icnr_, subpixel_conv2d
 
 __all__ = [
     # layers (module + function pairs)
@@ -100,6 +107,7 @@ __all__ = [
     "TOLERANCES",
     "OutputCheck",
     "VerificationReport",
+    "ExportOptions",
     "export_onnx",
     "verify",
     # weights
@@ -114,5 +122,7 @@ __all__ = [
     # errors
     "CheckpointError",
     "ExportError",
+    "ExportOptionsError",
+    "ExportOptionsKeywordError",
     "VerificationError",
 ]

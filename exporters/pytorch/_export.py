@@ -32,12 +32,12 @@ import torch
 from torch import nn
 
 import pixeldcn_core
-from pixeldcn_core import get_kind, resolve_target
+from pixeldcn_core import __version__, get_kind, resolve_target
 from pixeldcn_core.io import save_model_atomic
 
 from ._base import UpsampleLayer
-from ._errors import ExportError
-from ._io import apply_io, check_io, verify_io
+from ._errors import ExportError, ExportOptionsError
+from ._io import apply_io, verify_io
 from ._onnx_passes import (
     PLACEHOLDER_DOMAIN,
     PLACEHOLDER_OP,
@@ -47,8 +47,10 @@ from ._onnx_passes import (
     splice_layers,
     to_float16,
 )
+from ._options import ExportOptions, moved_keywords_error
 from ._registry import FUNCTIONS
 from ._targets import adapt_to_target
+from ._verify import verify as run_verify
 
 __all__ = ["export_onnx", "prepare_for_export"]
 
@@ -169,7 +171,7 @@ def _normalise_shapes(input_shape: Any) -> list[tuple[int, ...]]:
     if isinstance(input_shape, torch.Size):
         input_shape = tuple(input_shape)
     if not isinstance(input_shape, (list, tuple)) or not input_shape:
-        raise ExportError(f"input_shape must be a tuple of ints, got {input_shape!r}")
+        raise ExportOptionsError(f"input_shape must be a tuple of ints, got {input_shape!r}")
     shapes = [input_shape] if all(isinstance(d, int) for d in input_shape) else list(input_shape)
     out = []
     for shape in shapes:
@@ -178,7 +180,7 @@ def _normalise_shapes(input_shape: Any) -> list[tuple[int, ...]]:
             or not shape
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
         ):
-            raise ExportError(
+            raise ExportOptionsError(
                 f"input_shape must be a tuple of positive ints (or one per input), got {input_shape!r}"
             )
         out.append(tuple(int(d) for d in shape))
@@ -224,81 +226,65 @@ def export_onnx(
     path: str | os.PathLike[str],
     input_shape: Sequence[int] | Sequence[Sequence[int]] = (1, 3, 256, 256),
     *,
-    dynamic: bool = True,
-    opset: int | None = None,
-    fp16: bool = False,
-    verify: bool = True,
-    input_names: Sequence[str] | None = None,
-    output_names: Sequence[str] | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
+    options: ExportOptions | None = None,
     verbose: bool = False,
-    interleave: str | None = None,
-    target: str | None = None,
-    input_format: str | None = None,
-    output: str | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
+    **moved: object,
 ) -> Path:
     """Export ``model`` to ONNX with every up-sampling layer in the core's efficient form.
 
     The model is deep-copied, cast to float32 on CPU and put in eval mode; it is not modified.
-    The written model holds standard operators only (opset ``opset``, IR version the oldest that
-    carries it), no BatchNormalization (folded into the Conv or layer before it, or lowered to
-    Mul + Add), no ConvTranspose except in DCL layers, and its weights inline.
+    The written model holds standard operators only (opset ``options.opset``, IR version the
+    oldest that carries it), no BatchNormalization (folded into the Conv or layer before it, or
+    lowered to Mul + Add), no ConvTranspose except in DCL layers, and its weights inline.
+
+    >>> export_onnx(model, "unet.onnx", (1, 3, 256, 256),
+    ...             options=ExportOptions(target="any", verify=False))  # doctest: +SKIP
 
     Args:
         model: any ``nn.Module`` (its up-sampling layers are :mod:`exporters.pytorch` modules).
         path: where to write the ``.onnx`` file (atomically: temp file + rename).
         input_shape: the example input's shape, or one shape per forward argument; dynamic
             export traces with batch >= 2 and verifies at this shape.
-        dynamic: batch, height and width (dims 0, 2, 3 of 4-D inputs; dim 0 of others) dynamic.
-        opset: default-domain opset (17..21); ``None`` is the core's ``DEFAULT_OPSET`` (18), or
-            the newest the target converts (17 for "onnx2torch" and "any").
-        fp16: write a float16 model (inputs and outputs float16). Weights are folded in float32
-            first, then rounded once.
-        verify: run :func:`exporters.pytorch.verify` on the written file and raise
-            :class:`VerificationError` beyond tolerance.
-        input_names: names of the graph inputs; default ``x`` (or ``x0, x1, ...``).
-        output_names: names of the outputs; default ``y`` for one output, else the model's
-            ``onnx_output_names`` attribute, else ``y0, y1, ...``.
-        atol, rtol: verification tolerances (``None``: per-precision defaults of ``verify``).
+        options: how to write it (dynamic dims, opset, float16, target, interleave, names,
+            verification, in-graph I/O): an :class:`ExportOptions`, documented there; default
+            ``ExportOptions()``.
         verbose: print what each step did.
-        interleave: how the up-sampling layers interleave their phases: "depth_to_space"
-            (one DepthToSpace per layer) or "concat" (Unsqueeze/Concat/Reshape, faster on
-            onnxruntime's CPU provider); ``None``: the target's. See ``pixeldcn_core.INTERLEAVES``.
-        target: the ONNX consumer the model is for (``pixeldcn_core.TARGETS``): "onnxruntime"
-            (``None``, the default: its fastest forms), "openvino", "tract", "onnx2torch" or
-            "any" (a model that onnxruntime, onnx's ReferenceEvaluator, OpenVINO, tract and
-            onnx2torch all run; check it with ``pixeldcn check``).
-        input_format: "float32" (default: the model's float NCHW input) or "uint8-nhwc" /
-            "uint8-nchw": uint8 images, normalised in the graph with ``mean`` and ``std``
-            (0..1 range, per channel; default 0 and 1, i.e. ``x / 255``).
-        output: "logits" (default), "probabilities" (Softmax over channels), "mask" (ArgMax
-            over channels, uint8 up to 256 classes else int32) or "uint8_image" (clamped
-            ``round(255 y)``); see :func:`pixeldcn_core.add_postprocessing`. With ``verify``,
-            the processed model is checked against the float model + the same processing in
-            numpy.
 
     Returns:
         The path of the written model.
 
     Raises:
-        ExportError: the model cannot be exported as asked.
+        ExportOptionsError: the export was asked wrongly (a bad input shape, names that do not
+            fit the model's inputs or outputs, I/O options the model cannot take; an export
+            option passed as a keyword, the call before ``ExportOptions``: the message shows the
+            new one). A ``ValueError``: ``pixeldcn export`` exits 2.
+        ExportError: the export itself failed (``torch.export`` or ``torch.onnx.export`` could
+            not convert the model, or it exceeds 2 GiB). ``pixeldcn export`` exits 1.
         VerificationError: onnxruntime disagrees with PyTorch beyond tolerance.
     """
-    tgt, opset, interleave = resolve_target(target, opset, interleave)
-    io_layout, io_output = check_io(input_format, output)
+    if moved:
+        raise moved_keywords_error(
+            "export_onnx", moved, "export_onnx(model, path, input_shape",
+            "options=ExportOptions(...) and verbose=")
+    if options is None:
+        options = ExportOptions()
+    if not isinstance(options, ExportOptions):
+        raise ExportOptionsError(
+            f"options is a {type(options).__name__}; expected exporters.pytorch.ExportOptions(...)"
+        )
+    tgt, opset, interleave = resolve_target(options.target, options.opset, options.interleave)
     shapes = _normalise_shapes(input_shape)
     path = Path(path)
     stub_model, layers = prepare_for_export(model)
-    examples = tuple(_example(s, dynamic, seed=i) for i, s in enumerate(shapes))
-    in_names = list(input_names) if input_names else (
+    examples = tuple(_example(s, options.dynamic, seed=i) for i, s in enumerate(shapes))
+    in_names = list(options.input_names) if options.input_names else (
         ["x"] if len(shapes) == 1 else [f"x{i}" for i in range(len(shapes))]
     )
     if len(in_names) != len(shapes):
-        raise ExportError(f"input_names has {len(in_names)} names, while there are {len(shapes)} inputs")
-    dyn = tuple(_dynamic_dims(s) for s in shapes) if dynamic else None
+        raise ExportOptionsError(
+            f"input_names has {len(in_names)} names, while there are {len(shapes)} inputs"
+        )
+    dyn = tuple(_dynamic_dims(s) for s in shapes) if options.dynamic else None
     with _quiet():
         # torch.export first, with ordinary guards: a model that pins a size (the VAE encoder's
         # 64 x 64) keeps that dim static, instead of the ONNX exporter's deferred runtime asserts.
@@ -311,38 +297,23 @@ def export_onnx(
                 f"torch.export failed on inputs of shape {shapes}: {_summary(err)}"
             ) from err
         n_out = len(exported.graph_signature.user_outputs)
-        out_names = list(output_names) if output_names else (
+        out_names = list(options.output_names) if options.output_names else (
             ["y"] if n_out == 1 else list(getattr(model, "onnx_output_names", None)
                                           or [f"y{i}" for i in range(n_out)])
         )
         if len(out_names) != n_out:
-            raise ExportError(
+            raise ExportOptionsError(
                 f"output_names has {len(out_names)} names, while the model returns {n_out}"
             )
-        try:
-            program = torch.onnx.export(
-                exported,
-                (),
-                dynamo=True,
-                input_names=in_names,
-                output_names=out_names,
-                opset_version=opset,
-                custom_translation_table=_translations({k for _, k, _ in layers.values()}),
-                optimize=True,
-                verbose=False,
-                external_data=False,
-            )
-        except Exception as err:
-            raise ExportError(f"torch.onnx.export failed: {_summary(err)}") from err
-    assert program is not None
+        program = _torch_onnx_export(exported, in_names, out_names, opset,
+                                     {k for _, k, _ in layers.values()})
     proto = program.model_proto
     proto, notes = splice_layers(proto, layers, opset=opset, interleave=interleave, target=tgt.name)
     proto, bn_notes = fold_batchnorm(proto)
-    doc = (f"exported by pixeldcn {pixeldcn_core.__version__} (exporters.pytorch) from "
-           f"{type(model).__name__}")
+    doc = f"exported by pixeldcn {__version__} (exporters.pytorch) from {type(model).__name__}"
     proto = finalize(proto, opset=opset, doc=doc)
     notes += adapt_to_target(proto, tgt)
-    if fp16:
+    if options.fp16:
         proto = to_float16(proto)
     _set_metadata(proto, {
         METADATA_INPUT_SHAPES: json.dumps([list(s) for s in shapes]),
@@ -359,18 +330,40 @@ def export_onnx(
     if verbose:
         for line in [*notes, *bn_notes]:
             print(f"  {line}")
-    if verify:
-        from ._verify import verify as run_verify
-
-        run_verify(model, path, atol=atol, rtol=rtol, quiet=not verbose)
-    if io_layout is not None or io_output != "logits":  # in-graph I/O processing (._io)
-        processed = apply_io(proto, io_layout, io_output, mean=mean, std=std)
+    if options.verify:
+        run_verify(model, path, atol=options.atol, rtol=options.rtol, quiet=not verbose)
+    if options.processes_io:  # in-graph I/O processing (._io)
+        processed = apply_io(proto, options.io_layout, options.output, mean=options.mean,
+                             std=options.std)
         save_model_atomic(processed, path)
-        if verify:
+        if options.verify:
             summary = verify_io(proto, processed, shapes[0])
             if verbose:
                 print(f"  in-graph I/O: {summary}")
     return path
+
+
+def _torch_onnx_export(exported: Any, in_names: list[str], out_names: list[str], opset: int,
+                       kinds: set[str]) -> Any:
+    """``torch.onnx.export`` of the exported program, the layers left as placeholders."""
+    try:
+        program = torch.onnx.export(
+            exported,
+            (),
+            dynamo=True,
+            input_names=in_names,
+            output_names=out_names,
+            opset_version=opset,
+            custom_translation_table=_translations(kinds),
+            optimize=True,
+            verbose=False,
+            external_data=False,
+        )
+    except Exception as err:
+        raise ExportError(f"torch.onnx.export failed: {_summary(err)}") from err
+    if program is None:  # pragma: no cover - dynamo=True always returns a program
+        raise ExportError("torch.onnx.export returned no program")
+    return program
 
 
 def _summary(err: BaseException) -> str:

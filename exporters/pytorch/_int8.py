@@ -30,10 +30,11 @@ import onnx
 import pixeldcn_core
 from pixeldcn_core.io import save_model_atomic
 
-from ._errors import ExportError
+from ._errors import ExportError, ExportOptionsError
+from ._options import ExportOptions
 
 __all__ = ["CALIBRATION_PHOTOS", "HELD_OUT_PHOTOS", "Int8Report", "calibration_inputs",
-           "compare_int8", "quantize_int8"]
+           "compare_int8", "export_int8", "quantize_int8"]
 
 #: scikit-image photographs used to calibrate with ``calibration="photos"`` (bundled files).
 CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
@@ -60,7 +61,7 @@ def _tiles(img: np.ndarray, h: int, w: int, grid: int, where: str) -> list[np.nd
     from PIL import Image
 
     if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise ExportError(f"calibration image {where!r}: got shape {list(img.shape)}, expected an "
+        raise ExportOptionsError(f"calibration image {where!r}: got shape {list(img.shape)}, expected an "
                           "RGB image [H, W, 3]")
     img = np.ascontiguousarray(img[..., :3])
     ih, iw = img.shape[:2]
@@ -93,10 +94,11 @@ def calibration_inputs(
         limit: at most this many inputs.
 
     Raises:
-        ExportError: the folder is missing or empty, or an input has the wrong shape.
+        ExportOptionsError: the folder is missing or empty, or an input has the wrong shape.
+        ExportError: ``"photos"`` without scikit-image installed.
     """
     if len(shape) != 4:
-        raise ExportError(f"calibration: the model input has shape {list(shape)}; int8 "
+        raise ExportOptionsError(f"calibration: the model input has shape {list(shape)}; int8 "
                           "calibration on images needs an [N, C, H, W] input")
     _, c, h, w = (int(d) for d in shape)
     arrays: list[np.ndarray] = []
@@ -106,35 +108,38 @@ def calibration_inputs(
     else:
         folder = Path(source)
         if not folder.is_dir():
-            raise ExportError(f"--calibration: got {str(source)!r}, which is not a folder; "
+            raise ExportOptionsError(f"--calibration: got {str(source)!r}, which is not a folder; "
                               "expected a folder of images or .npy inputs, or 'photos'")
+        from pixeldcn_core.images import ImageError, load_npy, open_image
+
         files = sorted(f for f in folder.iterdir()
                        if f.is_file() and f.suffix.lower() in (*_IMAGE_SUFFIXES, ".npy"))
         if not files:
-            raise ExportError(f"--calibration: the folder {folder.name!r} holds no images "
+            raise ExportOptionsError(f"--calibration: the folder {folder.name!r} holds no images "
                               f"({', '.join(_IMAGE_SUFFIXES)}) or .npy files")
         for f in files:
             if f.suffix.lower() == ".npy":
-                a = np.load(f, allow_pickle=False)
+                try:
+                    a = load_npy(f, what="--calibration")  # header checked against the bound first
+                except ImageError as err:
+                    raise ExportOptionsError(str(err)) from None
                 a = a[None] if a.ndim == 3 else a
                 if a.ndim != 4 or a.shape[1] != c or not np.issubdtype(a.dtype, np.floating):
-                    raise ExportError(
+                    raise ExportOptionsError(
                         f"calibration file {f.name!r}: got {a.dtype} {list(a.shape)}, expected "
                         f"float [N, {c}, H, W] or [{c}, H, W] (the model's input)"
                     )
                 arrays.extend(a[i: i + 1].astype(np.float32) for i in range(len(a)))
             else:
-                from PIL import Image, UnidentifiedImageError
-
                 try:
-                    with Image.open(f) as im:
-                        img = np.asarray(im.convert("RGB") if im.mode in ("RGBA", "P") else im)
-                except (UnidentifiedImageError, OSError) as err:
-                    raise ExportError(f"calibration file {f.name!r} is not a readable image: "
-                                      f"{err}") from err
+                    im = open_image(f, what="--calibration")  # bounded before decoding
+                except ImageError as err:
+                    raise ExportOptionsError(str(err)) from None
+                with im:
+                    img = np.asarray(im.convert("RGB") if im.mode in ("RGBA", "P") else im)
                 images.append((f.name, img, 1))
     if images and c != 3:
-        raise ExportError(f"calibration: images give 3 channels, while the model takes {c}; "
+        raise ExportOptionsError(f"calibration: images give 3 channels, while the model takes {c}; "
                           "give .npy inputs instead")
     for where, img, g in images:
         for t in _tiles(img, h, w, g, where):
@@ -175,7 +180,8 @@ def quantize_int8(
         per_channel: per-output-channel weight scales.
 
     Raises:
-        ExportError: bad calibration data, or a model that is not float32 image-in.
+        ExportOptionsError: bad calibration data, or a model that is not float32 image-in.
+        ExportError: onnxruntime's quantisation failed.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -183,12 +189,12 @@ def quantize_int8(
     inits = {t.name for t in proto.graph.initializer}
     inputs = [v for v in proto.graph.input if v.name not in inits]
     if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise ExportError("int8: the model must have one float32 input (quantise the float32 "
+        raise ExportOptionsError("int8: the model must have one float32 input (quantise the float32 "
                           "export, before --fp16 or in-graph preprocessing)")
     shape = tuple(shape) if shape is not None else _model_shape(proto)
     arrays = calibration_inputs(calibration, shape, mean=mean, std=std)
     if not arrays:
-        raise ExportError(f"--calibration {calibration}: no calibration inputs")
+        raise ExportOptionsError(f"--calibration {calibration}: no calibration inputs")
     out = Path(out)
     import tempfile
 
@@ -227,7 +233,7 @@ def _model_shape(proto: onnx.ModelProto) -> tuple[int, ...]:
     value = next(v for v in proto.graph.input if v.name not in inits)
     dims = [d.dim_value if d.HasField("dim_value") else 0 for d in value.type.tensor_type.shape.dim]
     if len(dims) != 4 or not all(dims[1:]):
-        raise ExportError(f"int8: the model's input has dims {dims}; give shape=(1, C, H, W)")
+        raise ExportOptionsError(f"int8: the model's input has dims {dims}; give shape=(1, C, H, W)")
     return (1, *dims[1:])
 
 
@@ -332,65 +338,31 @@ def compare_int8(
     )
 
 
-# -- pixeldcn export --int8 ------------------------------------------------------------------------
-def check_int8_args(int8: bool, calibration: str | None, fp16: bool) -> None:
-    """Refuse bad ``--int8`` / ``--calibration`` combinations before anything is exported."""
-    if calibration is not None and not int8:
-        raise ExportError("--calibration: given without --int8; add --int8 to quantise")
-    if not int8:
-        return
-    if calibration is None:
-        raise ExportError("--int8: needs calibration data: --calibration DIR (images or .npy "
-                          "inputs) or --calibration photos (scikit-image's photographs)")
-    if fp16:
-        raise ExportError("--int8: cannot be combined with --fp16 (quantise the float32 model)")
-    if calibration != "photos" and not Path(calibration).is_dir():
-        raise ExportError(f"--calibration: got {calibration!r}, which is not a folder; expected "
-                          "a folder of images or .npy inputs, or 'photos'")
-
-
+# -- export: float32 model -> int8 model with the asked I/O ---------------------------------------
 def export_int8(
     float_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     calibration: str,
     shape: Sequence[int],
-    io: dict[str, Any],
-    *,
-    verify: bool = True,
+    options: ExportOptions | None = None,
 ) -> tuple[Path, Int8Report | None]:
-    """Quantise ``float_path`` (no I/O processing yet) into ``out``, add the I/O processing
-    ``io`` (export_onnx keywords), verify it against the int8 model + numpy, and measure."""
-    from ._io import apply_io, check_io, verify_io
+    """Quantise ``float_path`` (exported without I/O processing) into ``out``, add the I/O
+    processing of ``options`` (``input_format``, ``output``, ``mean``, ``std``), and, with
+    ``options.verify``, check it against the int8 model + numpy and measure the agreement with
+    float32 (the report; ``None`` without ``verify``)."""
+    from ._io import apply_io, verify_io
 
-    mean, std = io.get("mean"), io.get("std")
-    layout, output = check_io(io.get("input_format"), io.get("output"))
+    options = options if options is not None else ExportOptions()
     out = Path(out)
-    q_path = quantize_int8(float_path, out, calibration, shape=shape, mean=mean, std=std)
-    report = compare_int8(float_path, q_path, shape=shape, mean=mean, std=std) if verify else None
-    if layout is not None or output != "logits":
+    q_path = quantize_int8(float_path, out, calibration, shape=shape, mean=options.mean,
+                           std=options.std)
+    report = (compare_int8(float_path, q_path, shape=shape, mean=options.mean, std=options.std)
+              if options.verify else None)
+    if options.processes_io:
         q = onnx.load(str(q_path))
-        processed = apply_io(q, layout, output, mean=mean, std=std)
+        processed = apply_io(q, options.io_layout, options.output, mean=options.mean,
+                             std=options.std)
         save_model_atomic(processed, out)
-        if verify:
+        if options.verify:
             print(f"  in-graph I/O: {verify_io(q, processed, shape)}")
     return out, report
-
-
-def export_int8_cli(model: Any, args: Any, shape: Sequence[int], io: dict[str, Any]) -> Path:
-    """``pixeldcn export --int8``: export float32 (verified against PyTorch) to a private temp
-    folder, quantise into ``args.out``, add the I/O options, print the agreement report."""
-    import tempfile
-
-    from ._export import export_onnx
-
-    with tempfile.TemporaryDirectory(prefix="pixeldcn-int8-") as tmp:
-        float_path = export_onnx(model, Path(tmp) / "float32.onnx", shape,
-                                 dynamic=not args.static, opset=args.opset,
-                                 verify=not args.no_verify, verbose=True,
-                                 interleave=args.interleave)
-        print(f"      quantising to int8 (QDQ), calibration: {args.calibration}", flush=True)
-        path, report = export_int8(float_path, args.out, args.calibration, shape, io,
-                                   verify=not args.no_verify)
-    if report is not None:
-        print(f"      {report}")
-    return path

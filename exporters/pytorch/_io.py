@@ -17,25 +17,27 @@ import onnx
 import pixeldcn_core
 from pixeldcn_core import OUTPUTS
 
-from ._errors import ExportError, VerificationError
+from ._errors import ExportOptionsError, VerificationError
 
 __all__ = ["INPUT_FORMATS", "apply_io", "check_io", "verify_io"]
 
 #: ``input_format`` values: the float model's own input, or uint8 images in a layout.
-INPUT_FORMATS = ("float32", "uint8-nhwc", "uint8-nchw")
+INPUT_FORMATS = ("float32", *(f"uint8-{layout}" for layout in pixeldcn_core.INPUT_LAYOUTS))
 #: Mask pixels whose two best float logits are closer than this (relative to the logits' scale)
 #: are ties: onnxruntime and numpy may order them either way after tiny rounding differences.
 TIE_GAP = 1e-4
 
 
 def check_io(input_format: str | None, output: str | None) -> tuple[str | None, str]:
-    """(uint8 layout or None, output) from the export options; raises ExportError."""
+    """(uint8 layout or None, output) from the export options; raises ExportOptionsError."""
     fmt = "float32" if input_format is None else str(input_format).lower().replace("_", "-")
     if fmt not in INPUT_FORMATS:
-        raise ExportError(f"input_format: got {input_format!r}, expected one of {', '.join(INPUT_FORMATS)}")
+        raise ExportOptionsError(
+            f"input_format: got {input_format!r}, expected one of {', '.join(INPUT_FORMATS)}"
+        )
     out = "logits" if output is None else str(output).lower().replace("-", "_")
     if out not in OUTPUTS:
-        raise ExportError(f"output: got {output!r}, expected one of {', '.join(OUTPUTS)}")
+        raise ExportOptionsError(f"output: got {output!r}, expected one of {', '.join(OUTPUTS)}")
     return (None if fmt == "float32" else fmt.split("-", 1)[1]), out
 
 
@@ -49,15 +51,15 @@ def apply_io(
 ) -> onnx.ModelProto:
     """The float ``model`` with the asked processing (unchanged when there is none)."""
     if layout is None and (mean is not None or std is not None):
-        raise ExportError("mean/std: given, but input_format is float32; they normalise uint8 "
-                          "input only (use input_format='uint8-nhwc' or 'uint8-nchw')")
+        raise ExportOptionsError("mean/std: given, but input_format is float32; they normalise "
+                                 "uint8 input only (use input_format='uint8-nhwc' or 'uint8-nchw')")
     try:
         if layout is not None:
             model = pixeldcn_core.add_preprocessing(model, layout=layout, mean=mean, std=std)
         if output != "logits":
             model = pixeldcn_core.add_postprocessing(model, output)
     except pixeldcn_core.SpecError as err:
-        raise ExportError(str(err)) from err
+        raise ExportOptionsError(str(err)) from err
     return model
 
 
@@ -141,53 +143,3 @@ def verify_io(
     if not np.all(err <= limit):
         raise VerificationError("verify_io: " + summary)
     return summary
-
-
-# -- command line (pixeldcn export) ------------------------------------------------------------
-def add_io_arguments(p: Any) -> None:
-    """``--input``, ``--output``, ``--mean``, ``--std`` of ``pixeldcn export``."""
-    p.add_argument("--input", dest="io_input", default="float32", choices=INPUT_FORMATS,
-                   help="what the served model takes: float32 NCHW (default) or uint8 images "
-                   "normalised in the graph (uint8-nhwc: as cameras and PIL give them)")
-    p.add_argument("--output", dest="io_output", default="logits",
-                   choices=[o.replace("_", "-") for o in OUTPUTS],
-                   help="what it answers: logits (default), probabilities, mask (class index "
-                   "per pixel, uint8 up to 256 classes) or uint8-image (image-to-image models)")
-    p.add_argument("--mean", default=None,
-                   help="with --input uint8-*: per-channel mean in 0..1, e.g. 0.485,0.456,0.406")
-    p.add_argument("--std", default=None,
-                   help="with --input uint8-*: per-channel std in 0..1, e.g. 0.229,0.224,0.225")
-    p.add_argument("--int8", action="store_true",
-                   help="write a statically quantised int8 (QDQ) model, calibrated on "
-                   "--calibration; prints its agreement with float32 and both latencies")
-    p.add_argument("--calibration", default=None, metavar="DIR|photos",
-                   help="with --int8: a folder of images (or .npy float inputs), or 'photos' "
-                   "(scikit-image's photographs; held-out ones measure the agreement)")
-
-
-def _floats(flag: str, text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or not all(np.isfinite(values)):
-        raise ExportError(f"{flag}: got {text!r}, expected numbers separated by commas, "
-                          "e.g. 0.485,0.456,0.406")
-    return values
-
-
-def io_kwargs(args: Any) -> dict[str, Any]:
-    """export_onnx keywords from parsed ``pixeldcn export`` arguments."""
-    kw: dict[str, Any] = {
-        "input_format": args.io_input,
-        "output": args.io_output,
-        "mean": _floats("--mean", args.mean),
-        "std": _floats("--std", args.std),
-    }
-    check_io(kw["input_format"], kw["output"])
-    if args.io_input == "float32" and (kw["mean"] is not None or kw["std"] is not None):
-        raise ExportError("--mean/--std: given, but --input is float32; they normalise uint8 "
-                          "input only (add --input uint8-nhwc)")
-    return kw

@@ -4,27 +4,26 @@ The core (:func:`pixeldcn_core.register_kind`) describes a kind without torch; t
 its ``nn.Module`` (a subclass of :class:`UpsampleLayer` whose ``kind`` names the core entry and
 whose ``function`` is the functional form). Networks, :func:`convert_deconvs` and the exporter
 read both registries, so a kind registered in both reaches all of them.
+
+The built-in kinds' modules (:mod:`exporters.pytorch.kinds`, one file per kind) register their
+classes with the :func:`register_module` decorator when imported; this module names no kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from pixeldcn_core import UnknownKindError, get_kind
 
 from ._base import UpsampleLayer
-from ._dcl import DCL2d
-from ._ipixel_cl import IPixelCL2d
-from ._ipixel_dcl import IPixelDCL2d
-from ._pixel_dcl import PixelDCL2d
-from ._resize_conv import ResizeConv2d
-from ._subpixel_conv import SubPixelConv2d
 
 __all__ = ["FUNCTIONS", "MODULES", "make_layer", "module_for", "register_module",
            "unregister_module"]
+
+_Layer = TypeVar("_Layer", bound=type[UpsampleLayer])
 
 #: Every kind with a PyTorch module -> its ``nn.Module`` class (fill with :func:`register_module`).
 MODULES: dict[str, type[UpsampleLayer]] = {}
@@ -47,7 +46,7 @@ class _Functions(Mapping[str, Callable[..., torch.Tensor]]):
 FUNCTIONS: Mapping[str, Callable[..., torch.Tensor]] = _Functions()
 
 
-def register_module(cls: type[UpsampleLayer]) -> type[UpsampleLayer]:
+def register_module(cls: _Layer) -> _Layer:
     """Register ``cls`` as the PyTorch module of the core kind ``cls.kind`` (usable as a decorator).
 
     Raises:
@@ -99,7 +98,3 @@ def make_layer(
     info = get_kind(kind)
     k = info.default_kernel if kernel_size is None else kernel_size
     return module_for(info.name)(in_channels, out_channels, k, bias, **kwargs)
-
-
-for _cls in (DCL2d, PixelDCL2d, IPixelDCL2d, ResizeConv2d, SubPixelConv2d, IPixelCL2d):
-    register_module(_cls)

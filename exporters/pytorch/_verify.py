@@ -17,7 +17,7 @@ from torch import nn
 from exporters.runtimes import TOLERANCES as RUNTIME_TOLERANCES
 from exporters.runtimes import compare
 
-from ._errors import ExportError, VerificationError
+from ._errors import ExportOptionsError, VerificationError
 
 __all__ = ["TOLERANCES", "OutputCheck", "VerificationReport", "verify"]
 
@@ -136,16 +136,18 @@ def _as_arrays(inputs: Any, names: list[str]) -> list[np.ndarray]:
     if isinstance(inputs, Mapping):
         missing = [n for n in names if n not in inputs]
         if missing:
-            raise ExportError(f"inputs: missing {missing}; the model's inputs are {names}")
+            raise ExportOptionsError(f"inputs: missing {missing}; the model's inputs are {names}")
         items = [inputs[n] for n in names]
     elif isinstance(inputs, (torch.Tensor, np.ndarray)):
         items = [inputs]
     elif isinstance(inputs, Sequence):
         items = list(inputs)
     else:
-        raise ExportError(f"inputs must be a tensor, a sequence or a dict, got {type(inputs).__name__}")
+        raise ExportOptionsError(
+            f"inputs must be a tensor, a sequence or a dict, got {type(inputs).__name__}"
+        )
     if len(items) != len(names):
-        raise ExportError(f"inputs: got {len(items)} tensors, while the model has {len(names)} inputs")
+        raise ExportOptionsError(f"inputs: got {len(items)} tensors, while the model has {len(names)} inputs")
     return [
         i.detach().cpu().float().numpy() if isinstance(i, torch.Tensor) else np.asarray(i, np.float32)
         for i in items
@@ -159,7 +161,7 @@ def _flatten(out: Any) -> list[torch.Tensor]:
         return [t for v in out.values() for t in _flatten(v)]
     if isinstance(out, (tuple, list)):
         return [t for v in out for t in _flatten(v)]
-    raise ExportError(f"model output of type {type(out).__name__} is not a tensor or a tuple")
+    raise ExportOptionsError(f"model output of type {type(out).__name__} is not a tensor or a tuple")
 
 
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -69,8 +69,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
                 f"{path.name}: refused: the file holds more than tensors and plain containers "
                 f"(weights_only=True): {first}"
             ) from None
-        except (RuntimeError, OSError, EOFError, ValueError) as err:
-            raise CheckpointError(f"{path.name}: not a readable torch checkpoint: {err}") from err
+        except Exception as err:  # junk bytes: RuntimeError, EOFError, KeyError, BadZipFile...
+            detail = " ".join(str(err).split())[:200] or type(err).__name__
+            raise CheckpointError(f"{path.name}: not a readable torch checkpoint: {detail}") from None
     else:
         raise CheckpointError(
             f"checkpoint extension {suffix or '(none)'!r} is not supported; expected one of "

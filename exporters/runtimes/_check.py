@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from pixeldcn_core import PixelDCNError, build_layer_model
+from pixeldcn_core import PixelDCNError, build_layer_model, consumer_name
 from pixeldcn_core import reference as core_reference
 
 from ._consumers import (
@@ -26,6 +26,9 @@ from ._consumers import (
     temp_folder,
 )
 from ._tolerance import TOLERANCES, Comparison, Tolerance, compare, precision_of
+
+#: The runtime every other one is compared with when no baseline is given.
+BASELINE_RUNTIME = "onnxruntime"
 
 __all__ = [
     "SCHEMA",
@@ -251,12 +254,12 @@ def seeded_inputs(
 
 # -- the check ----------------------------------------------------------------------------------------
 def _parse_runtimes(runtimes: str | Sequence[str]) -> list[str]:
-    names = [r.strip() for r in runtimes.split(",")] if isinstance(runtimes, str) else list(runtimes)
-    names = [n for n in names if n]
-    unknown = [n for n in names if n not in RUNTIMES]
-    if unknown or not names:
+    given = [r.strip() for r in runtimes.split(",")] if isinstance(runtimes, str) else list(runtimes)
+    given = [n for n in given if n.strip()]
+    names = [consumer_name(n) for n in given]  # "ort" -> "onnxruntime"
+    if not names or any(n not in RUNTIMES for n in names):
         raise CheckInputError(
-            f"--runtimes: got {','.join(names) or 'nothing'}; expected a comma-separated subset of "
+            f"--runtimes: got {','.join(given) or 'nothing'}; expected a comma-separated subset of "
             f"{','.join(RUNTIMES)}"
         )
     return list(dict.fromkeys(names))
@@ -293,7 +296,8 @@ def check_model(
 
     Args:
         model: an ``.onnx`` path (external data next to it is found) or a ModelProto.
-        runtimes: names from :data:`RUNTIMES` (a list or "ort,openvino,...").
+        runtimes: names from :data:`RUNTIMES` (a list or "onnxruntime,openvino,..."; "ort" is
+            accepted for onnxruntime).
         inputs: feeds by input name; ``None``: :func:`seeded_inputs` from ``seed``.
         input_shapes: shapes of the seeded inputs (one per input).
         seed: seed of the inputs.
@@ -330,7 +334,7 @@ def check_model(
         if baseline is None:
             baseline_name = baseline_name or "onnxruntime (CPU)"
             try:
-                truth = RUNTIMES["ort"].load(path, proto, feeds)(feeds)
+                truth = RUNTIMES[BASELINE_RUNTIME].load(path, proto, feeds)(feeds)
             except Exception as err:
                 raise CheckError(f"the baseline onnxruntime cannot run {label}: {_line(err)}") from err
         else:
@@ -339,7 +343,7 @@ def check_model(
         results = []
         for name in names:
             rt = RUNTIMES[name]
-            if baseline is None and name == "ort":
+            if baseline is None and name == BASELINE_RUNTIME:
                 results.append(RuntimeResult(name, "baseline", tuple(
                     compare(t, t, name=o, tolerance=tolerance, atol=atol, rtol=rtol)
                     for o, t in zip(out_names, truth, strict=True)), hint=rt.hint))

@@ -132,11 +132,13 @@ def _load_onnx2torch(path: Path, proto: onnx.ModelProto, feeds: Feeds) -> Runner
     return run
 
 
-#: Every consumer ``pixeldcn check`` knows, in the order of its table.
+#: Every consumer ``pixeldcn check`` knows, in the order of its table; keyed by the same names as
+#: the core's targets (``pixeldcn_core.CONSUMERS``); ``pixeldcn_core.CONSUMER_ALIASES`` spellings
+#: (``ort``) are accepted wherever a runtime is named.
 RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in (
-        Runtime("ort", "onnxruntime (CPU)", ("onnxruntime",), "onnxruntime", "-", _load_ort),
+        Runtime("onnxruntime", "onnxruntime (CPU)", ("onnxruntime",), "onnxruntime", "-", _load_ort),
         Runtime("reference", "onnx ReferenceEvaluator", ("onnx.reference",), "onnx", "-",
                 _load_reference),
         Runtime("openvino", "OpenVINO (CPU)", ("openvino",), "openvino",

@@ -17,7 +17,8 @@ from torch import nn
 from pixeldcn_core import InputShapeError, SpecError
 from pixeldcn_core.reference import same_padding_s2
 
-from ._base import UpsampleLayer, add_bias, check_input, interleave
+from .._base import UpsampleLayer, add_bias, check_input, interleave
+from .._registry import register_module
 
 __all__ = ["IPixelCL2d", "ipixel_cl2d"]
 
@@ -96,6 +97,7 @@ def ipixel_cl2d(
     return add_bias(interleave(t1, t4, t3, t2), bias)  # (N, C, H, W)
 
 
+@register_module
 class IPixelCL2d(UpsampleLayer):
     """iPixelCL: ``x [N, Cin, H, W] -> y [N, C, H, W]`` (H, W even); keeps the size.
 

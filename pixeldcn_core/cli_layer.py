@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._emit import INTERLEAVES
 from ._errors import InputShapeError, PixelDCNError
 from ._model import build_layer_model
 from ._specs import KINDS, LayerSpec
-from ._targets import TARGETS, resolve_target
+from ._targets import INTERLEAVES, TARGETS, resolve_target
 from .reference import apply as reference_apply
 
 # Relative to the output's scale (max |y_ref|): what each dtype is held to.
@@ -92,3 +91,16 @@ def run(args: argparse.Namespace) -> int:
         save_model_atomic(model, args.out)
         print(f"saved      {args.out}")
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pixeldcn_core.cli_layer ARGS``: ``pixeldcn layer`` without the entry points."""
+    from pixeldcn_core.cli import run_command
+
+    return run_command(register, "layer", argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())

@@ -8,10 +8,11 @@ from pathlib import Path
 import onnx
 
 from pixeldcn_core import INTERLEAVES, LayerSpec, SpecError, layer_kinds
+from pixeldcn_core.cli import run_command
 from pixeldcn_core.io import save_model_atomic, write_bytes_atomic
 
-from ._check import CheckInputError, check_layer, check_model
-from ._consumers import RUNTIMES
+from .runtimes._check import CheckInputError, check_layer, check_model
+from .runtimes._consumers import RUNTIMES
 
 __all__ = ["handler", "register"]
 
@@ -109,3 +110,14 @@ def handler(args: argparse.Namespace) -> int:
 def _save(model: onnx.ModelProto, path: Path) -> None:
     save_model_atomic(model, path)
     print(f"saved {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m exporters.cli_check ARGS``: ``pixeldcn check`` without the entry points."""
+    return run_command(register, "check", argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""iPixelCL (the authors' ``ipixel_cl``): ONNX emitters, BatchNorm fold and MAC count.
+"""iPixelCL (the authors' ``ipixel_cl``): ONNX emitters, fold, MAC count and registry entry.
 
 ``x [N, Cin, H, W]`` (H, W even) -> ``y [N, C, H, W]``: the layer keeps the size (registry
 ``scale=1``, ``size_multiple=2``). Its definition (:func:`pixeldcn_core.reference.ipixel_cl`)
@@ -30,15 +30,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._emit import _interleave, _phase_conv, _zeros_like
-from ._fold import MIN_SCALE
-from .reference import same_padding_s2
+from .. import reference as ref
+from .._fold import MIN_SCALE
+from .._specs import KindInfo, register_kind
+from ..reference import same_padding_s2
+from ._ops import Taps, add_bias, int64_const, interleave_phases, phase_conv, zeros_like
 
 if TYPE_CHECKING:
-    from ._builder import GraphBuilder
-    from ._specs import LayerSpec
+    from .._builder import GraphBuilder
+    from .._specs import LayerSpec
 
 __all__ = [
+    "INFO",
     "ipixel_cl_efficient",
     "ipixel_cl_faithful",
     "ipixel_cl_fold",
@@ -47,7 +50,6 @@ __all__ = [
     "phase_taps",
 ]
 
-Taps = list[tuple[int, int]]
 _END = np.iinfo(np.int64).max
 
 
@@ -74,11 +76,8 @@ def ipixel_cl_macs(cin: int, c: int, k: int) -> int:
 
 def _slice(b: GraphBuilder, x: str, a: int, bb: int) -> str:
     """``x[..., a:, bb:]``."""
-    def const(v: list[int], hint: str) -> str:
-        return b.initializer(np.array(v, dtype=np.int64), hint, cast=False)
-
-    return b.op("Slice", [x, const([a, bb], "starts"), const([_END, _END], "ends"),
-                          const([2, 3], "axes")])
+    return b.op("Slice", [x, int64_const(b, [a, bb], "starts"), int64_const(b, [_END, _END], "ends"),
+                          int64_const(b, [2, 3], "axes")])
 
 
 def _conv_s2(b: GraphBuilder, x: str, w: np.ndarray, pads: list[int], hint: str) -> str:
@@ -114,25 +113,22 @@ def ipixel_cl_efficient(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str
     t1 = _shifted_input_conv(b, x, w["w1"], 0, 0)  # (N, C, h, w)
     # T1 sits on phase 00 of D1 (read by w2) and of S (read by w4, w3): the even taps.
     w_t1 = np.concatenate([w["w2"][:, cin:], w["w4"][:, cin:], w["w3"][:, cin:]], axis=0)
-    z = _phase_conv(b, t1, w_t1, even, even, None)  # (N, 3C, h, w)
-    sizes = b.initializer(np.array([c, 2 * c], dtype=np.int64), "split", cast=False)
-    z2, z43 = b.op("Split", [z, sizes], {"axis": 1}, num_outputs=2)
+    z = phase_conv(b, t1, w_t1, even, even, None)  # (N, 3C, h, w)
+    z2, z43 = b.op("Split", [z, int64_const(b, [c, 2 * c], "split")], {"axis": 1}, num_outputs=2)
     t2 = b.op("Add", [_shifted_input_conv(b, x, w["w2"][:, :cin], 1, 1), z2])
     x43 = b.op("Concat", [_shifted_input_conv(b, x, w["w4"][:, :cin], 0, 1),
                           _shifted_input_conv(b, x, w["w3"][:, :cin], 1, 0)], {"axis": 1})
     p43 = b.op("Add", [x43, z43])  # (N, 2C, h, w): T4, T3 so far
     if odd:  # T2 sits on phase 11 of S: the odd taps of w4, w3
         w_t2 = np.concatenate([w["w4"][:, cin:], w["w3"][:, cin:]], axis=0)
-        p43 = b.op("Add", [p43, _phase_conv(b, t2, w_t2, odd, odd, None)])  # (N, 2C, h, w)
+        p43 = b.op("Add", [p43, phase_conv(b, t2, w_t2, odd, odd, None)])  # (N, 2C, h, w)
     if interleave == "depth_to_space":
-        y = _interleave(b, [t1, p43, t2], interleave)  # blocks 00, (01, 10), 11
+        y = interleave_phases(b, [t1, p43, t2], interleave)  # blocks 00, (01, 10), 11
     else:
-        halves = b.initializer(np.array([c, c], dtype=np.int64), "split", cast=False)
-        t4, t3 = b.op("Split", [p43, halves], {"axis": 1}, num_outputs=2)
-        y = _interleave(b, [t1, t4, t3, t2], interleave)
-    if bias is not None:
-        y = b.op("Add", [y, b.initializer(bias.reshape(1, -1, 1, 1), "bias")])
-    return _same_size(b, x, y)
+        t4, t3 = b.op("Split", [p43, int64_const(b, [c, c], "split")], {"axis": 1},
+                      num_outputs=2)
+        y = interleave_phases(b, [t1, t4, t3, t2], interleave)
+    return _same_size(b, x, add_bias(b, y, bias))
 
 
 def ipixel_cl_faithful(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray],
@@ -143,17 +139,16 @@ def ipixel_cl_faithful(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str,
     pads = [begin, begin, end, end]
 
     def shift(a: int, bb: int) -> str:  # x[.., i + a, j + b], zero past the bottom/right
-        pad = b.initializer(np.array([0, 0, 0, 0, 0, 0, a, bb], dtype=np.int64), "pads",
-                            cast=False)
+        pad = int64_const(b, [0, 0, 0, 0, 0, 0, a, bb], "pads")
         return b.op("Pad", [_slice(b, x, a, bb), pad])
 
     def place(t: str, a: int, bb: int) -> str:  # t on phase (a, b) of the H x W map
         phases = [zeros] * 4
         phases[2 * a + bb] = t
-        return _interleave(b, phases, interleave)
+        return interleave_phases(b, phases, interleave)
 
     t1 = _conv_s2(b, x, w["w1"], pads, "w1")
-    zeros = _zeros_like(b, t1)
+    zeros = zeros_like(b, t1)
     d1 = place(t1, 0, 0)
     t2 = _conv_s2(b, b.op("Concat", [shift(1, 1), d1], {"axis": 1}), w["w2"], pads, "w2")
     d2 = place(t2, 1, 1)
@@ -161,9 +156,7 @@ def ipixel_cl_faithful(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str,
     t3 = _conv_s2(b, b.op("Concat", [shift(1, 0), s], {"axis": 1}), w["w3"], pads, "w3")
     t4 = _conv_s2(b, b.op("Concat", [shift(0, 1), s], {"axis": 1}), w["w4"], pads, "w4")
     y = b.op("Sum", [d1, d2, place(t3, 1, 0), place(t4, 0, 1)])
-    if bias is not None:
-        y = b.op("Add", [y, b.initializer(bias.reshape(1, -1, 1, 1), "bias")])
-    return _same_size(b, x, y)
+    return _same_size(b, x, add_bias(b, y, bias))
 
 
 def ipixel_cl_fold(spec: LayerSpec, w: Mapping[str, np.ndarray], s: np.ndarray
@@ -181,3 +174,22 @@ def ipixel_cl_fold(spec: LayerSpec, w: Mapping[str, np.ndarray], s: np.ndarray
         wn[:, cin:] *= ratio[:, :, None, None]
         out[name] = wn
     return out
+
+
+INFO = register_kind(KindInfo(
+    name="ipixel_cl",
+    title="iPixelCL (size-keeping; authors' ipixel_cl)",
+    default_kernel=3,
+    min_kernel=1,
+    odd_kernel=False,
+    weight_shapes=ipixel_cl_weight_shapes,
+    macs_per_input_pixel=ipixel_cl_macs,
+    reference=ref.ipixel_cl,
+    emitters={"efficient": ipixel_cl_efficient, "faithful": ipixel_cl_faithful},
+    interleaves=True,
+    fold=ipixel_cl_fold,
+    aliases=("ipixelcl",),
+    scale=1,
+    size_multiple=2,
+    paper="Gao et al. 2017, the authors' code (ipixel_cl: conv1, conv2, conv4, conv5 = w1..w4)",
+))

@@ -129,3 +129,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default=None, help="output folder (default: the file's folder)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=_report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.cli_bench ARGS``: ``pixeldcn bench`` without the entry points."""
+    from pixeldcn_core.cli import run_command
+
+    return run_command(register, "bench", argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())

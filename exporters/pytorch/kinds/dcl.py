@@ -10,8 +10,9 @@ from torch import nn
 
 from pixeldcn_core.reference import dcl_padding
 
-from ._base import UpsampleLayer, check_input
-from ._inits import dcl_bilinear_
+from .._base import UpsampleLayer, check_input
+from .._inits import dcl_bilinear_
+from .._registry import register_module
 
 __all__ = ["DCL2d", "dcl2d"]
 
@@ -39,6 +40,7 @@ def dcl2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = Non
     return y
 
 
+@register_module
 class DCL2d(UpsampleLayer):
     """Deconvolution (the baseline): ``x [N, Cin, H, W] -> y [N, C, 2H, 2W]``, TF 'SAME'.
 

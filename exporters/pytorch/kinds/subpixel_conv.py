@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from pixeldcn_core import SpecError
 
-from ._base import UpsampleLayer, add_bias, check_input, kaiming_normal_
+from .._base import UpsampleLayer, add_bias, check_input, kaiming_normal_
+from .._registry import register_module
 
 __all__ = ["SubPixelConv2d", "icnr_", "subpixel_conv2d"]
 
@@ -44,6 +45,7 @@ def icnr_(weight: torch.Tensor, scale: int = 2) -> torch.Tensor:
     return weight.copy_(base.repeat_interleave(n, dim=0))  # (C, ...) -> (4C, ...), 4c + p <- c
 
 
+@register_module
 class SubPixelConv2d(UpsampleLayer):
     """Sub-pixel convolution: ``x [N, Cin, H, W] -> y [N, C, 2H, 2W]``.
 

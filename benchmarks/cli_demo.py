@@ -3,9 +3,12 @@
 The command line only: ``--task sr`` (default) runs :func:`benchmarks._demo_sr.run_sr` (the
 trained x2 PixelDCL super-resolution model shipped with the package, exported, served by a local
 Triton, run on a held-out photograph, pictured beside bicubic and the trained DCL model, with a
-second row where the checkerboard of a briefly trained DCL decoder shows), ``--task segment``
-runs :func:`benchmarks._demo_segment.run_segment` (the paper's U-Net; needs ``--weights`` or
+second row where the checkerboard of briefly trained decoders shows), ``--task segment`` runs
+:func:`benchmarks._demo_segment.run_segment` (the paper's U-Net; needs ``--weights`` or
 ``--random-weights``). Each task writes to its own folder by default.
+
+Registered in the ``pixeldcn.commands`` entry-point group; nothing heavy is imported until the
+command runs. ``python -m benchmarks.cli_demo ARGS`` runs it without the entry points.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import sys
 from pathlib import Path
 
 from pixeldcn_core import INTERLEAVES, layer_kinds
+from pixeldcn_core.cli import add_image_limit_arguments, run_command
 
-from ._demo_segment import run_segment
-from ._demo_sr import run_sr
+__all__ = ["default_out", "handler", "main", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "version only when the model changed), start the local Triton server, super-resolve "
             "a held-out photograph over gRPC, save zoomed crops of input | bicubic | DCL | "
             "PixelDCL | truth labelled with PSNR and checkerboard index, and a second row: an x4 "
-            "decoder briefly trained from He init with DCL and PixelDCL and from the bilinear "
+            "decoder briefly trained with DCL and PixelDCL from He init and from the bilinear "
             "init, each labelled with its index; run a short served benchmark, stop the server. "
             "--task segment: the same path with the paper's U-Net (needs --weights or "
             "--random-weights), in its own folder."
@@ -63,7 +66,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default runs/demo; segment: runs/demo-segment)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=run)
+    add_image_limit_arguments(p)
+    p.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    """Run ``pixeldcn demo``; returns the exit code (errors raise PixelDCNError)."""
+    if args.image is not None:  # refused now, not after the export and the server start
+        from pixeldcn_core.images import check_input
+
+        check_input(args.image, what="--image")
+    out = args.out if args.out is not None else default_out(args.task)
+    if args.task == "sr":
+        from ._demo_sr import run_sr
+
+        run_sr(pretrained=args.pretrained, compare=args.compare, size=args.size, image=args.image,
+               interleave=args.interleave, requests=args.requests, out=out, seed=args.seed,
+               random_weights=args.random_weights)
+    else:
+        from ._demo_segment import run_segment
+
+        run_segment(up=args.up, interleave=args.interleave, weights=args.weights,
+                    random_weights=args.random_weights, image=args.image, size=args.size,
+                    num_classes=args.num_classes, base_channels=args.base_channels,
+                    requests=args.requests, out=out, seed=args.seed)
+    return 0
 
 
 def default_out(task: str) -> Path:
@@ -72,22 +99,10 @@ def default_out(task: str) -> Path:
     return Path("runs/demo") if task == "sr" else Path(f"runs/demo-{task}")
 
 
-def run(args: argparse.Namespace) -> int:
-    """``pixeldcn demo``: the flags, as plain values, to :func:`run_sr` or :func:`run_segment`."""
-    out = args.out if args.out is not None else default_out(args.task)
-    if args.task == "sr":
-        run_sr(pretrained=args.pretrained, compare=args.compare, size=args.size, image=args.image,
-               interleave=args.interleave, requests=args.requests, out=out, seed=args.seed,
-               random_weights=args.random_weights)
-    else:
-        run_segment(up=args.up, interleave=args.interleave, weights=args.weights,
-                    random_weights=args.random_weights, image=args.image, size=args.size,
-                    num_classes=args.num_classes, base_channels=args.base_channels,
-                    requests=args.requests, out=out, seed=args.seed)
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.cli_demo ARGS``: ``pixeldcn demo`` without the entry points."""
+    return run_command(register, "demo", argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from pixeldcn_core.cli import main
-
-    sys.exit(main(["demo", *sys.argv[1:]]))
+    sys.exit(main())

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from pixeldcn_core import pixel_dcl_phase_taps
 from pixeldcn_core.reference import pixel_dcl_mask
 
-from ._base import UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
-from ._inits import pixel_dcl_bilinear_
+from .._base import UpsampleLayer, add_bias, check_input, interleave, kaiming_normal_
+from .._inits import pixel_dcl_bilinear_
+from .._registry import register_module
 
 __all__ = ["PixelDCL2d", "pixel_dcl2d"]
 
@@ -69,6 +70,7 @@ def pixel_dcl2d(
     return add_bias(interleave(f1, y01, y10, f2), bias)
 
 
+@register_module
 class PixelDCL2d(UpsampleLayer):
     """PixelDCL: ``x [N, Cin, H, W] -> y [N, C, 2H, 2W]``, adjacent output pixels made dependent.
 

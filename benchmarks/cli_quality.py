@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from pixeldcn_core import InputShapeError, SpecError, checkerboard_index, checkerboard_map
+from pixeldcn_core.cli import add_image_limit_arguments, run_command
 
-__all__ = ["quality_of", "read_image", "register"]
+__all__ = ["main", "quality_of", "read_image", "register"]
 
 
 def register(sub: Any) -> None:
@@ -37,29 +38,24 @@ def register(sub: Any) -> None:
     p.add_argument("--model", dest="served", default=None, help="name of the served model")
     p.add_argument("--protocol", default="grpc", choices=("grpc", "http"),
                    help="protocol of --url (default grpc)")
+    add_image_limit_arguments(p)
     p.set_defaults(func=handler)
 
 
 def read_image(path: str | Path, channels: int | None) -> np.ndarray:
     """A picture as float32 ``[C, H, W]`` in [0, 1] (luminance when ``channels`` is 1).
 
-    Raises:
-        InputShapeError: the file is missing or is not an image Pillow can read.
-    """
-    from PIL import Image, UnidentifiedImageError
+    Read through :func:`pixeldcn_core.images.read_image`: the size its header declares is checked
+    against the one bound before anything is decoded.
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputShapeError(f"--image: {str(p)!r} does not exist (expected a picture file)")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            mode = "L" if channels == 1 else "RGB"
-            arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise InputShapeError(f"--image: {p.name} is not an image Pillow can read "
-                              f"({type(err).__name__}); expected PNG, JPEG, ...") from None
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
+    Raises:
+        InputShapeError: (an ``ImageError``) the file is missing, is not an image Pillow can
+            read, or is over the bound.
+    """
+    from pixeldcn_core.images import read_image as read_bounded
+
+    arr = read_bounded(path, "L" if channels == 1 else "RGB", what="--image")  # (H, W, C) uint8
+    return (arr.astype(np.float32) / 255.0).transpose(2, 0, 1)  # (C, H, W)
 
 
 def _bicubic(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -167,6 +163,9 @@ def handler(args: argparse.Namespace) -> int:
                         f"{'both' if args.model else 'neither'}")
     if args.url is not None and not args.served:
         raise SpecError("--url needs --model NAME (the served model)")
+    from pixeldcn_core.images import check_input
+
+    check_input(args.image, what="--image")  # the header only: refused before any decoding
     model: Any = (_OnnxModel(args.model) if args.model is not None
                   else _ServedModel(args.url, args.served, args.protocol))
     channels = model.shape[1] if len(model.shape) == 4 and model.shape[1] > 0 else None
@@ -184,3 +183,12 @@ def handler(args: argparse.Namespace) -> int:
         print(f"map          wrote {_save_map(res['map'], args.out)}")
     sys.stdout.flush()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.cli_quality ARGS``: ``pixeldcn quality`` without the entry points."""
+    return run_command(register, "quality", argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -8,8 +8,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ._base import UpsampleLayer, add_bias, check_input, interleave
-from ._inits import ipixel_dcl_bilinear_
+from .._base import UpsampleLayer, add_bias, check_input, interleave
+from .._inits import ipixel_dcl_bilinear_
+from .._registry import register_module
 
 __all__ = ["IPixelDCL2d", "ipixel_dcl2d"]
 
@@ -45,6 +46,7 @@ def ipixel_dcl2d(
     return add_bias(interleave(f1, f4, f3, f2), bias)
 
 
+@register_module
 class IPixelDCL2d(UpsampleLayer):
     """iPixelDCL: ``x [N, Cin, H, W] -> y [N, C, 2H, 2W]``; every phase also sees the input.
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._base import UpsampleLayer, add_bias, check_input, interleave
+from .._base import UpsampleLayer, add_bias, check_input, interleave
+from .._registry import register_module
 
 __all__ = ["ResizeConv2d", "resize_conv2d"]
 
@@ -54,6 +55,7 @@ def resize_conv2d(
     return add_bias(interleave(*phases), bias)
 
 
+@register_module
 class ResizeConv2d(UpsampleLayer):
     """Resize-convolution: ``x [N, Cin, H, W] -> y [N, C, 2H, 2W]``, free of checkerboard artifacts.
 

@@ -9,28 +9,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 from typing import Any
 
+from pixeldcn_core.cli import attribute_help
+
 __all__ = ["register"]
-
-
-def _field_help() -> dict[str, str]:
-    from ._deploy import DeployOptions
-
-    doc = DeployOptions.__doc__ or ""
-    helps: dict[str, str] = {}
-    current: list[str] = []
-    for line in doc.split("Attributes:", 1)[-1].splitlines():
-        match = re.match(r"\s{8}([a-z_, ]+):\s*(.*)", line)
-        if match:
-            current = [n.strip() for n in match.group(1).split(",")]
-            for name in current:
-                helps[name] = match.group(2)
-        elif line.strip() and current:
-            for name in current:
-                helps[name] += " " + line.strip()
-    return helps
 
 
 def register(subparsers: Any) -> None:
@@ -63,7 +46,7 @@ def register(subparsers: Any) -> None:
     k8s.add_argument("--kserve", action="store_true", help="write a KServe InferenceService instead")
     from ._deploy import DeployOptions
 
-    helps = _field_help()
+    helps = attribute_help(DeployOptions)
     for field in dataclasses.fields(DeployOptions):
         flag = "--" + field.name.replace("_", "-")
         default = field.default
@@ -90,3 +73,16 @@ def _kubernetes(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     print(f"models: {', '.join(m.name for m in models)}; apply with: kubectl apply -f {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m triton_repo.cli_deploy ARGS``: ``pixeldcn deploy`` without the entry points."""
+    from pixeldcn_core.cli import run_command
+
+    return run_command(register, "deploy", argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())
