@@ -182,6 +182,21 @@ def _print_quality(quality: dict[str, Any], decoders: list[dict[str, Any]], pret
     print()
 
 
+def _outputs(lr: Any, served: np.ndarray, model: Any, compare_model: Any, hr: np.ndarray,
+             scale: int) -> tuple[dict[str, np.ndarray], float]:
+    """The pictured images (keys of demo.json: the compared model, shipped DCL, and the served
+    one, PixelDCL) and the served output's largest difference from the model in process."""
+    import torch
+
+    with torch.no_grad():
+        served_err = float(np.max(np.abs(served - model(lr)[0, 0].numpy())))
+        outputs = {  # per-kind data, not a branch
+            "bicubic": interpolate(lr, scale, "bicubic").clamp(0, 1)[0, 0].numpy(),
+            "dcl": compare_model(lr).clamp(0, 1)[0, 0].numpy(),
+            "pixel_dcl": np.clip(served, 0, 1), "truth": hr}
+    return outputs, served_err
+
+
 def _check(size: int, requests: int) -> None:
     if size % 4 or size < 32:
         raise SpecError(f"--size must be a multiple of 4 and >= 32, got {size}")
@@ -246,13 +261,7 @@ def run_sr(*, pretrained: str, compare: str, size: int, image: Path | None, inte
                     f"the x4 decoders {decoder_steps} steps each for the second row")
         with Client(server.grpc_url, name, protocol="grpc") as client:
             served = np.asarray(client.infer(x))[0, 0]
-        with torch.no_grad():
-            served_err = float(np.max(np.abs(served - model(lr)[0, 0].numpy())))
-            # keys of demo.json: the compared model (shipped DCL) and the served one (PixelDCL)
-            outputs = {  # per-kind data, not a branch
-                "bicubic": interpolate(lr, scale, "bicubic").clamp(0, 1)[0, 0].numpy(),
-                "dcl": compare_model(lr).clamp(0, 1)[0, 0].numpy(),
-                "pixel_dcl": np.clip(served, 0, 1), "truth": hr}
+        outputs, served_err = _outputs(lr, served, model, compare_model, hr, scale)
         quality = _scores({k: v for k, v in outputs.items() if k != "truth"}, hr, scale)
         decoders = decoder_row(hr, decoder_steps, seed)
         side = min(64, size // 2)
