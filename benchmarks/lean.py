@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import BenchmarkError, BenchmarkUsageError
 from ._machine import machine_info, physical_cores
-from ._protocol import BASELINE_KIND, BenchmarkError, BenchmarkUsageError, Result
+from ._protocol import BASELINE_KIND, Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
 from ._timing import RoundPolicy, run_interleaved

@@ -28,9 +28,10 @@ import numpy as np
 
 from pixeldcn_core import INTERLEAVES, get_kind, layer_kinds
 
+from ._errors import BenchmarkError, BenchmarkUsageError
 from ._machine import machine_info, physical_cores
 from ._plots import network_plots
-from ._protocol import BASELINE_KIND, BenchmarkError, BenchmarkUsageError, Result
+from ._protocol import BASELINE_KIND, Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
 from ._timing import RoundPolicy, run_interleaved

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import BenchmarkError, BenchmarkUsageError
 from ._load import (
     STABILITY,
     STABLE_WINDOWS,
@@ -40,7 +41,7 @@ from ._load import (
 )
 from ._machine import machine_info, physical_cores
 from ._plots import serve_plots
-from ._protocol import BenchmarkError, BenchmarkUsageError, Result
+from ._protocol import Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
 
