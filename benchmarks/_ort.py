@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._protocol import BenchmarkError, BenchmarkUsageError
+from ._errors import BenchmarkError, BenchmarkUsageError
 
 __all__ = [
     "PROVIDERS",

@@ -39,8 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from pixeldcn_core import PixelDCNError
-
+from ._errors import BenchmarkError, BenchmarkUsageError, ResultVersionError
 from ._report import Target, fmt, write_json, write_text
 
 __all__ = [
@@ -62,18 +61,6 @@ __all__ = [
 FORMAT_VERSION = 2
 #: The layer kind every time ratio is taken against: the paper's baseline, regular deconvolution.
 BASELINE_KIND = "dcl"
-
-
-class BenchmarkError(PixelDCNError):
-    """A benchmark failed (a provider, a server, a lost request): ``pixeldcn`` exits with 1."""
-
-
-class BenchmarkUsageError(BenchmarkError, ValueError):
-    """A benchmark was given a bad setting or input: ``pixeldcn`` exits with 2."""
-
-
-class ResultVersionError(BenchmarkUsageError):
-    """A result file written in another format version."""
 
 
 @dataclasses.dataclass(frozen=True)

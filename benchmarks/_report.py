@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._errors import BenchmarkUsageError
+
 __all__ = [
     "Target",
     "fmt",
@@ -119,8 +121,6 @@ def split_list(text: str | None, flag: str, kind: Callable[[str], Any] = str) ->
     except ValueError:
         values = []
     if len(values) != len(items) or any(v < 1 for v in values):
-        from ._protocol import BenchmarkUsageError
-
         raise BenchmarkUsageError(f"{flag}: expected comma-separated positive integers, "
                                   f"got {text!r}")
     return values

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._protocol import BenchmarkUsageError
+from ._errors import BenchmarkUsageError
 
 __all__ = ["paired_ratio", "summarize"]
 

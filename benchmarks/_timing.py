@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._protocol import BenchmarkUsageError
+from ._errors import BenchmarkUsageError
 
 __all__ = ["RoundPolicy", "progress_bar", "run_interleaved"]
 

@@ -28,7 +28,7 @@ from ._protocol import (
 __all__ = ["MODULES", "command_line", "register"]
 
 #: Modules of ``benchmarks`` that define a ``BENCHMARK``, in the order of ``pixeldcn bench -h``.
-MODULES = ("layers", "network", "serve", "quality", "lean")
+MODULES = ("layers", "network", "decoder", "serve", "quality", "lean")
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:

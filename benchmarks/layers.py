@@ -26,9 +26,10 @@ import numpy as np
 
 from pixeldcn_core import INTERLEAVES, LayerSpec, build_layer_model, get_kind, layer_kinds
 
+from ._errors import BenchmarkError
 from ._machine import machine_info, physical_cores
 from ._plots import layers_plots
-from ._protocol import BASELINE_KIND, BenchmarkError, Result
+from ._protocol import BASELINE_KIND, Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
 from ._timing import RoundPolicy, run_interleaved

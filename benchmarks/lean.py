@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import BenchmarkError, BenchmarkUsageError
 from ._machine import machine_info, physical_cores
-from ._protocol import BASELINE_KIND, BenchmarkError, BenchmarkUsageError, Result
+from ._protocol import BASELINE_KIND, Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
 from ._timing import RoundPolicy, run_interleaved
@@ -125,9 +126,10 @@ class LeanSettings:
 
 
 def _unet(kind: str, s: LeanSettings, k: int | None = None) -> Any:
-    from exporters.pytorch import UNet
+    from exporters.pytorch import build_network
 
-    return UNet(3, s.classes, s.base_channels, s.depth, kind, up_kernel_size=k).eval()
+    return build_network("unet", kind, up_kernel_size=k, num_classes=s.classes,
+                         base_channels=s.base_channels, depth=s.depth).eval()
 
 
 # -- floor -----------------------------------------------------------------------------------------
@@ -226,8 +228,8 @@ def _input(inp: str, size: int, seed: int) -> np.ndarray:
 def _serve_part(s: LeanSettings, tmp: Path) -> list[dict[str, Any]]:
     import triton_repo
 
+    from ._load import settled_stats, stats_delta
     from ._ort import ProviderChoice, make_runner, make_session
-    from .serve import settled_stats, stats_delta
 
     paths = _served_models(s, tmp)
     repo = tmp / "repo"

@@ -28,16 +28,17 @@ import numpy as np
 
 from pixeldcn_core import INTERLEAVES, get_kind, layer_kinds
 
-from . import deeplab as _deeplab
+from ._errors import BenchmarkError, BenchmarkUsageError
 from ._machine import machine_info, physical_cores
 from ._plots import network_plots
-from ._protocol import BASELINE_KIND, BenchmarkError, BenchmarkUsageError, Result
+from ._protocol import BASELINE_KIND, Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
 from ._timing import RoundPolicy, run_interleaved
 from .layers import LayerVariant, layer_variants
 
-__all__ = ["BENCHMARK", "NETWORKS", "PAPER_TABLE2", "Network", "network_variants"]
+__all__ = ["BENCHMARK", "DEEPLAB_FULL", "DEEPLAB_QUICK", "NETWORKS", "PAPER_TABLE2", "Network",
+           "network_variants"]
 
 #: Gao et al. (arXiv 1705.06820), Table 2: U-Net prediction time on PASCAL VOC 2012 relative to
 #: the same U-Net with DCL, one Tesla K40 GPU, TensorFlow.
@@ -49,11 +50,25 @@ POLICY = RoundPolicy(15, 1, budget_s=300.0, min_rounds=5)
 QUICK_POLICY = RoundPolicy(3, 1, budget_s=None, min_rounds=3)
 
 
-def _unet(kind: str, k: int, dims: Mapping[str, int]) -> Any:
-    from exporters.pytorch import UNet
+#: DeepLab-ResNet: the paper's setting (ResNet-101, 21 PASCAL VOC classes) at 512 x 512, and a
+#: --quick one.
+DEEPLAB_FULL = {"size": 512, "depth": 101, "base_width": 64, "classes": 21}
+DEEPLAB_QUICK = {"size": 256, "depth": 101, "base_width": 64, "classes": 21}
 
-    return UNet(in_channels=3, num_classes=dims["classes"], base_channels=dims["base_channels"],
-                depth=dims["depth"], up=kind, up_kernel_size=k)
+
+def _unet(kind: str, k: int, dims: Mapping[str, int]) -> Any:
+    from exporters.pytorch import build_network
+
+    return build_network("unet", kind, up_kernel_size=k, num_classes=dims["classes"],
+                         base_channels=dims["base_channels"], depth=dims["depth"])
+
+
+def _deeplab(kind: str, k: int | None, dims: Mapping[str, int]) -> Any:
+    from exporters.pytorch import build_network
+
+    return build_network("deeplab", kind, up_kernel_size=k, num_classes=dims["classes"],
+                         depth=dims["depth"], base_channels=dims.get("base_width", 64),
+                         blocks=dims.get("blocks")).eval()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +111,10 @@ NETWORKS: dict[str, Network] = {
                  ("pixel_dcl_k3_concat", "PixelDCL (concat interleave)", 0.78),
                  ("ipixel_dcl_k3_concat", "iPixelDCL (concat interleave)", 1.0))),
     # The paper's second network (Table 1 pairs DeepLab-ResNet + DCL / iPixelDCL / PixelDCL;
-    # the paper gives their accuracy, not their time). See benchmarks/deeplab.py.
+    # the paper gives their accuracy, not their time). `bench decoder` times its decoder's share.
     "deeplab": Network(
-        "DeepLab-ResNet-101", _deeplab.build, full=_deeplab.FULL, quick=_deeplab.QUICK,
-        size_multiple=lambda dims: _deeplab.SIZE_MULTIPLE,
+        "DeepLab-ResNet-101", _deeplab, full=DEEPLAB_FULL, quick=DEEPLAB_QUICK,
+        size_multiple=lambda dims: 8,  # the backbone's output stride
         paper_source="paper Table 1 (accuracy only, no time)", by_default=False),
 }
 
@@ -432,7 +447,8 @@ class NetworkBench:
                       tuple(network_targets(rows, settings, models.up_share)))
 
     markdown = staticmethod(network_markdown)
-    plots = staticmethod(network_plots)
+    def plots(self, result: Result, out_dir: Path) -> list[Path]:
+        return network_plots(result, out_dir, {n: net.title for n, net in NETWORKS.items()})
 
 
 BENCHMARK = NetworkBench()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -28,21 +27,25 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import BenchmarkError, BenchmarkUsageError
+from ._load import (
+    STABILITY,
+    STABLE_WINDOWS,
+    latency_ms,
+    measure_level,
+    model_stats,
+    server_version,
+    settled_stats,
+    stats_delta,
+    stats_int,
+)
 from ._machine import machine_info, physical_cores
 from ._plots import serve_plots
-from ._protocol import BenchmarkError, BenchmarkUsageError, Result
+from ._protocol import Result
 from ._report import Target, fmt, machine_line, markdown_table, split_list, targets_section
 from ._stats import paired_ratio, summarize
 
-__all__ = [
-    "BENCHMARK",
-    "LevelResult",
-    "ServeSettings",
-    "is_stable",
-    "measure_level",
-    "settled_stats",
-    "stats_delta",
-]
+__all__ = ["BENCHMARK", "ServeSettings"]
 
 DEFAULTS: dict[str, Any] = {"concurrency": "1,2,4,8,16", "batches": "1,4", "window": 2.0, "max_windows": 8,
             "max_requests": 5000, "paired_rounds": 60, "size": 128, "base_channels": 16,
@@ -50,227 +53,7 @@ DEFAULTS: dict[str, Any] = {"concurrency": "1,2,4,8,16", "batches": "1,4", "wind
 QUICK_DEFAULTS: dict[str, Any] = {"concurrency": "1,2", "batches": "1", "window": 0.25, "max_windows": 4,
                   "max_requests": 3000, "paired_rounds": 15, "size": 32, "base_channels": 8,
                   "depth": 3}
-STABILITY = 0.10  # perf_analyzer's default --stability-percentage
-STABLE_WINDOWS = 3
 PROTOCOLS = ("grpc", "http")
-
-
-# ---------------------------------------------------------------------------------------------
-# statistics
-
-
-def _int(v: Any) -> int:
-    return int(v or 0)  # gRPC's JSON writes 64-bit counters as strings
-
-
-def _model_stats(stats: dict[str, Any], model: str) -> dict[str, Any]:
-    entries = [s for s in stats.get("model_stats", []) if s.get("name") == model]
-    if not entries:
-        raise BenchmarkError(f"the server's statistics have no model {model!r}")
-    return entries[0]
-
-
-def _flatten(entry: dict[str, Any]) -> dict[str, int]:
-    out = {"inference_count": _int(entry.get("inference_count")),
-           "execution_count": _int(entry.get("execution_count"))}
-    for part, value in entry.get("inference_stats", {}).items():
-        out[f"{part}_count"] = _int(value.get("count"))
-        out[f"{part}_ns"] = _int(value.get("ns"))
-    return out
-
-
-def stats_delta(before: dict[str, Any], after: dict[str, Any], model: str) -> dict[str, Any]:
-    """What the server did between two ``get_inference_statistics`` snapshots of ``model``.
-
-    Returns counts (successful and failed requests, inferences, executions), the mean batch
-    the server executed, and per-request means in ms of queueing and of compute (input, infer,
-    output).
-    """
-    a, b = _flatten(_model_stats(before, model)), _flatten(_model_stats(after, model))
-    d = {k: b.get(k, 0) - a.get(k, 0) for k in b}
-    ok = d.get("success_count", 0)
-    # A counter that went down: the model was reloaded and its statistics restarted from 0.
-    reset = any(v < 0 for v in d.values())
-
-    def per_request_ms(part: str) -> float | None:
-        n = d.get(f"{part}_count", 0)
-        return d.get(f"{part}_ns", 0) / n / 1e6 if n else None
-
-    return {
-        "reset": reset,
-        "success": ok,
-        "fail": d.get("fail_count", 0),
-        "inferences": d.get("inference_count", 0),
-        "executions": d.get("execution_count", 0),
-        "mean_executed_batch": (d["inference_count"] / d["execution_count"])
-        if d.get("execution_count") else None,
-        "queue_ms": per_request_ms("queue"),
-        "compute_input_ms": per_request_ms("compute_input"),
-        "compute_infer_ms": per_request_ms("compute_infer"),
-        "compute_output_ms": per_request_ms("compute_output"),
-        "request_ms": per_request_ms("success"),
-    }
-
-
-def settled_stats(client: Any, model: str, *, base: dict[str, Any] | None = None,
-                  expect_success: int | None = None, timeout: float = 3.0) -> dict[str, Any]:
-    """A statistics snapshot taken once the server's bookkeeping has caught up.
-
-    Triton counts a request after its response is sent, so a snapshot taken right after the
-    client's last answer can miss it. Without ``expect_success``: poll until two snapshots
-    20 ms apart agree. With it: poll until ``expect_success`` successes were counted since
-    ``base`` (or ``timeout`` passes: the difference is then reported as lost).
-    """
-    deadline = time.perf_counter() + timeout
-    last = client.statistics()
-    while time.perf_counter() < deadline:
-        time.sleep(0.02)
-        now = client.statistics()
-        if expect_success is not None and base is not None:
-            if stats_delta(base, now, model)["success"] >= expect_success:
-                return now
-        elif _flatten(_model_stats(now, model)) == _flatten(_model_stats(last, model)):
-            return now
-        last = now
-    return last
-
-
-def is_stable(throughputs: list[float], latencies: list[float], *,
-              threshold: float = STABILITY, windows: int = STABLE_WINDOWS) -> bool:
-    """perf_analyzer's rule: over the last ``windows`` windows, every throughput and every mean
-    latency lies within ``threshold`` of their average."""
-    if len(throughputs) < windows or len(latencies) < windows:
-        return False
-    for series in (throughputs[-windows:], latencies[-windows:]):
-        avg = sum(series) / windows
-        if avg <= 0 or any(abs(v / avg - 1) > threshold for v in series):
-            return False
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# one level
-
-
-@dataclasses.dataclass
-class LevelResult:
-    latencies_s: list[float]  # of the requests that completed in the reported windows
-    window_throughputs: list[float]  # requests/s per window
-    window_latencies_ms: list[float]  # mean latency per window
-    stable: bool
-    stop_reason: str
-    sent: int  # every request the clients sent (warm-up included)
-    succeeded: int
-    failed: int
-    errors: list[str]
-    reported_window_s: float
-
-
-class _ClosedLoop:
-    """``concurrency`` workers calling ``infer()`` back to back, each after ``warmup`` untimed
-    calls; every answer's completion time and latency is recorded. A context manager: the
-    timed calls start on entering (all workers warm), the workers stop on leaving."""
-
-    def __init__(self, infer: Any, concurrency: int, warmup: int) -> None:
-        self.infer, self.warmup = infer, warmup
-        self.lock = threading.Lock()
-        self.done: list[tuple[float, float]] = []  # (completion time, latency)
-        self.errors: list[str] = []
-        self.sent = self.ok = self.failed = 0
-        self.stop = threading.Event()
-        self.warm = threading.Barrier(concurrency + 1)
-        self.threads = [threading.Thread(target=self._worker, daemon=True)
-                        for _ in range(concurrency)]
-
-    def _call(self) -> float | None:
-        with self.lock:
-            self.sent += 1
-        t0 = time.perf_counter()
-        try:
-            self.infer()
-        except Exception as err:  # a failed request is counted, not fatal
-            with self.lock:
-                self.failed += 1
-                if len(self.errors) < 5:
-                    self.errors.append(f"{type(err).__name__}: {str(err)[:200]}")
-            return None
-        latency = time.perf_counter() - t0
-        with self.lock:
-            self.ok += 1
-        return latency
-
-    def _worker(self) -> None:
-        for _ in range(self.warmup):  # connection, first runs
-            self._call()
-        try:
-            self.warm.wait()
-        except threading.BrokenBarrierError:
-            return
-        while not self.stop.is_set():
-            latency = self._call()
-            if latency is not None:
-                with self.lock:
-                    self.done.append((time.perf_counter(), latency))
-
-    def between(self, t0: float, t1: float) -> list[float]:
-        """Latencies of the requests completed in ``[t0, t1)``."""
-        with self.lock:
-            return [lat for t, lat in self.done if t0 <= t < t1]
-
-    def __enter__(self) -> _ClosedLoop:
-        for t in self.threads:
-            t.start()
-        self.warm.wait()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
-
-
-def measure_level(infer: Any, concurrency: int, *, window_s: float, max_windows: int,
-                  max_requests: int, min_windows: int = STABLE_WINDOWS, warmup: int = 1
-                  ) -> LevelResult:
-    """Run ``concurrency`` closed-loop workers calling ``infer()`` until stable or bounded.
-
-    Every worker sends ``warmup`` requests before the first window opens. Windows are timed on
-    the completion time of the requests; a level stops when stable (after at least
-    ``min_windows`` windows), after ``max_windows`` windows, or once ``max_requests`` requests
-    completed.
-    """
-    thr: list[float] = []  # requests/s per window
-    lat_ms: list[float] = []  # mean latency per window
-    reason = "max_windows"
-    with _ClosedLoop(infer, concurrency, warmup) as load:
-        edges = [time.perf_counter()]
-        while len(thr) < max_windows:
-            time.sleep(max(0.0, edges[-1] + window_s - time.perf_counter()))
-            edges.append(time.perf_counter())
-            window = load.between(edges[-2], edges[-1])
-            thr.append(len(window) / (edges[-1] - edges[-2]))
-            lat_ms.append(1e3 * float(np.mean(window)) if window else float("inf"))
-            if len(thr) >= min_windows and is_stable(thr, lat_ms):
-                reason = "stable"
-                break
-            if len(load.done) >= max_requests:
-                reason = "max_requests"
-                break
-    lo, hi = edges[max(0, len(edges) - 1 - STABLE_WINDOWS)], edges[-1]
-    return LevelResult(
-        latencies_s=load.between(lo, hi), window_throughputs=thr, window_latencies_ms=lat_ms,
-        stable=reason == "stable", stop_reason=reason, sent=load.sent, succeeded=load.ok,
-        failed=load.failed, errors=load.errors, reported_window_s=hi - lo)
-
-
-def _latency_ms(latencies_s: list[float]) -> dict[str, float | int]:
-    if not latencies_s:
-        return {"p50": float("nan"), "p90": float("nan"), "p95": float("nan"),
-                "p99": float("nan"), "mean": float("nan"), "n": 0}
-    a = np.asarray(latencies_s) * 1e3
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99)),
-            "mean": float(a.mean()), "n": int(a.size)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,15 +65,15 @@ def _export_default_model(tmp: Path, s: ServeSettings) -> tuple[Path, str, Path]
     try:
         import torch
 
-        from exporters.pytorch import UNet, export_onnx
+        from exporters.pytorch import build_network, export_onnx
         from triton_repo import ServingOptions, write_repository
     except ImportError as exc:
         raise BenchmarkError(
             f"bench serve without --url/--repo exports a U-Net: it needs torch and the exporters "
             f"(pip install 'pixeldcn[all]') ({exc})") from exc
     torch.manual_seed(s.seed)
-    net = UNet(in_channels=3, num_classes=21, base_channels=s.base_channels, depth=s.depth,
-               up=s.up).eval()
+    net = build_network("unet", s.up, num_classes=21, base_channels=s.base_channels,
+                        depth=s.depth).eval()
     onnx_path = export_onnx(net, tmp / "unet.onnx", input_shape=(1, 3, s.size, s.size))
     name = f"unet_{s.up}"
     repo = tmp / "model_repository"
@@ -320,21 +103,6 @@ def _input_for(info: Any, batch: int, fallback_size: int, seed: int) -> np.ndarr
         dims[0] = 3
     x = np.random.default_rng(seed).standard_normal([batch, *dims])
     return x.astype(info.dtype)
-
-
-def _server_version(url: str, protocol: str) -> str | None:
-    try:
-        if protocol == "grpc":
-            import tritonclient.grpc as tc
-
-            meta = tc.InferenceServerClient(url).get_server_metadata(as_json=True)
-        else:
-            import tritonclient.http as tc
-
-            meta = tc.InferenceServerClient(url).get_server_metadata()
-        return f"{meta.get('name')} {meta.get('version')}"
-    except Exception:  # informative only
-        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,13 +219,13 @@ class _Aggregate:
         for url, st in self.client.statistics().items():
             if st is None:
                 raise BenchmarkError(f"replica {url} did not answer its statistics")
-            entry = _model_stats(st, self.model)
+            entry = model_stats(st, self.model)
             for key in ("inference_count", "execution_count"):
-                total[key] += _int(entry.get(key))
+                total[key] += stats_int(entry.get(key))
             for part, v in entry.get("inference_stats", {}).items():
                 acc = total["inference_stats"].setdefault(part, {"count": 0, "ns": 0})
-                acc["count"] += _int(v.get("count"))
-                acc["ns"] += _int(v.get("ns"))
+                acc["count"] += stats_int(v.get("count"))
+                acc["ns"] += stats_int(v.get("ns"))
         return {"model_stats": [total]}
 
 
@@ -594,7 +362,7 @@ def _level(s: ServeSettings, run: _Run, stats: Any, p: str, b: int, c: int) -> d
                           min_windows=s.min_windows, warmup=s.warmup)
     after = settled_stats(stats, run.model, base=before, expect_success=level.succeeded)
     server = stats_delta(before, after, run.model)
-    lat = _latency_ms(level.latencies_s)
+    lat = latency_ms(level.latencies_s)
     span = level.reported_window_s
     row: dict[str, Any] = {
         "protocol": p, "batch": b, "concurrency": c, "latency_ms": lat,
@@ -795,7 +563,7 @@ class Serve:
                 for level in levels:
                     run.rows.append(_level(s, run, stats, *level))
                     bar.update(1)
-            run.server_version = _server_version(run.urls[s.protocols[0]].split(",")[0],
+            run.server_version = server_version(run.urls[s.protocols[0]].split(",")[0],
                                                  s.protocols[0])
             first = run.clients[s.protocols[0]]
             replicas = _replica_figures(first) if hasattr(first, "replica_stats") else None

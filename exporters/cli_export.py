@@ -19,9 +19,11 @@ from pixeldcn_core.cli import add_image_limit_arguments, run_command
 
 __all__ = ["handler", "main", "register"]
 
-ARCHS = ("unet", "vae-decoder", "deeplab", "sr")
-#: --depth when none is given, per arch (unet: levels; deeplab: ResNet depth).
-DEFAULT_DEPTH = {"unet": 5, "deeplab": 101}
+#: ``pixeldcn export`` flag -> the architecture option it sets (where the --arch has it).
+_FLAGS = {"num_classes": "num_classes", "base_channels": "base_channels", "depth": "depth",
+          "latent_dim": "latent_dim"}
+#: The architectures whose --depth flag is exposed (unet: levels; deeplab: ResNet depth).
+_DEPTH_ARCHS = ("unet", "deeplab")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "layer in the core's efficient form, and verify it against PyTorch in onnxruntime."
         ),
     )
-    p.add_argument("--arch", required=True, help=f"network: {' | '.join(ARCHS)}")
+    p.add_argument("--arch", required=True,
+                   help="network: a name of exporters.pytorch.ARCHITECTURES (unet, vae-decoder, "
+                        "deeplab, sr, autoencoder; registered ones too)")
     p.add_argument("--up", default="pixel_dcl", help=f"up-sampling layer: {' | '.join(layer_kinds())}")
     p.add_argument("--up-kernel-size", type=int, default=None, help="default: the kind's")
     p.add_argument("--weights", type=Path, default=None, help="trained weights (.safetensors, .pt)")
@@ -107,8 +111,6 @@ def _stage(i: int, n: int, text: str) -> float:
 
 def handler(args: argparse.Namespace) -> int:
     """Run ``pixeldcn export``; returns the exit code (errors raise PixelDCNError)."""
-    if args.arch not in ARCHS:
-        raise SpecError(f"--arch: got {args.arch!r}, expected one of {', '.join(ARCHS)}")
     kind = get_kind(args.up).name  # UnknownKindError lists the valid kinds
     if args.out.suffix.lower() != ".onnx":
         raise SpecError(f"--out: got {str(args.out)!r}, expected a path ending in .onnx")
@@ -117,49 +119,30 @@ def handler(args: argparse.Namespace) -> int:
     options = _export_options(args)  # usage errors before anything is built
     _check_int8_args(args.int8, args.calibration, args.fp16)
 
-    from torch import nn
+    from exporters.pytorch import architecture, export_onnx, load_weights, verify
 
-    from exporters.pytorch import VAE, UNet, export_onnx, load_weights, verify
-
+    arch = architecture(args.arch)  # SpecError lists the registered architectures
     if args.backbone_weights is not None and args.arch != "deeplab":
         raise SpecError(f"--backbone-weights: only for --arch deeplab, got --arch {args.arch}")
     if args.pretrained is not None and args.arch != "sr":
         raise SpecError(f"--pretrained: only for --arch sr, got --arch {args.arch}")
-    if args.depth is not None and args.arch not in DEFAULT_DEPTH:
+    if args.depth is not None and args.arch not in _DEPTH_ARCHS:
         raise SpecError(f"--depth: not an option of --arch {args.arch}")
-    depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(args.arch)
     steps = 3 + bool(args.weights) + bool(args.backbone_weights)
     step = 1
     what = f"pretrained {args.pretrained}" if args.pretrained else f"up={kind}"
     t0 = _stage(step, steps, f"building {args.arch} ({what})")
-    model: nn.Module
-    if args.arch == "unet":
-        base = 64 if args.base_channels is None else args.base_channels
-        model = UNet(3, args.num_classes, base, depth, kind, up_kernel_size=args.up_kernel_size)
-        default_shape: tuple[int, ...] = (1, 3, 256, 256)
-    elif args.arch == "sr":
-        from exporters.pytorch._pretrained import load_pretrained
-        from exporters.pytorch._sr import SRNet
+    arch_options = {name: getattr(args, flag) for name, flag in _FLAGS.items()
+                    if name in arch.options and getattr(args, flag) is not None}
+    if args.pretrained is not None:
+        from exporters.pytorch import load_pretrained
 
-        if args.pretrained is not None:
-            model = load_pretrained(args.pretrained)  # SpecError lists the shipped names
-            kind = model.up_kind
-        else:
-            base = 16 if args.base_channels is None else args.base_channels
-            model = SRNet(kind, 2, 1, base, up_kernel_size=args.up_kernel_size)
-        default_shape = (1, model.channels, 128, 128)
-    elif args.arch == "deeplab":
-        from exporters.pytorch import DeepLabResNet
-
-        base = 64 if args.base_channels is None else args.base_channels
-        model = DeepLabResNet(3, args.num_classes, depth, kind, up_kernel_size=args.up_kernel_size,
-                              base_width=base)
-        default_shape = (1, 3, 512, 512)
+        model = load_pretrained(args.pretrained)  # SpecError lists the shipped names
+        kind = model.up_kind
+        default_shape: tuple[int, ...] = (1, model.channels, 128, 128)
     else:
-        base = 32 if args.base_channels is None else args.base_channels
-        vae = VAE(args.latent_dim, base, kind, up_kernel_size=args.up_kernel_size)
-        model = vae.decoder
-        default_shape = (1, args.latent_dim)
+        model = arch.make(kind, up_kernel_size=args.up_kernel_size, **arch_options)
+        default_shape = arch.example_input(arch.resolve(**arch_options))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"      {type(model).__name__}: {n_params / 1e6:.2f} M parameters")
     shape = shape or default_shape
@@ -173,7 +156,8 @@ def handler(args: argparse.Namespace) -> int:
         step += 1
         _stage(step, steps, f"loading weights {args.weights}")
         if args.arch == "vae-decoder":
-            _load_decoder(vae, args.weights, load_weights)
+            _load_decoder(model, args.weights, kind, args.up_kernel_size,
+                          arch.resolve(**arch_options))
         else:
             load_weights(model, args.weights)
     step += 1
@@ -201,13 +185,18 @@ def handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_decoder(vae: object, path: Path, load_weights: object) -> None:
+def _load_decoder(decoder: Any, path: Path, kind: str, k: int | None,
+                  options: dict[str, Any]) -> None:
     """A VAE decoder checkpoint may hold the whole VAE or only the decoder."""
-    from exporters.pytorch._weights import read_checkpoint
+    from exporters.pytorch import VAE, load_weights, read_checkpoint
 
-    keys = read_checkpoint(path)
-    target = vae if any(k.startswith("decoder.") for k in keys) else vae.decoder  # type: ignore[attr-defined]
-    load_weights(target, path)  # type: ignore[operator]
+    if any(key.startswith("decoder.") for key in read_checkpoint(path)):
+        vae = VAE(options["latent_dim"], options["base_channels"], kind, up_kernel_size=k,
+                  image_channels=options["image_channels"])
+        load_weights(vae, path)  # all or nothing, then the decoder's part
+        decoder.load_state_dict(vae.decoder.state_dict())
+    else:
+        load_weights(decoder, path)
 
 
 # -- options: in-graph I/O, int8; parsed into ExportOptions and plain values ---------------------

@@ -184,8 +184,8 @@ def test_the_error_types_map_to_the_documented_exit_codes():
 
 
 # Committed JSON that is not a benchmark result: data behind a README table, written by a helper
-# script (`python -m benchmarks.deeplab`, `benchmarks.quality.init_indices()`), not by `bench`.
-AUXILIARY = {"deeplab/deeplab.json", "quality/init_indices.json"}
+# function (`benchmarks._training.init_indices()`), not by `bench`.
+AUXILIARY = {"quality/init_indices.json"}
 
 
 def _rel(p: pathlib.Path) -> str:

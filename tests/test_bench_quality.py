@@ -14,7 +14,9 @@ pytest.importorskip("torch")
 pytest.importorskip("skimage")
 pytest.importorskip("matplotlib")
 
-from benchmarks.quality import HELD_OUT, PHOTOS, TASKS, all_variants, decode_crop
+from benchmarks._images import HELD_OUT, PHOTOS, TRAIN, decode_crop, photo_file
+from benchmarks._training import TASKS, all_variants
+from benchmarks.quality import BUDGETS
 from pixeldcn_core import get_kind
 
 PIXELDCN = [sys.executable, "-m", "pixeldcn_core.cli"]
@@ -44,9 +46,15 @@ def test_quick_run_scores_every_kind_and_init_on_every_task(quick):
     expected = {v.key for v in all_variants()}
     kinds = {v.kind for v in all_variants()}
     assert {"dcl", "pixel_dcl", "ipixel_dcl", "resize_conv", "subpixel_conv"} <= kinds
-    for task in TASKS:
+    for task, t in TASKS.items():
         rows = [r for r in data["rows"] if r["task"] == task]
+        if t.long:  # each kind once, at its default kernel and init, trained longer
+            assert sorted(r["kind"] for r in rows) == sorted(kinds)
+            assert all(r["init"] == get_kind(r["kind"]).inits[0] for r in rows)
+            assert {r["steps"] for r in rows} == {BUDGETS["quick"]["long_steps"]}
+            continue
         assert {r["key"] for r in rows} == expected
+        assert {r["steps"] for r in rows} == {BUDGETS["quick"]["steps"]}
         for r in rows:
             for key in ("psnr", "ssim", "index", "index_init", "error_index"):
                 assert finite(r[key]), (task, r["key"], key, r[key])
@@ -62,15 +70,12 @@ def test_quick_run_scores_every_kind_and_init_on_every_task(quick):
 @pytest.mark.slow
 def test_quick_run_holds_the_interpolation_floor_and_the_truths_index(quick):
     data, _ = quick
-    for task, (_, _, what) in TASKS.items():
+    for task in TASKS:  # plain interpolation rows in every table, the autoencoder's too
         floors = {f["method"]: f for f in data["floors"] if f["task"] == task}
-        if what == "sr":
-            assert set(floors) == {"bicubic", "bilinear"}
-            for f in floors.values():
-                assert finite(f["psnr"]) and finite(f["ssim"]) and finite(f["index"])
-            assert floors["bicubic"]["psnr"] > floors["bilinear"]["psnr"]  # on photographs
-        else:
-            assert not floors
+        assert set(floors) == {"bicubic", "bilinear"}
+        for f in floors.values():
+            assert finite(f["psnr"]) and finite(f["ssim"]) and finite(f["index"])
+        assert floors["bicubic"]["psnr"] > floors["bilinear"]["psnr"]  # on photographs
     truth = data["truth_index"]
     assert finite(truth["mean"]) and 0 < truth["mean"] < 0.05
     assert set(truth["per_image"]) == set(HELD_OUT)
@@ -84,6 +89,10 @@ def test_quick_run_writes_markdown_plots_and_one_latency(quick):
     data, out = quick
     md = (out / "quality.md").read_text()
     assert "bicubic (floor)" in md and "pixel_dcl (bilinear)" in md
+    assert "## Which up-sampler should I use?" in md and "Spearman rho" in md
+    for task in TASKS:  # every table holds the interpolation rows
+        table = md.split(f"## {task}: ")[1].split("\n## ")[0]
+        assert "*bicubic (floor)*" in table and "*bilinear (floor)*" in table
     for name in ("quality_loss.png", "quality_index_vs_psnr.png", "quality_overlap.png",
                  *(f"quality_crops_{t}.png" for t in TASKS)):
         assert (out / name).stat().st_size > 1000, name
@@ -97,7 +106,8 @@ def test_quick_run_writes_markdown_plots_and_one_latency(quick):
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--tasks", "sr3"], "--tasks: got sr3, expected some of sr2, sr4, ae4"),
+        (["--tasks", "sr3"], "--tasks: got sr3, expected some of sr2, sr4, ae4, ae4_long"),
+        (["--medium"], "--quick and --medium: expected one budget at most"),
         (["--kinds", "deconv9"], "unknown up-sampling layer kind 'deconv9'"),
         (["--steps", "0"], "--steps must be a positive int, got 0"),
         (["--patch", "30"], "--patch must be a multiple of 4 >= 16, got 30"),
@@ -108,3 +118,31 @@ def test_bad_settings_exit_2_with_one_line(args, match):
     assert proc.returncode == 2, proc.stderr
     assert match in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_no_photograph_of_the_benchmark_is_a_jpeg():
+    # JPEG's 8x8 block grid has energy at multiples of 1/8 cycle/px, the x2 and x4 aliasing
+    # frequencies the index measures: training and evaluation use lossless PNG files only
+    for name in PHOTOS:
+        path = photo_file(name)
+        assert path.suffix == ".png" and path.is_file(), name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert set(HELD_OUT) | set(TRAIN) == set(PHOTOS) and not set(HELD_OUT) & set(TRAIN)
+
+
+def test_the_long_task_trains_each_kind_once_at_its_default():
+    from benchmarks.quality import QualitySettings
+
+    s = QualitySettings(tasks=tuple(TASKS), variants=all_variants(), seeds=(0,), steps=10,
+                        long_steps=40)
+    long = [t for t, task in TASKS.items() if task.long]
+    assert long and all(TASKS[t].scale == 4 and TASKS[t].kind == "ae" for t in long)
+    for t in long:
+        assert s.steps_of(t) == 40 and s.steps_of("ae4") == 10
+        picked = s.variants_of(t)
+        assert [v.kind for v in picked] == list(dict.fromkeys(v.kind for v in all_variants()))
+        for v in picked:
+            assert (v.kernel_size, v.init) == (get_kind(v.kind).default_kernel,
+                                               get_kind(v.kind).inits[0])
+    for budget in BUDGETS.values():  # the long row trains at least 4x the budget's steps
+        assert budget["long_steps"] >= 4 * budget["steps"]

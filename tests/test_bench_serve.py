@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks.serve import is_stable, measure_level, stats_delta
+from benchmarks._load import is_stable, measure_level, stats_delta
 from pixeldcn_core.cli import main
 
 # -- pieces, no server ---------------------------------------------------------------------------

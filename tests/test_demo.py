@@ -19,7 +19,8 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from benchmarks.demo import load_image, to_input
+from benchmarks._demo_segment import load_image, to_input
+from benchmarks._demo_sr import DECODERS
 from pixeldcn_core.cli import main
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -47,8 +48,11 @@ def test_sr_demo_serves_the_trained_pixel_dcl_model_and_pictures_it_beside_bicub
     assert [row["concurrency"] for row in summary["served"]] == [1, 2]
     png = Image.open(out / "prediction.png")
     side = summary["crop"]["side"] * summary["crop"]["zoom"]
-    assert png.size == (5 * side + 4 * 6, side + 28)  # 5 labelled panels, 6-pixel gaps
-    assert "| PixelDCL (sr-x2-pixel_dcl, served) |" in printed
+    # two rows of labelled panels, 6-pixel gaps: the SR row (5 panels) and the decoder row
+    assert png.size == (5 * side + 4 * 6, 2 * (side + 28) + 6)
+    assert "| PixelDCL (sr-x2-pixel_dcl, trained, served) |" in printed
+    assert [d["label"] for d in summary["decoders"]] == [d[2] for d in DECODERS]
+    assert "| DCL, He init | 40 |" in printed
 
 
 def test_sr_demo_refuses_an_unknown_model_and_a_bad_size(tmp_path, capsys) -> None:
@@ -74,15 +78,17 @@ def test_demo_runs_end_to_end_and_serves_what_onnxruntime_computes(tmp_path, cap
         assert f"[{step}/6]" in printed
     assert "| Triton gRPC | 1 |" in printed and "| onnxruntime in process | 1 |" in printed
 
-    summary = json.loads((out / "demo.json").read_text())
+    # its own files: nothing of the SR demo's (demo.json, prediction.png) is written or replaced
+    assert not (out / "demo.json").exists() and not (out / "prediction.png").exists()
+    summary = json.loads((out / "segment.json").read_text())
     assert summary["up"] == "pixel_dcl" and summary["interleave"] == "concat"
     assert [row["concurrency"] for row in summary["served"]] == [1, 2]
     assert all(row["n"] == 2 and row["p50"] > 0 for row in summary["served"])
-    # The files it names exist: the model, the repository's first version, the picture.
-    onnx_path = out / "unet_pixel_dcl.onnx"
+    # The files it names exist: the model, once, in the repository's first version; the picture.
+    onnx_path = out / "model_repository" / "unet_pixel_dcl" / "1" / "model.onnx"
     assert summary["onnx"] == str(onnx_path) and onnx_path.is_file()
-    assert (out / "model_repository" / "unet_pixel_dcl" / "1" / "model.onnx").is_file()
-    png = Image.open(out / "prediction.png")
+    assert [p.relative_to(out) for p in out.rglob("*.onnx")] == [onnx_path.relative_to(out)]
+    png = Image.open(out / "segment.png")
     assert png.size == (3 * SIZE + 2 * 8, SIZE)  # input | mask | overlay, 8-pixel gaps
 
     # What the server predicted is what the model computes in process.
@@ -107,3 +113,21 @@ def test_demo_refuses_a_size_the_unet_cannot_take(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert rc == 2  # a usage error
     assert "--size must be a multiple of 16" in err and "got 40" in err
+
+
+def test_random_weights_are_labelled_random_and_a_second_run_adds_no_version(tmp_path,
+                                                                             capsys) -> None:
+    out = tmp_path / "sr"
+    argv = ["demo", "--random-weights", "--size", "64", "--requests", "1", "--out", str(out)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "load the trained" not in first and "seeded random weights" in first
+    assert "| DCL (sr-x2-dcl, random) |" in first and "trained" not in first.split("| output")[1]
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["random_weights"] and summary["new_version"] and summary["version"] == "1"
+    assert main(argv) == 0  # the same model again: the repository keeps its one version
+    assert "(the same model: no new version)" in capsys.readouterr().out
+    summary = json.loads((out / "demo.json").read_text())
+    assert not summary["new_version"] and summary["version"] == "1"
+    assert sorted(p.name for p in (out / "model_repository" / summary["model"]).iterdir()
+                  if p.name.isdigit()) == ["1"]

@@ -126,11 +126,6 @@ def _describe(graph: dict[str, dict[str, int]], comp: list[str]) -> str:
 #: Cycles being taken apart (issue 21): each entry is removed with the change that breaks it, and
 #: the test fails both on a cycle not listed here and on a listed one that is gone.
 KNOWN: dict[str, list[list[str]]] = {
-    "benchmarks": [["benchmarks._protocol", "benchmarks._report"],
-                   ["benchmarks._quality_plots", "benchmarks.quality"],
-                   ["benchmarks._demo_sr", "benchmarks.demo"],
-                   ["benchmarks._plots", "benchmarks.deeplab", "benchmarks.layers",
-                    "benchmarks.network"]],
 }
 
 

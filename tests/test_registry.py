@@ -134,6 +134,16 @@ def test_a_registered_toy_kind_is_timed_by_bench_layers_quick(toy, tmp_path, cap
     assert toy in json.dumps(data)
 
 
+def test_a_registered_toy_kind_is_trained_and_scored_by_bench_quality(toy, tmp_path, capsys):
+    # the quality bench reads both registries: a new kind gets its rows with no change there
+    rc = main(["bench", "quality", "--quick", "--kinds", toy, "--tasks", "sr2,ae4", "--steps", "2",
+               "--no-latency", "--out", str(tmp_path), "--no-plots", "--no-progress"])
+    assert rc == 0, capsys.readouterr()
+    data = json.loads((tmp_path / "quality.json").read_text())
+    assert {(r["task"], r["kind"]) for r in data["rows"]} == {("sr2", toy), ("ae4", toy)}
+    assert f"**{toy} (" in (tmp_path / "quality.md").read_text()  # it heads the headline table
+
+
 def test_a_toy_kind_is_gone_after_its_test_and_a_taken_name_is_refused(toy):
     with pytest.raises(pc.SpecError, match=f"kind '{toy}': \\['{toy}'\\] already registered"):
         pc.register_kind(TOY_INFO.__class__(**{**TOY_INFO.__dict__}))

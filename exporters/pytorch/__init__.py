@@ -18,6 +18,13 @@ except ImportError as _err:  # pragma: no cover - exercised in a subprocess test
     ) from _err
 
 from . import kinds  # noqa: F401  (registers every built-in kind's module, one file each)
+from ._architectures import (
+    ARCHITECTURES,
+    Architecture,
+    architecture,
+    build_network,
+    register_architecture,
+)
 from ._base import UpsampleLayer
 from ._convert import ConversionReport, convert_deconvs
 from ._deeplab import ASPP, BackboneReport, DeepLabResNet, ResNetBackbone, load_backbone
@@ -76,6 +83,11 @@ __all__ = [
     "register_module",
     "unregister_module",
     # networks
+    "ARCHITECTURES",
+    "Architecture",
+    "architecture",
+    "build_network",
+    "register_architecture",
     "SRNet",
     "ASPP",
     "DeepLabResNet",
