@@ -106,8 +106,10 @@ def fold_affine(
     Raises:
         WeightError: the weights do not fit the kind, or ``scale``/``shift`` are not ``[C]``.
     """
-    from ._specs import LayerSpec
+    from ._specs import LayerSpec, get_kind
 
+    if get_kind(kind).fold is None:  # nothing to fold into (a kind without weights, say)
+        return None
     spec = LayerSpec.from_weights(kind, weights)
     w = {k: np.asarray(v, np.float64) for k, v in spec.check_weights(weights).items()}
     s = np.asarray(scale, np.float64).reshape(-1)

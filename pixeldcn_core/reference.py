@@ -287,7 +287,12 @@ def ipixel_cl(x: Any, w1: Any, w2: Any, w3: Any, w4: Any, bias: Any = None) -> n
 
 
 def apply(kind: str, x: Any, weights: Mapping[str, Any]) -> np.ndarray:
-    """Run the reference of ``kind`` on ``x`` with a weight dict (as :func:`build_layer_model` takes)."""
-    spec = LayerSpec.from_weights(kind, weights)
+    """Run the reference of ``kind`` on ``x`` with a weight dict (as :func:`build_layer_model` takes).
+
+    A kind without weights takes its channels from ``x``."""
+    from ._specs import get_kind
+
+    cin = np.shape(x)[1] if get_kind(kind).weightless and np.ndim(x) == 4 else None
+    spec = LayerSpec.from_weights(kind, weights, in_channels=cin)
     checked = spec.check_weights(weights)
     return spec.info.reference(x, **checked)
