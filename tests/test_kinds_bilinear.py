@@ -195,3 +195,13 @@ def test_pixeldcn_layer_derives_the_output_channels_of_a_rule_kind(capsys):
     assert main(["layer", "--kind", "bilinear_additive", "--in-channels", "8", "--size", "5", "6"]) == 0
     out = capsys.readouterr().out
     assert "8->2 ch" in out and "-> PASS" in out
+
+
+def test_srnet_takes_bilinear_additive_with_a_1x1_conv_and_its_config_rebuilds_it():
+    from exporters.pytorch import SRNet
+
+    net = SRNet("bilinear_additive", scale=4, width=8, depth=2)
+    assert sum(isinstance(m, UpsampleLayer) for m in net.body) == 2
+    assert SRNet(**net.config()).config() == net.config()
+    assert net.config()["depth"] == 2
+    assert net(torch.rand(1, 1, 6, 5)).shape == (1, 1, 24, 20)
