@@ -415,6 +415,8 @@ class LayerSpec:
                 )
             in_channels = info.in_per_out * c
         try:
+            if c is None:
+                c = info.out_channels_for(in_channels)
             spec = cls(info.name, in_channels, c, info.default_kernel, bias=bias is not None)
         except SpecError as err:
             raise WeightError(f"{err}") from None
