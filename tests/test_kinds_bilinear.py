@@ -205,3 +205,14 @@ def test_srnet_takes_bilinear_additive_with_a_1x1_conv_and_its_config_rebuilds_i
     assert SRNet(**net.config()).config() == net.config()
     assert net.config()["depth"] == 2
     assert net(torch.rand(1, 1, 6, 5)).shape == (1, 1, 24, 20)
+
+
+def test_a_vae_decoder_with_bilinear_gets_1x1_convs_where_its_channels_halve(tmp_path):
+    """The VAE decoder's up-sampling steps go 8c -> 4c -> 2c -> c -> c: bilinear (C = Cin) takes
+    a 1x1 conv on the first three, none on the last; the export verifies against PyTorch."""
+    from exporters.pytorch import VAE
+
+    decoder = VAE(latent_dim=8, base_channels=4, up="bilinear").decoder.eval()
+    firsts = [type(step[0]).__name__ for step in decoder.ups]
+    assert firsts == ["Conv2d", "Conv2d", "Conv2d", "Bilinear2d"]
+    export_onnx(decoder, tmp_path / "dec.onnx", (1, 8))
