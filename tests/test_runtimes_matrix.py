@@ -31,6 +31,8 @@ from exporters.runtimes import (
     runtime_unavailable,
 )
 
+from .conftest import fit_channels, fit_kernels
+
 ALL = tuple(RUNTIMES)
 SHAPE = (2, 4, 6, 8)  # N, Cin, H, W: small, not square, even (iPixelCL needs even sizes)
 
@@ -43,8 +45,9 @@ def _consumers_installed():
 
 
 def _kernels(info: pc.KindInfo) -> list[int]:
-    """The kind's default kernel and its smallest odd kernel >= 3 (DCL: 6 and 3, asymmetric pads)."""
-    return sorted({info.default_kernel, max(3, info.min_kernel) | 1})
+    """The kind's default kernel and its smallest odd kernel >= 3 (DCL: 6 and 3, asymmetric pads);
+    a kind with no kernel to choose: its one."""
+    return sorted(set(fit_kernels(info.name, [info.default_kernel, max(3, info.min_kernel) | 1])))
 
 
 def _cases() -> list[tuple[str, int, str, str | None]]:
@@ -63,7 +66,8 @@ IDS = [f"{kind}-k{k}-{form}-{il or 'na'}" for kind, k, form, il in CASES]
 
 
 def _weights(kind: str, k: int) -> dict[str, np.ndarray]:
-    return pc.LayerSpec(kind, SHAPE[1], 3, k, bias=True).random_weights(0)
+    # With a bias, a kind without weights (bilinear) is read from the bias and its channel rule.
+    return pc.LayerSpec(kind, *fit_channels(kind, SHAPE[1], 3), k, bias=True).random_weights(0)
 
 
 def _assert_all_pass(report) -> None:
