@@ -31,6 +31,8 @@ from exporters.runtimes import (
     runtime_unavailable,
 )
 
+from .conftest import fit_channels
+
 ALL = tuple(RUNTIMES)
 SHAPE = (2, 4, 6, 8)  # N, Cin, H, W: small, not square, even (iPixelCL needs even sizes)
 
@@ -63,7 +65,7 @@ IDS = [f"{kind}-k{k}-{form}-{il or 'na'}" for kind, k, form, il in CASES]
 
 
 def _weights(kind: str, k: int) -> dict[str, np.ndarray]:
-    return pc.LayerSpec(kind, SHAPE[1], 3, k, bias=True).random_weights(0)
+    return pc.LayerSpec(kind, *fit_channels(kind, SHAPE[1], 3), k, bias=True).random_weights(0)
 
 
 def _assert_all_pass(report) -> None:
