@@ -9,11 +9,14 @@ from onnx import shape_inference
 
 import pixeldcn_core as pc
 
+from .conftest import fit_channels
+
 # Standard default-domain ops a layer may be written with. No Loop/Scan/If, no Scatter*,
 # no custom domains.
 ALLOWED_OPS = {
     "Add", "Concat", "ConstantOfShape", "Conv", "ConvTranspose", "DepthToSpace", "Identity",
     "Pad", "Reshape", "Resize", "Shape", "Slice", "Split", "Sum", "Unsqueeze",
+    "Mul", "ReduceSum", "Softmax",  # CARAFE's content-aware kernels and reassembly
 }
 
 ALL = [
@@ -31,7 +34,7 @@ ALL_INTERLEAVES = [
 
 
 def _model(kind, form, *, bias=True, seed=0, cin=4, c=3, dtype="float32", interleave="depth_to_space"):
-    w = pc.LayerSpec(kind, cin, c, bias=bias).random_weights(seed=seed)
+    w = pc.LayerSpec(kind, *fit_channels(kind, cin, c), bias=bias).random_weights(seed=seed)
     return pc.build_layer_model(kind, w, form=form, dtype=dtype, interleave=interleave)
 
 
@@ -73,11 +76,12 @@ def test_emitted_graph_uses_only_allowed_standard_ops_in_the_default_domain(kind
 @pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)
 def test_input_x_and_output_y_have_dynamic_batch_height_width(kind, form, interleave):
     model = _model(kind, form, cin=4, c=3, interleave=interleave)
+    cin, c = fit_channels(kind, 4, 3)
     (inp,), (out,) = model.graph.input, model.graph.output
     assert inp.name == "x" and out.name == "y"
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-    assert dims == ["batch", 4, "height", "width"]
-    assert out.type.tensor_type.shape.dim[1].dim_value == 3
+    assert dims == ["batch", cin, "height", "width"]
+    assert out.type.tensor_type.shape.dim[1].dim_value == c
 
 
 @pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)
