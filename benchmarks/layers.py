@@ -207,7 +207,9 @@ class _Builder:
     def layer(self, v: LayerVariant) -> None:
         from ._graphs import plain_conv_channels
 
-        spec = LayerSpec(v.kind, self.cfg.in_channels, self.cfg.out_channels, v.k)
+        # A kind whose channels follow Cin (KindInfo.in_per_out: CARAFE, bilinear) gets its own C.
+        cout = None if get_kind(v.kind).in_per_out is not None else self.cfg.out_channels
+        spec = LayerSpec(v.kind, self.cfg.in_channels, cout, v.k)
         weights = spec.random_weights(self.s.seed)
         model = build_layer_model(v.kind, weights, form=v.form, dtype=self.s.dtype,
                                   interleave=v.interleave)

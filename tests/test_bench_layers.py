@@ -16,7 +16,7 @@ from benchmarks._ort import parse_providers
 from benchmarks._report import Target
 from benchmarks._stats import paired_ratio, summarize
 from benchmarks._timing import RoundPolicy, run_interleaved
-from pixeldcn_core import KINDS, LayerSpec, PixelDCNError, reference
+from pixeldcn_core import KINDS, LayerSpec, PixelDCNError, get_kind, reference
 from pixeldcn_core.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -97,7 +97,9 @@ def test_useful_flops_follow_the_registry_and_the_plain_conv_matches_them(quick_
         pixels = cfg["batch"] * cfg["size"] ** 2
         convs = {v["name"]: v for v in cfg["variants"] if v["role"] == "plain_conv"}
         for v in (v for v in cfg["variants"] if v["role"] == "layer"):
-            spec = LayerSpec(v["kind"], cfg["in_channels"], cfg["out_channels"], v["k"])
+            fixed = get_kind(v["kind"]).in_per_out is not None  # C follows Cin (CARAFE)
+            spec = LayerSpec(v["kind"], cfg["in_channels"], None if fixed else cfg["out_channels"],
+                             v["k"])
             assert v["useful_flops"] == 2 * spec.macs_per_input_pixel() * pixels
             assert v["gflops_per_s"] == pytest.approx(
                 v["useful_flops"] / 1e9 / (v["times_ms"]["median"] / 1e3))
