@@ -51,6 +51,10 @@ Emitter = Callable[["GraphBuilder", str, "LayerSpec", Mapping[str, np.ndarray], 
 #: (float64, bias excluded; the caller adds ``scale * bias + shift``), or ``None`` when the kind
 #: cannot absorb it exactly.
 Fold = Callable[["LayerSpec", Mapping[str, np.ndarray], np.ndarray], "dict[str, np.ndarray] | None"]
+#: ``read_weights(shapes) -> (in_channels, out_channels, k, params)``: the spec of a kind whose
+#: weights do not follow ``[C, Cin, k, k]``, read from the shapes of all its weights (name ->
+#: shape); raises :class:`WeightError` when they do not fit together.
+ReadWeights = Callable[[Mapping[str, tuple[int, ...]]], tuple[int, int, int, dict[str, int]]]
 
 
 def _odd(k: int) -> bool:
@@ -99,6 +103,13 @@ class KindInfo:
             free (a conv chooses it).
         max_kernel: largest kernel size allowed (``None``: no limit). A kind without a kernel
             sets ``default_kernel = min_kernel = max_kernel = 1``.
+        params: the kind's extra hyper-parameters (beyond channels and kernel), name -> default:
+            an int, or ``(in_channels, out_channels, k) -> int``. :class:`LayerSpec` holds their
+            values, and ``weight_shapes`` and ``macs_per_input_pixel`` receive them as keyword
+            arguments (e.g. CARAFE's ``compressed_channels`` and ``encoder_kernel``).
+        read_weights: how :meth:`LayerSpec.from_weights` reads the spec (with ``params``) from
+            the weights' shapes (:data:`ReadWeights`); ``None``: from the first weight, a
+            ``[.., .., k, k]`` conv kernel read by ``channels``.
 
     A kind may have no weights at all (``weight_shapes`` returns ``{}``; an optional ``bias``
     stays possible): its spec cannot be read from a weight dict, so
@@ -125,6 +136,9 @@ class KindInfo:
     paper: str = ""
     in_per_out: int | None = None
     max_kernel: int | None = None
+    params: Mapping[str, int | Callable[[int, int, int], int]] = dataclasses.field(
+        default_factory=dict)
+    read_weights: ReadWeights | None = None
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower() or not self.name.isidentifier():
@@ -148,6 +162,28 @@ class KindInfo:
             raise SpecError(f"{self.name}: expected min_kernel <= default_kernel <= max_kernel, got "
                             f"{self.min_kernel}, {self.default_kernel}, {self.max_kernel}")
         object.__setattr__(self, "emitters", dict(self.emitters))
+        object.__setattr__(self, "params", dict(self.params))
+
+    def resolve_params(
+        self, in_channels: int, out_channels: int, k: int, given: Mapping[str, Any] | None
+    ) -> tuple[tuple[str, int], ...]:
+        """The values of :attr:`params` (``given`` over the defaults), checked positive ints.
+
+        Raises:
+            SpecError: an unknown name, or a value that is not a positive int.
+        """
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            expected = ", ".join(self.params) or "none"
+            raise SpecError(f"{self.name}: unknown parameters {unknown}; expected {expected}")
+        out = []
+        for name, default in self.params.items():
+            value = given.get(name)
+            if value is None:
+                value = default(in_channels, out_channels, k) if callable(default) else default
+            out.append((name, _positive_int(f"{self.name}: {name}", value)))
+        return tuple(out)
 
     @property
     def forms(self) -> tuple[str, ...]:
@@ -308,6 +344,9 @@ class LayerSpec:
             channels are fixed by ``in_channels`` (:attr:`KindInfo.in_per_out`).
         kernel_size: kernel size ``k``; ``None`` takes the kind's default.
         bias: whether a per-channel bias ``[C]`` is added to every output pixel.
+        params: values of the kind's extra hyper-parameters (:attr:`KindInfo.params`); missing
+            ones take the kind's defaults. Held as ``(name, value)`` pairs in the kind's order;
+            read them with :attr:`param_values`.
 
     >>> LayerSpec("pixel_dcl", 8, 4).weight_shapes()
     {'w1': (4, 8, 3, 3), 'w2': (4, 4, 3, 3), 'w3': (4, 4, 3, 3)}
@@ -318,6 +357,7 @@ class LayerSpec:
     out_channels: int = None  # type: ignore[assignment]  # None: derived (see Args)
     kernel_size: int | None = None
     bias: bool = False
+    params: Any = ()
 
     def __post_init__(self) -> None:
         info = get_kind(self.kind)
@@ -331,6 +371,19 @@ class LayerSpec:
         object.__setattr__(self, "kernel_size", info.check_kernel(k))
         if not isinstance(self.bias, bool):
             raise SpecError(f"bias must be a bool, got {self.bias!r}")
+        given = self.params
+        if not isinstance(given, Mapping):
+            try:
+                given = dict(given)
+            except (TypeError, ValueError):
+                raise SpecError(f"params must be a dict of ints, got {self.params!r}") from None
+        resolved = info.resolve_params(self.in_channels, self.out_channels, self.k, given)
+        object.__setattr__(self, "params", resolved)
+
+    @property
+    def param_values(self) -> dict[str, int]:
+        """The kind's extra hyper-parameters, name -> value (empty for most kinds)."""
+        return dict(self.params)
 
     @property
     def info(self) -> KindInfo:
@@ -343,14 +396,16 @@ class LayerSpec:
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of the weights this layer needs, bias included when ``bias`` is set."""
-        shapes = self.info.weight_shapes(self.in_channels, self.out_channels, self.k)
+        shapes = self.info.weight_shapes(self.in_channels, self.out_channels, self.k,
+                                         **self.param_values)
         if self.bias:
             shapes["bias"] = (self.out_channels,)
         return shapes
 
     def macs_per_input_pixel(self) -> int:
         """Useful multiply-accumulates per input pixel and batch element."""
-        return self.info.macs_per_input_pixel(self.in_channels, self.out_channels, self.k)
+        return self.info.macs_per_input_pixel(self.in_channels, self.out_channels, self.k,
+                                              **self.param_values)
 
     @classmethod
     def from_weights(
@@ -376,6 +431,8 @@ class LayerSpec:
             )
         if info.weightless:
             return cls._from_bias(info, weights, in_channels)
+        if info.read_weights is not None:
+            return cls._read_weights(info, weights, in_channels)
         first = info.first_weight
         assert first is not None  # the kind has weights
         if first not in weights:
@@ -425,6 +482,31 @@ class LayerSpec:
         spec.check_weights(weights)
         return spec
 
+    @classmethod
+    def _read_weights(cls, info: KindInfo, weights: Mapping[str, Any], in_channels: int | None
+                      ) -> LayerSpec:
+        """The spec of a kind with :attr:`KindInfo.read_weights`, from every weight's shape."""
+        assert info.read_weights is not None
+        expected = sorted(info.weight_shapes(1, 1, info.default_kernel))
+        missing = sorted(set(expected) - {n for n, v in weights.items() if v is not None})
+        if missing:
+            raise WeightError(
+                f"{info.name}: missing weights {missing}; expected keys {expected} (+ optional "
+                f"'bias'), got {sorted(weights)}"
+            )
+        shapes = {name: tuple(int(d) for d in np.shape(weights[name])) for name in expected}
+        cin, c, k, params = info.read_weights(shapes)
+        try:
+            spec = cls(info.name, cin, c, k, bias=weights.get("bias") is not None, params=params)
+        except SpecError as err:
+            raise WeightError(f"{info.name} weights of shapes {shapes}: {err}") from None
+        if in_channels is not None and in_channels != cin:
+            raise WeightError(
+                f"{info.name}: in_channels={in_channels}, while weights of shapes {shapes} take {cin}"
+            )
+        spec.check_weights(weights)
+        return spec
+
     def check_weights(self, weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Check ``weights`` against this spec; returns them as float numpy arrays.
 
@@ -456,7 +538,8 @@ class LayerSpec:
         if problems:
             raise WeightError(
                 f"{self.kind} (in_channels={self.in_channels}, out_channels={self.out_channels}, "
-                f"kernel_size={self.k}): " + "; ".join(problems)
+                f"kernel_size={self.k}"
+                + "".join(f", {n}={v}" for n, v in self.params) + "): " + "; ".join(problems)
             )
         return out
 

@@ -9,6 +9,7 @@ conv is a cross-correlation with zero 'same' padding and stride 1.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "bilinear_additive",
     "bilinear_conv",
     "bilinear_x2",
+    "carafe",
     "conv2d",
     "dcl",
     "dcl_padding",
@@ -288,6 +290,55 @@ def ipixel_cl(x: Any, w1: Any, w2: Any, w3: Any, w4: Any, bias: Any = None) -> n
     d3 = place(conv2d_s2_same(np.concatenate([shift(x64, 1, 0), s], axis=1), ws[2]), 1, 0)
     d4 = place(conv2d_s2_same(np.concatenate([shift(x64, 0, 1), s], axis=1), ws[3]), 0, 1)
     return _add_bias(d1 + d2 + d3 + d4, bias)
+
+
+def carafe(
+    x: Any,
+    compressor_weight: Any,
+    compressor_bias: Any,
+    encoder_weight: Any,
+    encoder_bias: Any,
+    bias: Any = None,
+) -> np.ndarray:
+    """CARAFE x2 (Wang et al. 2019, Content-Aware ReAssembly of FEatures), as mmcv's CARAFEPack.
+
+    ``z = conv1x1(x, compressor) + b``; ``logits = conv(z, encoder) + b`` ('same', k_enc odd),
+    ``[N, 4 k_up^2, H, W]``; the kernels are ``softmax(pixel_shuffle(logits))`` over their
+    ``k_up^2`` channels, ``[N, k_up^2, 2H, 2W]``; output pixel ``(2i + a, 2j + b)`` of channel c
+    is the sum over the ``k_up x k_up`` neighbourhood of INPUT pixel ``(i, j)`` (zero padded) of
+    kernel x ``x[c]``, tap ``t = (dy + r) * k_up + (dx + r)`` weighting ``x[c, i + dy, j + dx]``
+    (``r = k_up // 2``). Computed pixel by pixel.
+
+    Args:
+        x: ``[N, C, H, W]``.
+        compressor_weight: ``[Cm, C, 1, 1]``; compressor_bias: ``[Cm]``.
+        encoder_weight: ``[4 k_up^2, Cm, k_enc, k_enc]`` (k_up, k_enc odd); encoder_bias:
+            ``[4 k_up^2]``. Encoder channel ``4t + 2a + b`` is tap t of phase (a, b).
+        bias: optional ``[C]``, added to every output pixel (not in the paper).
+
+    Returns:
+        ``[N, C, 2H, 2W]`` float64.
+    """
+    wc, bc = _as64("compressor_weight", compressor_weight), _as64("compressor_bias", compressor_bias)
+    we, be = _as64("encoder_weight", encoder_weight), _as64("encoder_bias", encoder_bias)
+    LayerSpec.from_weights("carafe", {"compressor_weight": wc, "compressor_bias": bc,
+                                      "encoder_weight": we, "encoder_bias": be})
+    x64 = _check_input(x, wc.shape[1])
+    n, c, h, w = x64.shape
+    k = math.isqrt(we.shape[0] // 4)
+    r = k // 2
+    z = conv2d(x64, wc) + bc[None, :, None, None]
+    logits = pixel_shuffle(conv2d(z, we) + be[None, :, None, None])  # (N, k^2, 2H, 2W)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    kernels = e / e.sum(axis=1, keepdims=True)
+    xp = np.pad(x64, ((0, 0), (0, 0), (r, r), (r, r)))
+    y = np.zeros((n, c, 2 * h, 2 * w), dtype=np.float64)
+    for oy in range(2 * h):
+        for ox in range(2 * w):
+            i, j = oy // 2, ox // 2  # the input pixel this output pixel comes from
+            patch = xp[:, :, i : i + k, j : j + k].reshape(n, c, k * k)  # taps (dy + r, dx + r)
+            y[:, :, oy, ox] = np.einsum("nct,nt->nc", patch, kernels[:, :, oy, ox])
+    return _add_bias(y, bias)
 
 
 def apply(kind: str, x: Any, weights: Mapping[str, Any]) -> np.ndarray:

@@ -92,11 +92,12 @@ def test_the_forbidden_op_rule_sees_control_flow_scatters_and_sequences():
 @pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)
 def test_input_x_and_output_y_have_dynamic_batch_height_width(kind, form, interleave):
     model = _model(kind, form, cin=4, c=3, interleave=interleave)
+    cin, c = fit_channels(kind, 4, 3)
     (inp,), (out,) = model.graph.input, model.graph.output
     assert inp.name == "x" and out.name == "y"
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-    assert dims == ["batch", 4, "height", "width"]
-    assert out.type.tensor_type.shape.dim[1].dim_value == fit_channels(kind, 4, 3)[1]
+    assert dims == ["batch", cin, "height", "width"]
+    assert out.type.tensor_type.shape.dim[1].dim_value == c
 
 
 @pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)

@@ -157,6 +157,9 @@ def test_state_dict_keys_follow_the_papers_parameterisation(kind):
     keys = set(layer.state_dict())
     if pc.get_kind(kind).weightless:
         assert keys == {"bias"}
+    elif kind == "carafe":  # mmcv CARAFEPack's names, so its state dicts load as they are
+        assert keys == {"channel_compressor.weight", "channel_compressor.bias",
+                        "content_encoder.weight", "content_encoder.bias", "bias"}
     elif kind in ("pixel_dcl", "ipixel_dcl"):
         assert keys == {"conv1.weight", "conv2.weight", "conv3.weight", "bias"}
     elif kind == "ipixel_cl":  # w1..w4 (the authors' conv1, conv2, conv4, conv5)
@@ -228,12 +231,13 @@ CUDA_TOL = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_cuda_forward_and_backward_match_reference(kind, dtype, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 convs
-    layer = make_layer(kind, 6, 4, bias=True).to("cuda", dtype)
+    cin, c = fit_channels(kind, 6, 4)
+    layer = make_layer(kind, cin, c, bias=True).to("cuda", dtype)
     h, w = fit_hw(kind, 7, 10)
     s = pc.get_kind(kind).scale
-    x = torch.randn(2, 6, h, w, generator=torch.Generator().manual_seed(3)).to("cuda", dtype)
+    x = torch.randn(2, cin, h, w, generator=torch.Generator().manual_seed(3)).to("cuda", dtype)
     y = layer(x)
-    assert y.dtype == dtype and y.device.type == "cuda" and y.shape == (2, 4, s * h, s * w)
+    assert y.dtype == dtype and y.device.type == "cuda" and y.shape == (2, c, s * h, s * w)
     ref = R.apply(kind, x.double().cpu().numpy(), _weights_of(layer))
     err = np.abs(y.detach().double().cpu().numpy() - ref).max() / np.abs(ref).max()
     assert err <= CUDA_TOL[dtype], f"{err:.2e} of output scale ({dtype})"
