@@ -6,7 +6,14 @@ Every emitter writes standard operators, but consumers implement different subse
 - onnx2torch (ONNX -> PyTorch) converts ``DepthToSpace`` in CRD mode only, ``ConvTranspose``
   with symmetric pads only, and no op whose version changed at opset 18 (``Split``, ``Resize``,
   ``Pad``, ``Reduce*``);
-- onnxruntime, onnx's ReferenceEvaluator, OpenVINO and tract run every form written here.
+- onnx2torch has no ``GridSample`` converter, and onnx's ReferenceEvaluator (1.23) runs
+  GridSample only with the opset-20 mode names (``"linear"``), not GridSample-16's
+  ``"bilinear"``;
+- TensorRT miscomputes ``GridSample``: at opset 20 its ONNX parser does not know the renamed
+  ``"linear"`` mode and silently samples nearest (NVIDIA/TensorRT#4646, TensorRT 10.13;
+  onnx/onnx-tensorrt#1060), and with explicit typing it is wrong since 10.14
+  (pytorch/TensorRT#4074);
+- onnxruntime, OpenVINO and tract run every form written here.
 
 A :class:`Target` states those facts; the emitters read them from the
 :class:`~pixeldcn_core.GraphBuilder` (``builder.target``) and write, where a fact is false,
@@ -18,11 +25,14 @@ an equivalent form (the same numbers):
   with pads ``begin`` on both sides, then a ``Slice`` dropping the last ``end - begin`` rows
   and columns;
 - opset 17 by default, and an error for a newer one;
+- DySample's ``GridSample`` as four ``Gather`` of the neighbours and a bilinear weighted sum;
 - (exporters) ``Reshape(allowzero=1)`` with a constant shape holding no zero as ``allowzero=0``;
 - (exporters, tract and any) ``Expand(x, shape)`` as ``Add(x, ConstantOfShape(shape, 0))``.
 
 ``"any"`` is the intersection: a model every consumer above runs. ``"onnxruntime"`` (the
 default) is the fastest form for onnxruntime, i.e. what the emitters always wrote.
+``"tensorrt"`` states the one TensorRT fact above (no GridSample); TensorRT itself is not run by
+``pixeldcn check`` (it needs an NVIDIA GPU).
 """
 
 from __future__ import annotations
@@ -48,6 +58,8 @@ class Target:
         reshape_allowzero: implements ``Reshape(allowzero=1)`` (which the PyTorch exporter
             writes; the exporters rewrite it to ``allowzero=0`` where the shape is a constant
             without zeros, the same op then).
+        grid_sample: runs ``GridSample`` (opset 16+, bilinear, border) as ONNX defines it. Where
+            false, DySample's sampling is written as Gather + bilinear weights (the same numbers).
         expand: runs ``Expand`` wherever it appears. tract 0.23's optimiser fails on an Expand
             feeding a Concat and a 1 x 1 Conv (DeepLab's ASPP image pooling: "Trying to
             substitute a 1,256,8,8 by 1,256,1,1"); the exporters then write the broadcast as
@@ -62,6 +74,7 @@ class Target:
     interleave: str = "depth_to_space"
     reshape_allowzero: bool = True
     expand: bool = True
+    grid_sample: bool = True
 
 
 #: Every target, by name. The default is :data:`DEFAULT_TARGET`.
@@ -73,10 +86,11 @@ TARGETS: dict[str, Target] = {
         Target("tract", "tract", expand=False),
         Target("onnx2torch", "onnx2torch", depth_to_space_dcr=False,
                asymmetric_conv_transpose=False, max_opset=17, interleave="concat",
-               reshape_allowzero=False),
+               reshape_allowzero=False, grid_sample=False),
+        Target("tensorrt", "TensorRT", grid_sample=False),
         Target("any", "every consumer (onnxruntime, ReferenceEvaluator, OpenVINO, tract, onnx2torch)",
                depth_to_space_dcr=False, asymmetric_conv_transpose=False, max_opset=17,
-               interleave="concat", reshape_allowzero=False, expand=False),
+               interleave="concat", reshape_allowzero=False, expand=False, grid_sample=False),
     )
 }
 

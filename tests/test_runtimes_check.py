@@ -247,13 +247,13 @@ def test_cli_check_names_the_onnx2torch_limitation_and_the_fix(capsys):
 
 def test_cli_layer_rejects_an_unknown_target_with_exit_2(capsys):
     with pytest.raises(SystemExit) as err:
-        main(["layer", "--target", "tensorrt"])
+        main(["layer", "--target", "tflite"])
     assert err.value.code == 2
-    assert "argument --target: invalid choice: 'tensorrt'" in capsys.readouterr().err
+    assert "argument --target: invalid choice: 'tflite'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["check", "--layer", "dcl", "--target", "tensorrt"], "target='tensorrt'; expected one of"),
+    (["check", "--layer", "dcl", "--target", "tflite"], "target='tflite'; expected one of"),
     (["check", "--layer", "dcl", "--target", "onnx2torch", "--opset", "18"],
      "opset 18 with target='onnx2torch'"),
 ])
