@@ -20,6 +20,10 @@ from ._specs import LayerSpec
 
 __all__ = [
     "apply",
+    "bilinear",
+    "bilinear_additive",
+    "bilinear_conv",
+    "bilinear_x2",
     "conv2d",
     "dcl",
     "dcl_padding",
@@ -391,3 +395,63 @@ def apply(kind: str, x: Any, weights: Mapping[str, Any]) -> np.ndarray:
     spec = LayerSpec.from_weights(kind, weights, in_channels=cin)
     checked = spec.check_weights(weights)
     return spec.info.reference(x, **checked)
+
+
+def bilinear_x2_weights(size: int) -> np.ndarray:
+    """``[2 * size, size]`` matrix of bilinear x2 interpolation along one axis, as PyTorch's
+    ``interpolate(mode="bilinear", align_corners=False)``: output ``o`` reads the source
+    coordinate ``(o + 0.5) / 2 - 0.5``, clamped at 0, between its two neighbours (the second
+    clamped at ``size - 1``). Interior rows are 0.25 / 0.75 stencils; the first and last
+    output rows copy the edge."""
+    m = np.zeros((2 * size, size), dtype=np.float64)
+    for o in range(2 * size):
+        src = max((o + 0.5) / 2 - 0.5, 0.0)
+        i0 = int(np.floor(src))
+        i1 = min(i0 + 1, size - 1)
+        t = src - i0
+        m[o, i0] += 1.0 - t
+        m[o, i1] += t
+    return m
+
+
+def bilinear_x2(x: np.ndarray) -> np.ndarray:
+    """Bilinear x2 up-sampling (align_corners=False, edges replicated) of ``x [N, C, H, W]``, per
+    channel: ``y[n, c, o, p] = sum_ij Mh[o, i] . x[n, c, i, j] . Mw[p, j]``."""
+    x = np.asarray(x, dtype=np.float64)
+    mh, mw = bilinear_x2_weights(x.shape[2]), bilinear_x2_weights(x.shape[3])
+    return np.einsum("oi,ncij,pj->ncop", mh, x, mw)
+
+
+def bilinear(x: Any, bias: Any = None) -> np.ndarray:
+    """Fixed bilinear x2 up-sampling, no weights: ``x [N, C, H, W]`` -> ``[N, C, 2H, 2W]``."""
+    x64 = np.asarray(x)
+    if x64.ndim != 4:
+        raise InputShapeError(f"x must be 4-D [N, C, H, W], got shape {tuple(x64.shape)}")
+    return _add_bias(bilinear_x2(_check_input(x64, x64.shape[1])), bias)
+
+
+def bilinear_conv(x: Any, weight: Any, bias: Any = None) -> np.ndarray:
+    """Bilinear x2 up-sampling, then a 'same' conv ``[C, Cin, k, k]`` (k odd, zero padding at
+    2H x 2W)."""
+    w = _as64("weight", weight)
+    LayerSpec.from_weights("bilinear_conv", {"weight": w})
+    x64 = _check_input(x, w.shape[1])
+    return _add_bias(conv2d(bilinear_x2(x64), w), bias)
+
+
+def bilinear_additive(x: Any, bias: Any = None) -> np.ndarray:
+    """Bilinear additive up-sampling (Wojna et al. 2017): bilinear x2, then each group of 4
+    consecutive channels summed: ``x [N, 4C, H, W]`` -> ``[N, C, 2H, 2W]``."""
+    x64 = np.asarray(x)
+    if x64.ndim != 4 or x64.shape[1] % 4:
+        raise InputShapeError(
+            f"bilinear_additive: x must be [N, 4C, H, W] (channels a multiple of 4), got shape "
+            f"{tuple(x64.shape)}"
+        )
+    up = bilinear_x2(_check_input(x64, x64.shape[1]))
+    n, cin, h2, w2 = up.shape
+    y = np.zeros((n, cin // 4, h2, w2), dtype=np.float64)
+    for c in range(cin // 4):
+        for g in range(4):
+            y[:, c] += up[:, 4 * c + g]
+    return _add_bias(y, bias)

@@ -9,6 +9,8 @@ from onnx import shape_inference
 
 import pixeldcn_core as pc
 
+from .conftest import fit_channels
+
 # Standard default-domain ops a layer may be written with. No Loop/Scan/If, no Scatter*,
 # no custom domains.
 ALLOWED_OPS = {
@@ -31,8 +33,10 @@ ALL_INTERLEAVES = [
 
 
 def _model(kind, form, *, bias=True, seed=0, cin=4, c=3, dtype="float32", interleave="depth_to_space"):
+    cin, c = fit_channels(kind, cin, c)
     w = pc.LayerSpec(kind, cin, c, bias=bias).random_weights(seed=seed)
-    return pc.build_layer_model(kind, w, form=form, dtype=dtype, interleave=interleave)
+    return pc.build_layer_model(kind, w, form=form, dtype=dtype, interleave=interleave,
+                                in_channels=cin)
 
 
 def _static(model: onnx.ModelProto, n: int, h: int, w: int) -> onnx.ModelProto:
@@ -62,7 +66,7 @@ def test_emitted_graph_uses_only_allowed_standard_ops_in_the_default_domain(kind
     assert [o.domain for o in model.opset_import] == [""]
     if kind != "dcl":
         assert "ConvTranspose" not in ops
-    uses_phases = kind != "dcl" and (kind != "resize_conv" or form == "efficient")
+    uses_phases = kind != "dcl" and "Resize" not in ops  # a Resize form up-samples in one op
     if uses_phases and interleave == "depth_to_space":
         assert "DepthToSpace" in ops
     if interleave == "concat":  # the phases are interleaved by copies and reshapes only
@@ -77,7 +81,7 @@ def test_input_x_and_output_y_have_dynamic_batch_height_width(kind, form, interl
     assert inp.name == "x" and out.name == "y"
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert dims == ["batch", 4, "height", "width"]
-    assert out.type.tensor_type.shape.dim[1].dim_value == 3
+    assert out.type.tensor_type.shape.dim[1].dim_value == fit_channels(kind, 4, 3)[1]
 
 
 @pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)

@@ -13,6 +13,8 @@ import torch
 from exporters.pytorch import MODULES
 from pixeldcn_core import SpecError, checkerboard_index, get_kind
 
+from .conftest import fit_channels
+
 skimage = pytest.importorskip("skimage")
 from skimage import data as skdata  # noqa: E402
 from skimage.transform import resize  # noqa: E402
@@ -51,9 +53,10 @@ def index_at_init(kind: str, init: str, photo: torch.Tensor, kernel_size=None, s
 def test_every_init_a_module_lists_builds_and_the_default_is_first(kind):
     cls = MODULES[kind]
     assert cls.inits and len(set(cls.inits)) == len(cls.inits)
-    assert cls(2, 3).init == cls.inits[0]
+    channels = fit_channels(kind, 2, 3)
+    assert cls(*channels).init == cls.inits[0]
     for init in cls.inits:
-        assert cls(2, 3, init=init).init == init
+        assert cls(*channels, init=init).init == init
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -68,7 +71,7 @@ def test_the_core_registry_lists_the_modules_inits_default_first(kind):
 def test_an_unknown_init_raises_spec_error_listing_the_valid_names(kind):
     cls = MODULES[kind]
     with pytest.raises(SpecError, match=f"unknown init 'xavier'; expected one of {cls.inits[0]}"):
-        cls(2, 3, init="xavier")
+        cls(*fit_channels(kind, 2, 3), init="xavier")
 
 
 @pytest.mark.parametrize("kind,init", ARTIFACT_FREE)

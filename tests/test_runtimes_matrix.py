@@ -47,8 +47,8 @@ def _consumers_installed():
 
 def _kernels(info: pc.KindInfo) -> list[int]:
     """The kind's default kernel and its smallest odd kernel >= 3 (DCL: 6 and 3, asymmetric pads);
-    a kind without a kernel size to choose: its one kernel."""
-    return fit_kernels(info.name, sorted({info.default_kernel, max(3, info.min_kernel) | 1}))
+    a kind with no kernel to choose: its one."""
+    return sorted(set(fit_kernels(info.name, [info.default_kernel, max(3, info.min_kernel) | 1])))
 
 
 def _cases() -> list[tuple[str, int, str, str | None]]:
@@ -67,8 +67,8 @@ IDS = [f"{kind}-k{k}-{form}-{il or 'na'}" for kind, k, form, il in CASES]
 
 
 def _weights(kind: str, k: int) -> dict[str, np.ndarray]:
-    cin, c = fit_channels(kind, SHAPE[1], 3)  # C = Cin for the kinds that keep the channels
-    return pc.LayerSpec(kind, cin, c, k, bias=True).random_weights(0)
+    # With a bias, a kind without weights (bilinear) is read from the bias and its channel rule.
+    return pc.LayerSpec(kind, *fit_channels(kind, SHAPE[1], 3), k, bias=True).random_weights(0)
 
 
 def _assert_all_pass(report) -> None:
