@@ -16,6 +16,9 @@ from .conftest import fit_channels
 ALLOWED_OPS = {
     "Add", "Concat", "ConstantOfShape", "Conv", "ConvTranspose", "DepthToSpace", "Identity",
     "Pad", "Reshape", "Resize", "Shape", "Slice", "Split", "Sum", "Unsqueeze",
+    # sampling at computed positions (DySample): integer pixel indices, Gather, or GridSample
+    "Cast", "Constant", "Div", "Floor", "Gather", "GridSample", "Max", "Min", "Mul", "Range",
+    "Squeeze", "Sub", "Transpose",
 }
 
 ALL = [

@@ -36,6 +36,8 @@ ALLOWED_OPS = {
     "Add", "Concat", "Conv", "ConvTranspose", "DepthToSpace", "Gemm", "MatMul", "MaxPool", "Mul",
     "Relu", "Reshape", "Sigmoid", "Identity", "Shape", "Gather", "Unsqueeze", "Slice", "Cast",
     "Constant", "Flatten", "Split", "Pad",
+    # DySample's efficient form: integer pixel indices, Gather of the four neighbours
+    "Div", "Floor", "Max", "Min", "Range", "Squeeze", "Sub", "Transpose",
 }
 
 

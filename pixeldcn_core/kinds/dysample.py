@@ -121,22 +121,21 @@ def dysample_grid_sample(
     def f32(t: str) -> str:
         return b.op("Cast", [t], {"to": TensorProto.FLOAT}) if half else t
 
-    def const_f32(v: float) -> str:
-        return b.initializer(np.array([v], dtype=np.float32), "float", cast=False)
-
     hw = b.op("Shape", [x], {"start": 2})  # [H, W]
     h, wd = (b.op("Slice", [hw, _const(b, [i], "starts"), _const(b, [i + 1], "ends")])
              for i in (0, 1))  # [1] each
 
     def grid(offset: str, size: str, axis_shape: list[int]) -> str:
-        # 2 (j + 1/2 + o) / S - 1 = ((2 j + 1) / S - 1) + o (2 / S), j the input pixel
+        # 2 (j + 1/2 + o) / S - 1 = (2 j + 1 - S) / S + o (2 / S), j the input pixel: integers
+        # cast to float32 (no float constant, so a float16 graph holds float16 weights only)
         j = _input_index(b, size)  # [2S] int64
+        two = _scalar_i(b, 2)
         s = b.op("Cast", [size], {"to": TensorProto.FLOAT})  # [1]
-        centre = b.op("Cast", [b.op("Add", [b.op("Mul", [j, _scalar_i(b, 2)]), _scalar_i(b, 1)])],
-                      {"to": TensorProto.FLOAT})  # 2 j + 1
-        base = b.op("Sub", [b.op("Div", [centre, s]), const_f32(1.0)])
+        numerator = b.op("Sub", [b.op("Add", [b.op("Mul", [j, two]), _scalar_i(b, 1)]), size])
+        base = b.op("Div", [b.op("Cast", [numerator], {"to": TensorProto.FLOAT}), s])
         base = b.op("Reshape", [base, _const(b, axis_shape, "shape")])
-        return b.op("Add", [base, b.op("Mul", [f32(offset), b.op("Div", [const_f32(2.0), s])])])
+        step = b.op("Div", [b.op("Cast", [two], {"to": TensorProto.FLOAT}), s])  # 2 / S
+        return b.op("Add", [base, b.op("Mul", [f32(offset), step])])
 
     gx = grid(ox, wd, [1, 1, 1, -1])  # (N, G, 2H, 2W) float32
     gy = grid(oy, h, [1, 1, -1, 1])
