@@ -158,6 +158,14 @@ def test_at_opset_20_the_grid_sample_form_runs_on_the_reference_evaluator_too():
     assert report.passed and {r.status for r in report.results} == {"pass"}, str(report)
 
 
+def test_the_float16_grid_sample_form_runs_on_ort_openvino_and_tract():
+    """Float16 in and out, the grid and GridSample in float32 between two Casts."""
+    _, report = check_layer(KIND, _weights(4), ("ort", "openvino", "tract"), input_shape=(2, 4, 6, 8),
+                            form="faithful", dtype="float16")
+    assert report.precision == "float16"
+    assert report.passed and {r.status for r in report.results} == {"pass"}, str(report)
+
+
 def test_the_grid_sample_form_refuses_an_opset_without_grid_sample():
     b = pc.GraphBuilder()
     b.opset = 15  # older than any supported opset: the guard for when SUPPORTED_OPSETS widens
