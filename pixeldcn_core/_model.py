@@ -43,8 +43,8 @@ def build_layer_model(
             DepthToSpace) or "concat" (Unsqueeze/Concat/Reshape; faster on onnxruntime CPU);
             ``None``: the target's (depth_to_space for onnxruntime).
         target: the ONNX consumer the model is for: "onnxruntime" (``None``, the default: its
-            fastest forms), "openvino", "tract", "onnx2torch" or "any" (runs on all of them);
-            see ``pixeldcn_core.TARGETS``.
+            fastest forms), "openvino", "tract", "onnx2torch", "tensorrt" (no GridSample) or
+            "any" (runs on all of them); see ``pixeldcn_core.TARGETS``.
         in_channels: the input's channels; needed only for a kind without weights
             (``KindInfo.weightless``, e.g. fixed bilinear x2), where the weights cannot tell.
 

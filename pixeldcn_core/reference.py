@@ -29,6 +29,9 @@ __all__ = [
     "dcl",
     "dcl_padding",
     "conv2d_s2_same",
+    "dysample",
+    "dysample_groups",
+    "dysample_init_pos",
     "interleave",
     "ipixel_cl",
     "ipixel_dcl",
@@ -338,6 +341,97 @@ def carafe(
             i, j = oy // 2, ox // 2  # the input pixel this output pixel comes from
             patch = xp[:, :, i : i + k, j : j + k].reshape(n, c, k * k)  # taps (dy + r, dx + r)
             y[:, :, oy, ox] = np.einsum("nct,nt->nc", patch, kernels[:, :, oy, ox])
+    return _add_bias(y, bias)
+
+
+#: DySample's offset scope: offsets are ``0.25 * conv1x1(x)`` (the paper's static scope factor).
+DYSAMPLE_SCOPE = 0.25
+
+
+def dysample_groups(channels: int) -> int:
+    """DySample's sampling groups for ``channels``: 4 (the authors' default) when it divides C,
+    else the largest of 2 and 1 that does. Each group of ``C / groups`` channels shares one set
+    of sampling positions."""
+    return math.gcd(int(channels), 4)
+
+
+def dysample_init_pos(groups: int) -> np.ndarray:
+    """The authors' ``_init_pos`` for scale 2: ``[2 * groups * 4]``, channel
+    ``c * 4 groups + 4 g + 2 a + b`` holds the sub-pixel position of output phase ``(a, b)``,
+    in input pixels: ``(b - 1/2) / 2`` for ``c = 0`` (x), ``(a - 1/2) / 2`` for ``c = 1`` (y).
+    With zero offsets, output ``(2i + a, 2j + b)`` samples input ``(i + (a - 1/2) / 2,
+    j + (b - 1/2) / 2)``: bilinear x2 with half-pixel centres."""
+    pos = np.zeros((2, groups, 2, 2), dtype=np.float64)  # (c, g, a, b)
+    for a in (0, 1):
+        for b in (0, 1):
+            pos[0, :, a, b] = (b - 0.5) / 2
+            pos[1, :, a, b] = (a - 0.5) / 2
+    return pos.reshape(-1)
+
+
+def dysample(x: Any, offset_weight: Any, offset_bias: Any, bias: Any = None) -> np.ndarray:
+    """DySample, x2, "lp" style with the static scope factor (Liu et al. 2023, the authors'
+    ``DySample(in_channels, scale=2, style="lp", groups, dyscope=False)``): C = Cin.
+
+    Written as the authors' code computes it::
+
+        o = 0.25 * conv1x1(x, offset_weight, offset_bias) + init_pos      # [N, 8G, H, W]
+        o = pixel_shuffle(o)                                               # [N, 2G, 2H, 2W]
+        # output (2i + a, 2j + b), group g: x offset o[:, g], y offset o[:, G + g]
+        px = j + 1/2 + o[:, g];  py = i + 1/2 + o[:, G + g]                # input pixel units
+        grid = (2 px / W - 1, 2 py / H - 1)                                # normalised
+        y[:, group g] = grid_sample(x[:, group g], grid, mode="bilinear",
+                                    align_corners=False, padding_mode="border")
+
+    ``grid_sample`` with ``align_corners=False`` maps the normalised grid back to the input
+    index ``ix = ((gx + 1) W - 1) / 2 = px - 1/2`` (pixel ``j`` has its centre at ``j + 1/2``);
+    ``padding_mode="border"`` clamps ``ix`` to ``[0, W - 1]`` (``iy`` to ``[0, H - 1]``); then
+    ``y = sum (1 - |ix - u|)(1 - |iy - v|) x[v, u]`` over the four pixels ``u in {floor(ix),
+    floor(ix) + 1}``, ``v`` likewise (a neighbour past the border has weight 0). With zero
+    offsets this is bilinear x2 (half-pixel centres, edge clamped): ``init_pos`` places output
+    ``(2i + a, 2j + b)`` at input ``(i + (a - 1/2) / 2, j + (b - 1/2) / 2)``.
+
+    Groups: channels ``g C/G .. (g + 1) C/G - 1`` form group ``g`` (:func:`dysample_groups`).
+
+    Args:
+        x: ``[N, C, H, W]``.
+        offset_weight: ``[8 G, C, 1, 1]``, the offset conv; output channel ``c 4G + 4g + 2a + b``
+            is coordinate ``c`` (0: x, 1: y) of group ``g`` at phase ``(a, b)``.
+        offset_bias: ``[8 G]``.
+        bias: optional ``[C]``, added to the output.
+
+    Returns:
+        ``[N, C, 2H, 2W]`` float64.
+    """
+    w = _as64("offset_weight", offset_weight)
+    ob = _as64("offset_bias", offset_bias)
+    LayerSpec.from_weights("dysample", {"offset_weight": w, "offset_bias": ob})
+    x64 = _check_input(x, w.shape[1])
+    n, c, h, wd = x64.shape
+    groups = w.shape[0] // 8
+    cg = c // groups
+    o = np.einsum("nihw,oi->nohw", x64, w[:, :, 0, 0]) + ob[None, :, None, None]
+    o = DYSAMPLE_SCOPE * o + dysample_init_pos(groups)[None, :, None, None]
+    o = pixel_shuffle(o)  # (N, 2G, 2H, 2W): channel c G + g
+    cols = np.arange(2 * wd) // 2  # input column j of output column 2j + b
+    rows = np.arange(2 * h) // 2
+    y = np.zeros((n, c, 2 * h, 2 * wd), dtype=np.float64)
+    for g in range(groups):
+        gx = 2 * (cols[None, None, :] + 0.5 + o[:, g]) / wd - 1  # (N, 2H, 2W)
+        gy = 2 * (rows[None, :, None] + 0.5 + o[:, groups + g]) / h - 1
+        ix = np.clip(((gx + 1) * wd - 1) / 2, 0, wd - 1)  # align_corners=False, border
+        iy = np.clip(((gy + 1) * h - 1) / 2, 0, h - 1)
+        x0, y0 = np.floor(ix).astype(np.int64), np.floor(iy).astype(np.int64)
+        fx, fy = ix - x0, iy - y0
+        x1, y1 = np.minimum(x0 + 1, wd - 1), np.minimum(y0 + 1, h - 1)  # weight 0 when clipped
+        for b_ in range(n):
+            xs = x64[b_, g * cg : (g + 1) * cg]  # (Cg, H, W)
+            u0, u1, v0, v1 = x0[b_], x1[b_], y0[b_], y1[b_]  # (2H, 2W) each
+            ax, ay = fx[b_], fy[b_]
+            y[b_, g * cg : (g + 1) * cg] = (
+                (1 - ay) * (1 - ax) * xs[:, v0, u0] + (1 - ay) * ax * xs[:, v0, u1]
+                + ay * (1 - ax) * xs[:, v1, u0] + ay * ax * xs[:, v1, u1]
+            )
     return _add_bias(y, bias)
 
 

@@ -36,6 +36,8 @@ from .conftest import assert_close_to_reference, fit_channels, fit_hw, run_onnx
 NETWORK_OPS = {
     "Add", "Concat", "Conv", "Gemm", "MatMul", "MaxPool", "Mul", "Relu", "Reshape", "Sigmoid",
     "Identity", "Shape", "Gather", "Unsqueeze", "Slice", "Cast", "Constant", "Flatten", "Split",
+    # DySample's efficient form: integer pixel indices, Gather of the four neighbours
+    "Div", "Floor", "Max", "Min", "Range", "Squeeze", "Sub", "Transpose",
 }
 
 

@@ -164,6 +164,8 @@ def test_state_dict_keys_follow_the_papers_parameterisation(kind):
         assert keys == {"conv1.weight", "conv2.weight", "conv3.weight", "bias"}
     elif kind == "ipixel_cl":  # w1..w4 (the authors' conv1, conv2, conv4, conv5)
         assert keys == {"conv1.weight", "conv2.weight", "conv3.weight", "conv4.weight", "bias"}
+    elif kind == "dysample":  # the authors' offset conv (nn.Conv2d named offset)
+        assert keys == {"offset.weight", "offset.bias", "bias"}
     else:
         assert keys == {"weight", "bias"}
     shapes = {k: v.shape for k, v in layer.onnx_weights().items()}
