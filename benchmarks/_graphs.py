@@ -408,6 +408,10 @@ def activation_memory(model: onnx.ModelProto, input_shapes: Mapping[str, Sequenc
     (and every network) gets it without code of its own."""
     m = _inferred_at(model, input_shapes)
     shapes = _value_shapes(m)
+    unknown = [o for n in m.graph.node if n.op_type != "Constant" for o in n.output
+               if o and (o not in shapes or min(shapes[o][0], default=0) < 0)]
+    if unknown:  # sizes that depend on computed values (a Range over Shape, say): run it
+        shapes.update(_run_shapes(m, input_shapes, unknown))
     consts = {t.name for t in m.graph.initializer}
     outputs = {o.name for o in m.graph.output}
 
@@ -449,6 +453,36 @@ def activation_memory(model: onnx.ModelProto, input_shapes: Mapping[str, Sequenc
                 live.pop(name, None)
     out_bytes = sum(nbytes(o) or 0 for o in outputs)
     return ActivationMemory(largest, largest_name, largest_op, peak, out_bytes)
+
+
+def _run_shapes(m: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]], names: list[str]
+                ) -> dict[str, tuple[list[int], int]]:
+    """Shapes and element types of ``names`` in ``m``, from one onnxruntime run on zero inputs of
+    ``input_shapes``; empty when onnxruntime is missing or the run fails. For tensors whose size
+    shape inference cannot tell because it depends on values computed in the graph (e.g. a
+    ``Range`` over a ``Shape``, as DySample's Gather form builds its pixel indices)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(m)
+    have = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names if n not in have)
+    consts = {t.name for t in probe.graph.initializer}
+    feeds = {}
+    for inp in probe.graph.input:
+        if inp.name in consts:
+            continue
+        dtype = helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
+        feeds[inp.name] = np.zeros(tuple(input_shapes[inp.name]), dtype)
+    try:
+        sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        values = sess.run(names, feeds)
+    except Exception:  # the sizes stay unknown, as without the run
+        return {}
+    return {n: (list(v.shape), int(helper.np_dtype_to_tensor_dtype(v.dtype)))
+            for n, v in zip(names, values, strict=True)}
 
 
 def conv_macs(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]
