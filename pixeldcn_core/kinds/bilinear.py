@@ -23,6 +23,7 @@ import numpy as np
 from .. import reference as ref
 from .._builder import GraphBuilder
 from .._specs import KindInfo, LayerSpec, register_kind
+from ._ops import add_bias, int64_const
 
 __all__ = ["emit_bilinear_x2", "emit_resize_x2", "phase_stencils"]
 
@@ -47,7 +48,7 @@ def emit_bilinear_x2(b: GraphBuilder, x: str, channels: int, *, group_in: int = 
     groups = channels // group_in
     w = np.repeat(phase_stencils()[:, None], group_in, axis=1)  # [4, group_in, 3, 3]
     w = np.tile(w, (groups, 1, 1, 1))  # [4 * groups, group_in, 3, 3]: channel 4c + 2a + b
-    pads = b.initializer(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads", cast=False)
+    pads = int64_const(b, [0, 0, 1, 1, 0, 0, 1, 1], "pads")
     padded = b.op("Pad", [x, pads], {"mode": "edge"})  # (N, channels, H + 2, W + 2)
     inputs = [padded, b.initializer(w, "bilinear")]
     if bias is not None:
@@ -64,12 +65,6 @@ def emit_resize_x2(b: GraphBuilder, x: str) -> str:
                 {"mode": "linear", "coordinate_transformation_mode": "half_pixel"})
 
 
-def add_channel_bias(b: GraphBuilder, y: str, bias: np.ndarray | None) -> str:
-    if bias is None:
-        return y
-    return b.op("Add", [y, b.initializer(bias.reshape(1, -1, 1, 1), "bias")])
-
-
 def bilinear_efficient(
     b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
 ) -> str:
@@ -81,7 +76,7 @@ def bilinear_faithful(
     b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray], interleave: str
 ) -> str:
     """Resize(linear, half_pixel) x2 (+ bias)."""
-    return add_channel_bias(b, emit_resize_x2(b, x), w.get("bias"))
+    return add_bias(b, emit_resize_x2(b, x), w.get("bias"))
 
 
 register_kind(KindInfo(

@@ -15,17 +15,14 @@ import numpy as np
 from .. import reference as ref
 from .._builder import GraphBuilder
 from .._specs import KindInfo, LayerSpec, register_kind
+from ._ops import conv, same_pads
 from .bilinear import emit_bilinear_x2, emit_resize_x2
 
 __all__: list[str] = []
 
 
 def _conv_same(b: GraphBuilder, x: str, w: np.ndarray, bias: np.ndarray | None) -> str:
-    k = int(w.shape[2])
-    inputs = [x, b.initializer(w, "w")]
-    if bias is not None:
-        inputs.append(b.initializer(bias, "b"))
-    return b.op("Conv", inputs, {"kernel_shape": [k, k], "pads": [k // 2] * 4, "strides": [1, 1]})
+    return conv(b, x, w, same_pads(int(w.shape[2])), bias)
 
 
 def bilinear_conv_efficient(

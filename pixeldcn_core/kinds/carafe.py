@@ -37,6 +37,7 @@ from .. import reference as ref
 from .._builder import GraphBuilder
 from .._errors import SpecError, WeightError
 from .._specs import KindInfo, LayerSpec, register_kind
+from ._ops import add_bias, conv, int64_const, same_pads
 
 __all__ = [
     "DEFAULT_ENCODER_KERNEL",
@@ -91,18 +92,11 @@ def _fan_in(name: str, shape: tuple[int, ...]) -> int:
 
 
 # -- emitters -------------------------------------------------------------------------------------
-def _ints(b: GraphBuilder, values: list[int], hint: str) -> str:
-    return b.initializer(np.array(values, dtype=np.int64), hint, cast=False)
-
-
 def _kernel_logits(b: GraphBuilder, x: str, w: Mapping[str, np.ndarray]) -> tuple[str, int]:
     """Compressor and encoder: ``[N, 4 k^2, H, W]`` logits (channel 4t + phase) and k."""
     wc, we = w["compressor_weight"], w["encoder_weight"]
-    z = b.op("Conv", [x, b.initializer(wc, "compressor_w"), b.initializer(w["compressor_bias"], "b")],
-             {"kernel_shape": [1, 1], "pads": [0, 0, 0, 0], "strides": [1, 1]})
-    ke = int(we.shape[2])
-    logits = b.op("Conv", [z, b.initializer(we, "encoder_w"), b.initializer(w["encoder_bias"], "b")],
-                  {"kernel_shape": [ke, ke], "pads": [ke // 2] * 4, "strides": [1, 1]})
+    z = conv(b, x, wc, [0, 0, 0, 0], w["compressor_bias"], hint="compressor_w")
+    logits = conv(b, z, we, same_pads(int(we.shape[2])), w["encoder_bias"], hint="encoder_w")
     return logits, math.isqrt(int(we.shape[0]) // 4)
 
 
@@ -110,26 +104,20 @@ def _shifted(b: GraphBuilder, xp: str, k: int) -> Iterator[str]:
     """The ``k^2`` copies ``x_t[i, j] = x[i + dy, j + dx]`` (zero outside) of ``x`` padded by
     ``k // 2``, tap by tap (so that a consumer running nodes in order frees each after use):
     Slices with constant starts and ends, so H and W stay dynamic."""
-    axes = _ints(b, [2, 3], "axes")
+    axes = int64_const(b, [2, 3], "axes")
     for dy in range(k):
         for dx in range(k):
             # x_t spans padded rows dy .. dy + H - 1, i.e. up to (H + k - 1) - (k - 1 - dy).
             ends = [dy - (k - 1) if dy < k - 1 else _BIG, dx - (k - 1) if dx < k - 1 else _BIG]
-            yield b.op("Slice", [xp, _ints(b, [dy, dx], "starts"), _ints(b, ends, "ends"), axes])
+            yield b.op("Slice", [xp, int64_const(b, [dy, dx], "starts"), int64_const(b, ends, "ends"), axes])
 
 
 def _pad(b: GraphBuilder, x: str, r: int) -> str:
-    return b.op("Pad", [x, _ints(b, [0, 0, r, r, 0, 0, r, r], "pads")], {"mode": "constant"})
+    return b.op("Pad", [x, int64_const(b, [0, 0, r, r, 0, 0, r, r], "pads")], {"mode": "constant"})
 
 
 def _hw(b: GraphBuilder, t: str) -> str:
     return b.op("Shape", [t], {"start": 2})
-
-
-def _add_bias(b: GraphBuilder, y: str, bias: np.ndarray | None) -> str:
-    if bias is None:
-        return y
-    return b.op("Add", [y, b.initializer(bias.reshape(1, -1, 1, 1), "bias")])
 
 
 def carafe_efficient(
@@ -139,18 +127,18 @@ def carafe_efficient(
     ``x_t [N, C, 1, H, W] * kernel_t [N, 1, 4, H, W]`` added up; one DepthToSpace (CRD)."""
     logits, k = _kernel_logits(b, x, w)
     hw = _hw(b, x)
-    shape5 = b.op("Concat", [_ints(b, [0, k * k, 4], "shape"), hw], {"axis": 0})
+    shape5 = b.op("Concat", [int64_const(b, [0, k * k, 4], "shape"), hw], {"axis": 0})
     kernels = b.op("Softmax", [b.op("Reshape", [logits, shape5])], {"axis": 1})  # (N, k^2, 4, H, W)
-    one, two = _ints(b, [1], "axes"), _ints(b, [2], "axes")
+    one, two = int64_const(b, [1], "axes"), int64_const(b, [2], "axes")
     acc = None
     for t, xt in enumerate(_shifted(b, _pad(b, x, k // 2), k)):
-        kt = b.op("Slice", [kernels, _ints(b, [t], "starts"), _ints(b, [t + 1], "ends"), one])
+        kt = b.op("Slice", [kernels, int64_const(b, [t], "starts"), int64_const(b, [t + 1], "ends"), one])
         term = b.op("Mul", [b.op("Unsqueeze", [xt, two]), kt])  # (N, C, 4, H, W)
         acc = term if acc is None else b.op("Add", [acc, term])
     assert acc is not None
-    flat = b.op("Reshape", [acc, b.op("Concat", [_ints(b, [0, -1], "shape"), hw], {"axis": 0})])
+    flat = b.op("Reshape", [acc, b.op("Concat", [int64_const(b, [0, -1], "shape"), hw], {"axis": 0})])
     y = b.op("DepthToSpace", [flat], {"blocksize": 2, "mode": "CRD"})  # channel 4c + 2a + b
-    return _add_bias(b, y, w.get("bias"))
+    return add_bias(b, y, w.get("bias"))
 
 
 def carafe_faithful(
@@ -162,20 +150,20 @@ def carafe_faithful(
     c = spec.in_channels
     kernels = b.op("Softmax", [b.op("DepthToSpace", [logits], {"blocksize": 2, "mode": "CRD"})],
                    {"axis": 1})  # (N, k^2, 2H, 2W)
-    two = _ints(b, [2], "axes")
+    two = int64_const(b, [2], "axes")
     stack = b.op("Concat", [b.op("Unsqueeze", [xt, two]) for xt in _shifted(b, _pad(b, x, k // 2), k)],
                  {"axis": 2})  # (N, C, k^2, H, W)
-    flat = b.op("Reshape", [stack, b.op("Concat", [_ints(b, [0, c * k * k], "shape"), _hw(b, x)],
+    flat = b.op("Reshape", [stack, b.op("Concat", [int64_const(b, [0, c * k * k], "shape"), _hw(b, x)],
                                         {"axis": 0})])  # (N, C k^2, H, W)
     scales = b.initializer(np.array([1, 1, 2, 2], dtype=np.float32), "scales", cast=False)
     up = b.op("Resize", [flat, "", scales],
               {"mode": "nearest", "nearest_mode": "floor",
                "coordinate_transformation_mode": "asymmetric"})  # (N, C k^2, 2H, 2W)
     hw2 = _hw(b, up)
-    up5 = b.op("Reshape", [up, b.op("Concat", [_ints(b, [0, c, k * k], "shape"), hw2], {"axis": 0})])
-    prod = b.op("Mul", [up5, b.op("Unsqueeze", [kernels, _ints(b, [1], "axes")])])
+    up5 = b.op("Reshape", [up, b.op("Concat", [int64_const(b, [0, c, k * k], "shape"), hw2], {"axis": 0})])
+    prod = b.op("Mul", [up5, b.op("Unsqueeze", [kernels, int64_const(b, [1], "axes")])])
     y = b.op("ReduceSum", [prod, two], {"keepdims": 0})  # (N, C, 2H, 2W)
-    return _add_bias(b, y, w.get("bias"))
+    return add_bias(b, y, w.get("bias"))
 
 
 

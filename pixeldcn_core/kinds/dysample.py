@@ -32,6 +32,7 @@ from .. import reference as ref
 from .._builder import GraphBuilder
 from .._errors import SpecError, WeightError
 from .._specs import KindInfo, LayerSpec, register_kind
+from ._ops import add_bias, conv, int64_const
 
 __all__ = ["GRID_SAMPLE_OPSET", "dysample_gather", "dysample_grid_sample"]
 
@@ -43,10 +44,6 @@ def _groups(spec: LayerSpec) -> int:
     return ref.dysample_groups(spec.in_channels)
 
 
-def _const(b: GraphBuilder, values: list[int], hint: str) -> str:
-    return b.initializer(np.array(values, dtype=np.int64), hint, cast=False)
-
-
 def _offsets(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray]) -> str:
     """``pixel_shuffle(0.25 conv1x1(x) + init_pos)``: ``[N, 2G, 2H, 2W]``, channel ``c G + g``
     (c = 0: x, 1: y) in input pixels. The 0.25 (a power of 2: exact) and ``init_pos`` are folded
@@ -55,16 +52,15 @@ def _offsets(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarra
     scope = ref.DYSAMPLE_SCOPE
     weight = w["offset_weight"].astype(np.float64) * scope
     bias = w["offset_bias"].astype(np.float64) * scope + ref.dysample_init_pos(g)
-    o = b.op("Conv", [x, b.initializer(weight, "offset_w"), b.initializer(bias, "offset_b")],
-             {"kernel_shape": [1, 1], "pads": [0, 0, 0, 0], "strides": [1, 1]})  # (N, 8G, H, W)
+    o = conv(b, x, weight, [0, 0, 0, 0], bias, hint="offset_w")  # (N, 8G, H, W)
     return b.op("DepthToSpace", [o], {"blocksize": 2, "mode": "CRD"})  # (N, 2G, 2H, 2W)
 
 
 def _split_xy(b: GraphBuilder, off: str, g: int) -> tuple[str, str]:
     """``[N, 2G, 2H, 2W]`` -> x and y offsets ``[N, G, 2H, 2W]`` (Slice: Split changed at 18)."""
-    axis = _const(b, [1], "axes")
-    ox = b.op("Slice", [off, _const(b, [0], "starts"), _const(b, [g], "ends"), axis])
-    oy = b.op("Slice", [off, _const(b, [g], "starts"), _const(b, [2 * g], "ends"), axis])
+    axis = int64_const(b, [1], "axes")
+    ox = b.op("Slice", [off, int64_const(b, [0], "starts"), int64_const(b, [g], "ends"), axis])
+    oy = b.op("Slice", [off, int64_const(b, [g], "starts"), int64_const(b, [2 * g], "ends"), axis])
     return ox, oy
 
 
@@ -74,7 +70,7 @@ def _range(b: GraphBuilder, size: str) -> str:
     def scalar(v: int) -> str:
         return b.op("Constant", [], {"value": numpy_helper.from_array(np.array(v, np.int64), "")})
 
-    return b.op("Range", [scalar(0), b.op("Squeeze", [size, _const(b, [0], "axes")]), scalar(1)])
+    return b.op("Range", [scalar(0), b.op("Squeeze", [size, int64_const(b, [0], "axes")]), scalar(1)])
 
 
 def _input_index(b: GraphBuilder, size: str) -> str:
@@ -85,10 +81,7 @@ def _input_index(b: GraphBuilder, size: str) -> str:
 
 
 def _finish(b: GraphBuilder, y: str, w: Mapping[str, np.ndarray]) -> str:
-    bias = w.get("bias")
-    if bias is None:
-        return y
-    return b.op("Add", [y, b.initializer(bias.reshape(1, -1, 1, 1), "bias")])
+    return add_bias(b, y, w.get("bias"))
 
 
 def dysample_grid_sample(
@@ -124,7 +117,7 @@ def dysample_grid_sample(
         return b.op("Cast", [t], {"to": TensorProto.FLOAT}) if half else t
 
     hw = b.op("Shape", [x], {"start": 2})  # [H, W]
-    h, wd = (b.op("Slice", [hw, _const(b, [i], "starts"), _const(b, [i + 1], "ends")])
+    h, wd = (b.op("Slice", [hw, int64_const(b, [i], "starts"), int64_const(b, [i + 1], "ends")])
              for i in (0, 1))  # [1] each
 
     def grid(offset: str, size: str, axis_shape: list[int]) -> str:
@@ -135,26 +128,26 @@ def dysample_grid_sample(
         s = b.op("Cast", [size], {"to": TensorProto.FLOAT})  # [1]
         numerator = b.op("Sub", [b.op("Add", [b.op("Mul", [j, two]), _scalar_i(b, 1)]), size])
         base = b.op("Div", [b.op("Cast", [numerator], {"to": TensorProto.FLOAT}), s])
-        base = b.op("Reshape", [base, _const(b, axis_shape, "shape")])
+        base = b.op("Reshape", [base, int64_const(b, axis_shape, "shape")])
         step = b.op("Div", [b.op("Cast", [two], {"to": TensorProto.FLOAT}), s])  # 2 / S
         return b.op("Add", [base, b.op("Mul", [f32(offset), step])])
 
     gx = grid(ox, wd, [1, 1, 1, -1])  # (N, G, 2H, 2W) float32
     gy = grid(oy, h, [1, 1, -1, 1])
-    last = _const(b, [4], "axes")
+    last = int64_const(b, [4], "axes")
     xy = b.op("Concat", [b.op("Unsqueeze", [gx, last]), b.op("Unsqueeze", [gy, last])],
               {"axis": 4})  # (N, G, 2H, 2W, 2): (x, y) as grid_sample reads them
     out_hw = b.op("Shape", [gx], {"start": 2})  # [2H, 2W]
-    grid_shape = b.op("Concat", [_const(b, [-1], "shape"), out_hw, _const(b, [2], "shape")],
+    grid_shape = b.op("Concat", [int64_const(b, [-1], "shape"), out_hw, int64_const(b, [2], "shape")],
                       {"axis": 0})
     grid4 = b.op("Reshape", [xy, grid_shape])  # (N G, 2H, 2W, 2)
-    xg = b.op("Reshape", [f32(x), _const(b, [-1, c // g, 0, 0], "shape")])  # (N G, C/G, H, W)
+    xg = b.op("Reshape", [f32(x), int64_const(b, [-1, c // g, 0, 0], "shape")])  # (N G, C/G, H, W)
     mode = "linear" if b.opset >= 20 else "bilinear"  # GridSample-20 renamed the mode
     y = b.op("GridSample", [xg, grid4],
              {"align_corners": 0, "mode": mode, "padding_mode": "border"})  # (N G, C/G, 2H, 2W)
     if half:
         y = b.op("Cast", [y], {"to": b.elem_type})
-    y_shape = b.op("Concat", [_const(b, [-1, c], "shape"), out_hw], {"axis": 0})
+    y_shape = b.op("Concat", [int64_const(b, [-1, c], "shape"), out_hw], {"axis": 0})
     return _finish(b, b.op("Reshape", [y, y_shape]), w)  # (N, C, 2H, 2W)
 
 
@@ -190,7 +183,7 @@ def dysample_gather(
     cg = c // g
     ox, oy = _split_xy(b, _offsets(b, x, spec, w), g)
     shape_x = b.op("Shape", [x])  # [N, C, H, W]
-    n, h, wd = (b.op("Slice", [shape_x, _const(b, [i], "starts"), _const(b, [i + 1], "ends")])
+    n, h, wd = (b.op("Slice", [shape_x, int64_const(b, [i], "starts"), int64_const(b, [i + 1], "ends")])
                 for i in (0, 2, 3))  # [1] each, int64
 
     def floor_frac(o: str) -> tuple[str, str]:
@@ -199,8 +192,8 @@ def dysample_gather(
 
     dx, fx = floor_frac(ox)  # (N, G, 2H, 2W)
     dy, fy = floor_frac(oy)
-    cols = b.op("Reshape", [_input_index(b, wd), _const(b, [1, 1, 1, -1], "shape")])  # [2W]
-    rows = b.op("Reshape", [_input_index(b, h), _const(b, [1, 1, -1, 1], "shape")])  # [2H]
+    cols = b.op("Reshape", [_input_index(b, wd), int64_const(b, [1, 1, 1, -1], "shape")])  # [2W]
+    rows = b.op("Reshape", [_input_index(b, h), int64_const(b, [1, 1, -1, 1], "shape")])  # [2H]
     one, zero = _scalar_i(b, 1), _scalar_i(b, 0)
     w_last = b.op("Sub", [wd, one])
     h_last = b.op("Sub", [h, one])
@@ -216,12 +209,12 @@ def dysample_gather(
     hw_size = b.op("Mul", [h, wd])  # [1]
     ng = b.op("Mul", [n, _scalar_i(b, g)])
     start = _range(b, ng)  # [N G]
-    base = b.op("Reshape", [b.op("Mul", [start, hw_size]), _const(b, [-1, g, 1, 1], "shape")])
+    base = b.op("Reshape", [b.op("Mul", [start, hw_size]), int64_const(b, [-1, g, 1, 1], "shape")])
     rows_at = [b.op("Add", [base, b.op("Mul", [vv, wd])]) for vv in v]  # (N, G, 2H, 2W)
-    pixels = b.op("Transpose", [b.op("Reshape", [x, _const(b, [0, g, cg, -1], "shape")])],
+    pixels = b.op("Transpose", [b.op("Reshape", [x, int64_const(b, [0, g, cg, -1], "shape")])],
                   {"perm": [0, 1, 3, 2]})  # (N, G, H W, C/G)
-    pixels = b.op("Reshape", [pixels, _const(b, [-1, cg], "shape")])  # (N G H W, C/G)
-    last = _const(b, [4], "axes")
+    pixels = b.op("Reshape", [pixels, int64_const(b, [-1, cg], "shape")])  # (N G H W, C/G)
+    last = int64_const(b, [4], "axes")
     one_f = _scalar_f(b, 1.0)
     wx = [b.op("Sub", [one_f, fx]), fx]  # (N, G, 2H, 2W): weights of u0, u1
     wy = [b.op("Sub", [one_f, fy]), fy]
@@ -236,7 +229,7 @@ def dysample_gather(
             y5 = term if not y5 else b.op("Add", [y5, term])
     y5 = b.op("Transpose", [y5], {"perm": [0, 1, 4, 2, 3]})  # (N, G, C/G, 2H, 2W)
     out_hw = b.op("Shape", [fx], {"start": 2})  # [2H, 2W]
-    y_shape = b.op("Concat", [_const(b, [0, c], "shape"), out_hw], {"axis": 0})
+    y_shape = b.op("Concat", [int64_const(b, [0, c], "shape"), out_hw], {"axis": 0})
     return _finish(b, b.op("Reshape", [y5, y_shape]), w)  # (N, C, 2H, 2W)
 
 
