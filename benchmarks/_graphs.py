@@ -6,6 +6,8 @@
   to find the fastest one for the core's emitter.
 - :func:`node_models`: a model split into one single-node model per node, fed with the real
   intermediate tensors, to see which part of a layer dominates its time.
+- :func:`conv_macs` and :func:`activation_memory`: MACs and activation bytes of any model at a
+  concrete input size, read from ONNX shape inference (no run, no kind-specific code).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pixeldcn_core import GraphBuilder, LayerSpec
 
 __all__ = [
     "PIXEL_DCL_VARIANTS",
+    "ActivationMemory",
     "NodeModel",
+    "activation_memory",
     "conv_macs",
     "node_models",
     "pixel_dcl_variant_model",
@@ -346,11 +350,9 @@ def node_models(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list
 # MAC count of a whole model
 
 
-def conv_macs(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]
-              ) -> dict[str, int] | None:
-    """Multiply-accumulates of the Conv and of the ConvTranspose nodes of ``model`` at fixed
-    input shapes (from ONNX shape inference): ``{"Conv": ..., "ConvTranspose": ...}``;
-    ``None`` when a shape cannot be inferred."""
+def _inferred_at(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]
+                 ) -> onnx.ModelProto:
+    """A copy of ``model`` with its inputs fixed to ``input_shapes``, shape-inferred."""
     from onnx import shape_inference
 
     m = onnx.ModelProto()
@@ -361,11 +363,135 @@ def conv_macs(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]
             for d, value in zip(dims, input_shapes[inp.name], strict=True):
                 d.Clear()
                 d.dim_value = int(value)
-    m = shape_inference.infer_shapes(m, data_prop=True)
-    shapes: dict[str, list[int]] = {}
+    return shape_inference.infer_shapes(m, data_prop=True)
+
+
+def _value_shapes(m: onnx.ModelProto) -> dict[str, tuple[list[int], int]]:
+    """name -> (dims, -1 where unknown; ONNX element type) of every typed value of ``m``."""
+    out = {}
     for vi in [*m.graph.input, *m.graph.value_info, *m.graph.output]:
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+        t = vi.type.tensor_type
+        out[vi.name] = ([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim],
+                        t.elem_type)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationMemory:
+    """Activation memory of a model at one input size (weights not counted).
+
+    Attributes:
+        largest_bytes: bytes of the largest tensor a node produces that is not a graph output
+            (0 when the graph has no such tensor).
+        largest_tensor, largest_op: its name and the op type of the node producing it.
+        peak_live_bytes: the most bytes of activations alive at once, walking the nodes in
+            graph order: each node's outputs allocated while its inputs are still alive, an
+            activation freed after its last consumer (graph inputs and outputs included; no
+            in-place reuse, so an upper bound of what a runtime needs).
+        output_bytes: bytes of the graph outputs.
+    """
+
+    largest_bytes: int
+    largest_tensor: str
+    largest_op: str
+    peak_live_bytes: int
+    output_bytes: int
+
+    def as_dict(self) -> dict[str, int | str]:
+        return dataclasses.asdict(self)
+
+
+def activation_memory(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]
+                      ) -> ActivationMemory | None:
+    """:class:`ActivationMemory` of ``model`` at ``input_shapes``, from ONNX shape inference;
+    ``None`` when the size of a tensor cannot be inferred. Works on any model, so every kind
+    (and every network) gets it without code of its own."""
+    m = _inferred_at(model, input_shapes)
+    shapes = _value_shapes(m)
+    unknown = [o for n in m.graph.node if n.op_type != "Constant" for o in n.output
+               if o and (o not in shapes or min(shapes[o][0], default=0) < 0)]
+    if unknown:  # sizes that depend on computed values (a Range over Shape, say): run it
+        shapes.update(_run_shapes(m, input_shapes, unknown))
+    consts = {t.name for t in m.graph.initializer}
+    outputs = {o.name for o in m.graph.output}
+
+    def nbytes(name: str) -> int | None:
+        if name not in shapes:
+            return None
+        dims, elem = shapes[name]
+        if any(d < 0 for d in dims):
+            return None
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize
+        return int(np.prod(dims, dtype=np.int64)) * itemsize
+
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(m.graph.node):
+        for name in node.input:
+            last_use[name] = i
+    live: dict[str, int] = {}
+    for inp in m.graph.input:
+        if inp.name not in consts:
+            size = nbytes(inp.name)
+            if size is None:
+                return None
+            live[inp.name] = size
+    peak = sum(live.values())
+    largest, largest_name, largest_op = 0, "", ""
+    for i, node in enumerate(m.graph.node):
+        for name in (o for o in node.output if o):
+            if node.op_type == "Constant" or (name not in last_use and name not in outputs):
+                continue  # constants are weights; an unused output is never materialised
+            size = nbytes(name)
+            if size is None:
+                return None
+            live[name] = size
+            if name not in outputs and size > largest:
+                largest, largest_name, largest_op = size, name, node.op_type
+        peak = max(peak, sum(live.values()))
+        for name in node.input:
+            if last_use.get(name) == i and name not in outputs:
+                live.pop(name, None)
+    out_bytes = sum(nbytes(o) or 0 for o in outputs)
+    return ActivationMemory(largest, largest_name, largest_op, peak, out_bytes)
+
+
+def _run_shapes(m: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]], names: list[str]
+                ) -> dict[str, tuple[list[int], int]]:
+    """Shapes and element types of ``names`` in ``m``, from one onnxruntime run on zero inputs of
+    ``input_shapes``; empty when onnxruntime is missing or the run fails. For tensors whose size
+    shape inference cannot tell because it depends on values computed in the graph (e.g. a
+    ``Range`` over a ``Shape``, as DySample's Gather form builds its pixel indices)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(m)
+    have = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names if n not in have)
+    consts = {t.name for t in probe.graph.initializer}
+    feeds = {}
+    for inp in probe.graph.input:
+        if inp.name in consts:
+            continue
+        dtype = helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
+        feeds[inp.name] = np.zeros(tuple(input_shapes[inp.name]), dtype)
+    try:
+        sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        values = sess.run(names, feeds)
+    except Exception:  # the sizes stay unknown, as without the run
+        return {}
+    return {n: (list(v.shape), int(helper.np_dtype_to_tensor_dtype(v.dtype)))
+            for n, v in zip(names, values, strict=True)}
+
+
+def conv_macs(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]
+              ) -> dict[str, int] | None:
+    """Multiply-accumulates of the Conv and of the ConvTranspose nodes of ``model`` at fixed
+    input shapes (from ONNX shape inference): ``{"Conv": ..., "ConvTranspose": ...}``;
+    ``None`` when a shape cannot be inferred."""
+    m = _inferred_at(model, input_shapes)
+    shapes = {name: dims for name, (dims, _) in _value_shapes(m).items()}
     for t in m.graph.initializer:
         shapes[t.name] = list(t.dims)
     total = {"Conv": 0, "ConvTranspose": 0}

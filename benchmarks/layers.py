@@ -42,6 +42,7 @@ __all__ = [
     "LayerVariant",
     "LayersSettings",
     "configs",
+    "layer_spec",
     "layer_targets",
     "layer_variants",
 ]
@@ -125,6 +126,16 @@ def layer_variants(kinds: Sequence[str] | None = None) -> list[LayerVariant]:
     return out
 
 
+def layer_spec(v: LayerVariant, cfg: Config) -> LayerSpec:
+    """The layer timed for ``v`` at ``cfg``: ``cfg``'s channels, except for a kind whose output
+    channels follow its input ones (``KindInfo.in_per_out = r``: bilinear, bilinear-additive),
+    which takes ``r * out_channels`` input channels, so that every layer writes the same output
+    ``[N, out_channels, 2 size, 2 size]``."""
+    r = get_kind(v.kind).in_per_out
+    cin = cfg.in_channels if r is None else r * cfg.out_channels
+    return LayerSpec(v.kind, cin, cfg.out_channels, v.k)
+
+
 def configs(quick: bool, batches: Sequence[int] | None = None, vae: bool = True) -> list[Config]:
     shapes = QUICK_DECODER_SHAPES if quick else DECODER_SHAPES
     default_batches = QUICK_DECODER_BATCHES if quick else DECODER_BATCHES
@@ -200,41 +211,59 @@ class _Builder:
         self.useful_flops_per_mac = 2 * cfg.batch * cfg.size * cfg.size  # FLOPs = 2 MACs, per pixel
         self.entries: list[_Entry] = []
         self.convs: set[str] = set()
+        self.inputs: dict[int, np.ndarray] = {}
 
     def add(self, name: str, role: str, model: Any, info: dict[str, Any],
             feeds: dict[str, np.ndarray] | None = None) -> None:
         self.entries.append(_Entry(name, role, self.runner(model, feeds or {"x": self.x}), info))
 
-    def layer(self, v: LayerVariant) -> None:
-        from ._graphs import plain_conv_channels
+    def input(self, cin: int) -> np.ndarray:
+        """The input of the configuration, or one with ``cin`` channels (same seed, dtype)."""
+        if cin == self.cfg.in_channels:
+            return self.x
+        if cin not in self.inputs:
+            rng = np.random.default_rng(self.s.seed)
+            shape = (self.cfg.batch, cin, self.cfg.size, self.cfg.size)
+            self.inputs[cin] = rng.standard_normal(shape).astype(self.x.dtype)
+        return self.inputs[cin]
 
-        spec = LayerSpec(v.kind, self.cfg.in_channels, self.cfg.out_channels, v.k)
+    def layer(self, v: LayerVariant) -> None:
+        from ._graphs import activation_memory, conv_macs, plain_conv_channels
+
+        spec = layer_spec(v, self.cfg)
+        cin = spec.in_channels
         weights = spec.random_weights(self.s.seed)
         model = build_layer_model(v.kind, weights, form=v.form, dtype=self.s.dtype,
-                                  interleave=v.interleave)
+                                  interleave=v.interleave, in_channels=cin)
         flops = self.useful_flops_per_mac * spec.macs_per_input_pixel()
         cout = plain_conv_channels(spec)
-        conv = f"conv3x3_{self.cfg.in_channels}to{cout}"
+        conv = f"conv3x3_{cin}to{cout}"
+        x = self.input(cin)
+        memory = activation_memory(model, {"x": x.shape})
+        graph_macs = conv_macs(model, {"x": x.shape})
         self.add(v.name, "layer", model, {
             "kind": v.kind, "k": v.k, "form": v.form, "interleave": v.interleave,
+            "in_channels": cin, "out_channels": spec.out_channels,
             "title": spec.info.title, "ops": _op_counts(model), "useful_flops": flops,
-            "plain_conv": conv})
-        self.plain_conv(conv, cout)
+            "graph_gmac": None if graph_macs is None else sum(graph_macs.values()) / 1e9,
+            "memory": None if memory is None else memory.as_dict(),
+            "plain_conv": conv}, feeds={"x": x})
+        self.plain_conv(conv, cout, cin)
         if v.name == GRAPH_VARIANTS_OF and self.s.graph_variants and self.at_target:
             self.graph_variants(v, weights, flops)
         if v.name in self.s.breakdown and self.at_target:
             self.nodes(v, model)
 
-    def plain_conv(self, name: str, cout: int) -> None:
+    def plain_conv(self, name: str, cout: int, cin: int) -> None:
         from ._graphs import plain_conv_model
 
         if name in self.convs:
             return
         self.convs.add(name)
-        cin = self.cfg.in_channels
         self.add(name, "plain_conv", plain_conv_model(cin, cout, dtype=self.s.dtype), {
             "in_channels": cin, "out_channels": cout, "kernel": 3,
-            "useful_flops": self.useful_flops_per_mac * 9 * cin * cout})
+            "useful_flops": self.useful_flops_per_mac * 9 * cin * cout},
+            feeds={"x": self.input(cin)})
 
     def graph_variants(self, v: LayerVariant, weights: dict, flops: int) -> None:
         from ._graphs import PIXEL_DCL_VARIANTS, pixel_dcl_variant_model
@@ -367,6 +396,17 @@ def _gflops_cell(v: dict) -> str:
             else fmt(v["gflops_per_s"], 1))
 
 
+def _mib(nbytes: int | None) -> str:
+    return fmt(None if nbytes is None else nbytes / 2**20)
+
+
+def _cost_cell(v: dict) -> str:
+    """``useful (graph) GMAC; largest intermediate / peak live MiB``."""
+    m = v.get("memory")
+    mem = "-" if not m else f"{_mib(m['largest_bytes'])} / {_mib(m['peak_live_bytes'])} MiB"
+    return f"{fmt(v['useful_flops'] / 2e9, 3)} ({fmt(v.get('graph_gmac'), 3)}) GMAC; {mem}"
+
+
 def _graph_variant_cell(v: dict) -> str:
     core = v.get("ratio_to_core", {"median": 1.0})["median"]
     return (f"{fmt(v['times_ms']['median'], 1)} ms, {fmt(core)}x core, "
@@ -406,13 +446,16 @@ def _details_md(c: dict) -> list[str]:
     rows = []
     for v in (v for v in c["variants"] if v["role"] != "node"):
         t, frac = v["times_ms"], v.get("fraction_of_plain_conv")
+        m = v.get("memory") or {}
         rows.append([v["name"], v["role"], fmt(t["median"], 2), fmt(t["p90"], 2), fmt(t["p99"], 2),
                      t["n"], fmt(v.get("useful_gflop"), 3), fmt(v.get("gflops_per_s"), 1),
                      fmt(v["ratio_to_dcl_k6"]["median"]),
-                     "-" if not frac else f"{fmt(100 * frac['median'], 0)} %"])
+                     "-" if not frac else f"{fmt(100 * frac['median'], 0)} %",
+                     _mib(m.get("largest_bytes")), _mib(m.get("peak_live_bytes"))])
     return [f"### {c['label']} ({c['rounds_run']} rounds, {c['timed_s']} s)", "",
             markdown_table(["variant", "role", "median ms", "p90", "p99", "runs", "useful GFLOP",
-                            "GFLOP/s", "x DCL k=6", "of plain conv"], rows), ""]
+                            "GFLOP/s", "x DCL k=6", "of plain conv", "largest interm. MiB",
+                            "peak live MiB"], rows), ""]
 
 
 def _provider_md(provider: str, cfgs: list[dict]) -> list[str]:
@@ -421,7 +464,13 @@ def _provider_md(provider: str, cfgs: list[dict]) -> list[str]:
     lines = [f"## {provider}: time relative to DCL k=6 (median time)", "",
              _table(cfgs, names, _ratio_cell), "",
              f"## {provider}: useful GFLOP/s (fraction of a plain 3x3 Conv of the same MACs)", "",
-             _table(cfgs, names, _gflops_cell), "", *_graph_variants_md(provider, cfgs)]
+             _table(cfgs, names, _gflops_cell), "",
+             f"## {provider}: MACs and activation memory", "",
+             "Useful GMAC (the registry's count; in brackets every Conv/ConvTranspose MAC of the "
+             "graph, zero taps included); largest intermediate tensor / peak live activations "
+             "in MiB, from ONNX shape inference at the configuration's input (weights not "
+             "counted; a kind whose C follows Cin takes Cin = r x C, see `layer_spec`).", "",
+             _table(cfgs, names, _cost_cell), "", *_graph_variants_md(provider, cfgs)]
     for c in cfgs:
         lines += _breakdown_md(provider, c)
     lines += [f"## {provider}: details", ""]

@@ -209,7 +209,7 @@ class _Models:
 
         from exporters.pytorch import ExportOptions, export_onnx
 
-        from ._graphs import conv_macs
+        from ._graphs import activation_memory, conv_macs
         from ._ort import make_runner, make_session
 
         s, shape = self.s, x.shape
@@ -224,8 +224,10 @@ class _Models:
         if v.name == BASELINE and by_op is not None:
             # exporters keep ConvTranspose only in DCL layers: these are the up-sampling MACs
             self.up_share[net] = by_op["ConvTranspose"] / sum(by_op.values())
+        memory = activation_memory(proto, {proto.graph.input[0].name: shape})
         meta = {"network": net, "variant": v.name, "kind": v.kind, "k": v.k,
                 "interleave": v.interleave, "gmacs": macs and macs / 1e9,
+                "memory": None if memory is None else memory.as_dict(),
                 "parameters": sum(p.numel() for p in model.parameters())}
         for choice in self.choices:
             sess = make_session(proto.SerializeToString(), choice)
@@ -286,14 +288,17 @@ def network_targets(rows: Sequence[dict], settings: Mapping[str, Any],
 
 
 def _ratio_table(net: str, rows: list[dict], runtimes: list[str]) -> str:
-    header = ["up-sampling", "GMAC", "MACs / DCL k=6"]
+    header = ["up-sampling", "GMAC", "MACs / DCL k=6", "largest interm. / peak MiB"]
     for rt in runtimes:
         header += [f"{rt} ms median (p90)", f"{rt} / DCL k=6"]
     table = []
     for v in dict.fromkeys(r["variant"] for r in rows):
         by_rt = {r["runtime"]: r for r in rows if r["variant"] == v}
         first = next(iter(by_rt.values()))
-        line = [v, fmt(first["gmacs"], 1), fmt(first["mac_ratio_to_dcl_k6"])]
+        m = first.get("memory")
+        mem = "-" if not m else (f"{fmt(m['largest_bytes'] / 2**20, 1)} / "
+                                 f"{fmt(m['peak_live_bytes'] / 2**20, 1)}")
+        line = [v, fmt(first["gmacs"], 1), fmt(first["mac_ratio_to_dcl_k6"]), mem]
         for r in (by_rt.get(rt) for rt in runtimes):
             line += ["-", "-"] if r is None else [
                 f"{fmt(r['times_ms']['median'], 1)} ({fmt(r['times_ms']['p90'], 1)})",
@@ -332,6 +337,8 @@ def network_markdown(result: Result) -> str:
         lines += _network_md(net, result)
     lines += ["Ratios: medians of per-round paired ratios within the same runtime. GMAC: "
               "multiply-accumulates of every Conv and ConvTranspose of the exported model. "
+              "MiB: the largest intermediate tensor and the peak of live activations (graph order, "
+              "no in-place reuse), from ONNX shape inference at the input size. "
               "The paper's DCL row is its baseline (kernel size not given in Table 2).", ""]
     detail = [[r["network"], r["variant"], r["runtime"], fmt(r["times_ms"]["median"], 1),
                fmt(r["times_ms"]["p90"], 1), fmt(r["times_ms"]["p99"], 1), r["times_ms"]["n"],

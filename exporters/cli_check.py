@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnx
 
-from pixeldcn_core import INTERLEAVES, LayerSpec, SpecError, layer_kinds
+from pixeldcn_core import INTERLEAVES, LayerSpec, SpecError, get_kind, layer_kinds
 from pixeldcn_core.cli import run_command
 from pixeldcn_core.io import save_model_atomic, write_bytes_atomic
 
@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dtype", default="float32", choices=("float32", "float16"))
     g.add_argument("--kernel-size", type=int, default=None)
     g.add_argument("--in-channels", type=int, default=8)
-    g.add_argument("--out-channels", type=int, default=4)
+    g.add_argument("--out-channels", type=int, default=None,
+                   help="default 4, or what the kind's channel rule gives (bilinear: Cin)")
     g.add_argument("--bias", action="store_true")
     g.add_argument("--save", type=Path, default=None, help="also save the built layer here")
     p.set_defaults(func=handler)
@@ -82,11 +83,15 @@ def handler(args: argparse.Namespace) -> int:
     common = {"atol": args.atol, "rtol": args.rtol, "strict": args.strict,
               "torchvision_stand_in": args.torchvision_stand_in}
     if args.layer is not None:
-        spec = LayerSpec(args.layer, args.in_channels, args.out_channels, args.kernel_size, args.bias)
+        out = args.out_channels
+        if out is None and get_kind(args.layer).in_per_out is None:
+            out = 4
+        spec = LayerSpec(args.layer, args.in_channels, out, args.kernel_size, args.bias)
         if shapes is not None and (len(shapes) != 1 or len(shapes[0]) != 4):
             raise CheckInputError(f"--input-shape: a layer takes one 4-D shape N,C,H,W, got {shapes}")
         shape = shapes[0] if shapes else [1, spec.in_channels, 8, 8]
-        build = {"form": args.form, "opset": args.opset, "dtype": args.dtype}
+        build = {"form": args.form, "opset": args.opset, "dtype": args.dtype,
+                 "in_channels": spec.in_channels}
         if args.interleave is not None:
             build["interleave"] = args.interleave
         if args.target is not None:

@@ -42,6 +42,7 @@ def emit_layer(
     *,
     form: str = "efficient",
     interleave: str | None = None,
+    in_channels: int | None = None,
 ) -> str:
     """Emit one up-sampling layer into ``builder``; returns the name of its output tensor.
 
@@ -55,10 +56,12 @@ def emit_layer(
             :data:`INTERLEAVES`); ``None`` takes the builder's target's (``depth_to_space`` for
             onnxruntime, ``concat`` for onnx2torch and ``any``). Kinds that do not interleave
             phases ignore it.
+        in_channels: the input's channels; needed only for a kind without weights (see
+            :meth:`LayerSpec.from_weights`).
 
     The forms written also follow ``builder.target`` (see ``pixeldcn_core.TARGETS``).
     """
-    spec = LayerSpec.from_weights(kind, weights)
+    spec = LayerSpec.from_weights(kind, weights, in_channels=in_channels)
     checked = spec.check_weights(weights)
     check_form(spec, form)
     interleave = check_interleave(builder.target.interleave if interleave is None else interleave)

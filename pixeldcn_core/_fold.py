@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._errors import WeightError
-from ._specs import LayerSpec
+from ._specs import LayerSpec, get_kind
 
 __all__ = ["MIN_SCALE", "batchnorm_affine", "fold_affine", "fold_out_channels"]
 
@@ -57,6 +57,8 @@ def fold_affine(
     Raises:
         WeightError: the weights do not fit the kind, or ``scale``/``shift`` are not ``[C]``.
     """
+    if get_kind(kind).fold is None:  # nothing to fold into (a kind without weights, say)
+        return None
     spec = LayerSpec.from_weights(kind, weights)
     w = {k: np.asarray(v, np.float64) for k, v in spec.check_weights(weights).items()}
     s = np.asarray(scale, np.float64).reshape(-1)

@@ -25,6 +25,7 @@ def build_layer_model(
     dtype: str = "float32",
     interleave: str | None = None,
     target: str | None = None,
+    in_channels: int | None = None,
 ) -> onnx.ModelProto:
     """One up-sampling layer as a standalone ONNX model of standard operators.
 
@@ -42,8 +43,10 @@ def build_layer_model(
             DepthToSpace) or "concat" (Unsqueeze/Concat/Reshape; faster on onnxruntime CPU);
             ``None``: the target's (depth_to_space for onnxruntime).
         target: the ONNX consumer the model is for: "onnxruntime" (``None``, the default: its
-            fastest forms), "openvino", "tract", "onnx2torch" or "any" (runs on all of them);
-            see ``pixeldcn_core.TARGETS``.
+            fastest forms), "openvino", "tract", "onnx2torch", "tensorrt" (no GridSample) or
+            "any" (runs on all of them); see ``pixeldcn_core.TARGETS``.
+        in_channels: the input's channels; needed only for a kind without weights
+            (``KindInfo.weightless``, e.g. fixed bilinear x2), where the weights cannot tell.
 
     Returns:
         A model with input ``x [batch, Cin, height, width]`` and output
@@ -53,14 +56,14 @@ def build_layer_model(
     Raises:
         UnknownKindError, SpecError, WeightError: with the field, the value and what was expected.
     """
-    spec = LayerSpec.from_weights(kind, weights)
+    spec = LayerSpec.from_weights(kind, weights, in_channels=in_channels)
     dtype = check_dtype(dtype)
     check_form(spec, form)
     tgt, opset, interleave = resolve_target(target, opset, interleave)
     b = GraphBuilder(opset=opset, dtype=dtype, target=tgt)
     x = b.input("x", dtype, ["batch", spec.in_channels, "height", "width"])
     y = emit_layer(b, spec.kind, x, {k: np.asarray(v) for k, v in weights.items()}, form=form,
-                   interleave=interleave)
+                   interleave=interleave, in_channels=spec.in_channels)
     scale = spec.info.scale
     dims = ["height", "width"] if scale == 1 else [f"{scale}*height", f"{scale}*width"]
     b.output(y, "y", ["batch", spec.out_channels, *dims])

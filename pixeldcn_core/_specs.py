@@ -51,6 +51,10 @@ Emitter = Callable[["GraphBuilder", str, "LayerSpec", Mapping[str, np.ndarray], 
 #: (float64, bias excluded; the caller adds ``scale * bias + shift``), or ``None`` when the kind
 #: cannot absorb it exactly.
 Fold = Callable[["LayerSpec", Mapping[str, np.ndarray], np.ndarray], "dict[str, np.ndarray] | None"]
+#: ``read_weights(shapes) -> (in_channels, out_channels, k, params)``: the spec of a kind whose
+#: weights do not follow ``[C, Cin, k, k]``, read from the shapes of all its weights (name ->
+#: shape); raises :class:`WeightError` when they do not fit together.
+ReadWeights = Callable[[Mapping[str, tuple[int, ...]]], tuple[int, int, int, dict[str, int]]]
 
 
 def _odd(k: int) -> bool:
@@ -93,6 +97,23 @@ class KindInfo:
             keeps the size).
         size_multiple: input height and width must be multiples of this (1: any size).
         paper: where the kind comes from, for docs and reports.
+        in_per_out: when set, the output channels are fixed by the input ones:
+            ``in_channels == in_per_out * out_channels`` (1: the kind keeps the channels, e.g.
+            bilinear x2, CARAFE, DySample; 4: bilinear-additive sums groups of 4). ``None``: C is
+            free (a conv chooses it).
+        max_kernel: largest kernel size allowed (``None``: no limit). A kind without a kernel
+            sets ``default_kernel = min_kernel = max_kernel = 1``.
+        params: the kind's extra hyper-parameters (beyond channels and kernel), name -> default:
+            an int, or ``(in_channels, out_channels, k) -> int``. :class:`LayerSpec` holds their
+            values, and ``weight_shapes`` and ``macs_per_input_pixel`` receive them as keyword
+            arguments (e.g. CARAFE's ``compressed_channels`` and ``encoder_kernel``).
+        read_weights: how :meth:`LayerSpec.from_weights` reads the spec (with ``params``) from
+            the weights' shapes (:data:`ReadWeights`); ``None``: from the first weight, a
+            ``[.., .., k, k]`` conv kernel read by ``channels``.
+
+    A kind may have no weights at all (``weight_shapes`` returns ``{}``; an optional ``bias``
+    stays possible): its spec cannot be read from a weight dict, so
+    :meth:`LayerSpec.from_weights` and the builders take ``in_channels`` for it.
     """
 
     name: str
@@ -113,6 +134,11 @@ class KindInfo:
     scale: int = 2
     size_multiple: int = 1
     paper: str = ""
+    in_per_out: int | None = None
+    max_kernel: int | None = None
+    params: Mapping[str, int | Callable[[int, int, int], int]] = dataclasses.field(
+        default_factory=dict)
+    read_weights: ReadWeights | None = None
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower() or not self.name.isidentifier():
@@ -124,17 +150,59 @@ class KindInfo:
             raise SpecError(f"{self.name}: unknown forms {unknown}; expected some of {FORMS}")
         if not self.inits:
             raise SpecError(f"{self.name}: inits must name at least the default initialisation")
+        if self.in_per_out is not None and (
+            isinstance(self.in_per_out, bool) or not isinstance(self.in_per_out, int)
+            or self.in_per_out < 1
+        ):
+            raise SpecError(f"{self.name}: in_per_out must be a positive int or None, "
+                            f"got {self.in_per_out!r}")
+        if self.max_kernel is not None and not (
+            self.min_kernel <= self.default_kernel <= self.max_kernel
+        ):
+            raise SpecError(f"{self.name}: expected min_kernel <= default_kernel <= max_kernel, got "
+                            f"{self.min_kernel}, {self.default_kernel}, {self.max_kernel}")
         object.__setattr__(self, "emitters", dict(self.emitters))
+        object.__setattr__(self, "params", dict(self.params))
+
+    def resolve_params(
+        self, in_channels: int, out_channels: int, k: int, given: Mapping[str, Any] | None
+    ) -> tuple[tuple[str, int], ...]:
+        """The values of :attr:`params` (``given`` over the defaults), checked positive ints.
+
+        Raises:
+            SpecError: an unknown name, or a value that is not a positive int.
+        """
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            expected = ", ".join(self.params) or "none"
+            raise SpecError(f"{self.name}: unknown parameters {unknown}; expected {expected}")
+        out = []
+        for name, default in self.params.items():
+            value = given.get(name)
+            if value is None:
+                value = default(in_channels, out_channels, k) if callable(default) else default
+            out.append((name, _positive_int(f"{self.name}: {name}", value)))
+        return tuple(out)
 
     @property
     def forms(self) -> tuple[str, ...]:
         """ONNX forms the builder can write for this kind; the first is the default."""
         return tuple(self.emitters)
 
+    def _example_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self.weight_shapes(self.in_per_out or 1, 1, self.default_kernel)
+
     @property
-    def first_weight(self) -> str:
-        """The weight whose shape tells the spec (``weight`` or ``w1``)."""
-        return next(iter(self.weight_shapes(1, 1, self.default_kernel)))
+    def first_weight(self) -> str | None:
+        """The weight whose shape tells the spec (``weight`` or ``w1``); ``None`` when the kind
+        has no weights."""
+        return next(iter(self._example_shapes()), None)
+
+    @property
+    def weightless(self) -> bool:
+        """Whether the kind has no weights (an optional bias aside), e.g. fixed bilinear x2."""
+        return not self._example_shapes()
 
     def check_kernel(self, k: Any) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -142,12 +210,50 @@ class KindInfo:
                 f"{self.name}: kernel_size must be an int, got {k!r} ({type(k).__name__})"
             )
         k = int(k)
-        if k < self.min_kernel or (self.odd_kernel and not _odd(k)):
-            rule = "an odd integer" if self.odd_kernel else "an integer"
+        if self.max_kernel == self.min_kernel and k != self.min_kernel:
             raise SpecError(
-                f"{self.name}: kernel_size must be {rule} >= {self.min_kernel}, got {k}"
+                f"{self.name}: kernel_size must be {self.min_kernel} (the kind has no kernel "
+                f"size to choose), got {k}"
+            )
+        if (k < self.min_kernel or (self.odd_kernel and not _odd(k))
+                or (self.max_kernel is not None and k > self.max_kernel)):
+            rule = "an odd integer" if self.odd_kernel else "an integer"
+            top = "" if self.max_kernel is None else f" and <= {self.max_kernel}"
+            raise SpecError(
+                f"{self.name}: kernel_size must be {rule} >= {self.min_kernel}{top}, got {k}"
             )
         return k
+
+    def out_channels_for(self, in_channels: int) -> int:
+        """The output channels the kind's rule gives for ``in_channels`` (``in_per_out`` set).
+
+        Raises:
+            SpecError: the kind has no channel rule, or ``in_channels`` does not fit it.
+        """
+        r = self.in_per_out
+        if r is None:
+            raise SpecError(f"{self.name}: out_channels is free (a conv chooses it); give it")
+        if in_channels % r:
+            raise SpecError(
+                f"{self.name}: in_channels must be a multiple of {r} (C = Cin / {r}), "
+                f"got {in_channels}"
+            )
+        return in_channels // r
+
+    def check_channels(self, in_channels: int, out_channels: int) -> None:
+        """SpecError unless ``(in_channels, out_channels)`` fits the kind's channel rule."""
+        r = self.in_per_out
+        if r is None or in_channels == r * out_channels:
+            return
+        if r == 1:
+            raise SpecError(
+                f"{self.name}: out_channels must equal in_channels (the kind keeps the "
+                f"channels), got in_channels={in_channels}, out_channels={out_channels}"
+            )
+        raise SpecError(
+            f"{self.name}: in_channels must be {r} x out_channels (C = Cin / {r}), got "
+            f"in_channels={in_channels}, out_channels={out_channels}"
+        )
 
 
 #: The registry: kind name -> :class:`KindInfo`, in registration order (the built-in kinds'
@@ -234,9 +340,13 @@ class LayerSpec:
     Args:
         kind: a registered kind name (see :func:`layer_kinds`).
         in_channels: channels of the input ``x``.
-        out_channels: channels ``C`` of the output ``y``.
+        out_channels: channels ``C`` of the output ``y``; ``None`` derives it for a kind whose
+            channels are fixed by ``in_channels`` (:attr:`KindInfo.in_per_out`).
         kernel_size: kernel size ``k``; ``None`` takes the kind's default.
         bias: whether a per-channel bias ``[C]`` is added to every output pixel.
+        params: values of the kind's extra hyper-parameters (:attr:`KindInfo.params`); missing
+            ones take the kind's defaults. Held as ``(name, value)`` pairs in the kind's order;
+            read them with :attr:`param_values`.
 
     >>> LayerSpec("pixel_dcl", 8, 4).weight_shapes()
     {'w1': (4, 8, 3, 3), 'w2': (4, 4, 3, 3), 'w3': (4, 4, 3, 3)}
@@ -244,19 +354,36 @@ class LayerSpec:
 
     kind: str
     in_channels: int
-    out_channels: int
+    out_channels: int = None  # type: ignore[assignment]  # None: derived (see Args)
     kernel_size: int | None = None
     bias: bool = False
+    params: Any = ()
 
     def __post_init__(self) -> None:
         info = get_kind(self.kind)
         object.__setattr__(self, "kind", info.name)
-        object.__setattr__(self, "in_channels", _positive_int("in_channels", self.in_channels))
-        object.__setattr__(self, "out_channels", _positive_int("out_channels", self.out_channels))
+        cin = _positive_int("in_channels", self.in_channels)
+        object.__setattr__(self, "in_channels", cin)
+        c = info.out_channels_for(cin) if self.out_channels is None else self.out_channels
+        object.__setattr__(self, "out_channels", _positive_int("out_channels", c))
+        info.check_channels(cin, self.out_channels)
         k = info.default_kernel if self.kernel_size is None else self.kernel_size
         object.__setattr__(self, "kernel_size", info.check_kernel(k))
         if not isinstance(self.bias, bool):
             raise SpecError(f"bias must be a bool, got {self.bias!r}")
+        given = self.params
+        if not isinstance(given, Mapping):
+            try:
+                given = dict(given)
+            except (TypeError, ValueError):
+                raise SpecError(f"params must be a dict of ints, got {self.params!r}") from None
+        resolved = info.resolve_params(self.in_channels, self.out_channels, self.k, given)
+        object.__setattr__(self, "params", resolved)
+
+    @property
+    def param_values(self) -> dict[str, int]:
+        """The kind's extra hyper-parameters, name -> value (empty for most kinds)."""
+        return dict(self.params)
 
     @property
     def info(self) -> KindInfo:
@@ -269,28 +396,45 @@ class LayerSpec:
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of the weights this layer needs, bias included when ``bias`` is set."""
-        shapes = self.info.weight_shapes(self.in_channels, self.out_channels, self.k)
+        shapes = self.info.weight_shapes(self.in_channels, self.out_channels, self.k,
+                                         **self.param_values)
         if self.bias:
             shapes["bias"] = (self.out_channels,)
         return shapes
 
     def macs_per_input_pixel(self) -> int:
         """Useful multiply-accumulates per input pixel and batch element."""
-        return self.info.macs_per_input_pixel(self.in_channels, self.out_channels, self.k)
+        return self.info.macs_per_input_pixel(self.in_channels, self.out_channels, self.k,
+                                              **self.param_values)
 
     @classmethod
-    def from_weights(cls, kind: str, weights: Mapping[str, Any]) -> LayerSpec:
+    def from_weights(
+        cls, kind: str, weights: Mapping[str, Any], *, in_channels: int | None = None
+    ) -> LayerSpec:
         """Infer the spec from a weight dict, then check every weight against it.
 
+        Args:
+            kind: a registered kind.
+            weights: the layer's weights (see :meth:`weight_shapes`), optional ``bias``.
+            in_channels: needed for a kind without weights (:attr:`KindInfo.weightless`),
+                unless a ``bias`` and the kind's channel rule tell it; for other kinds, when
+                given, it must agree with the weights.
+
         Raises:
-            WeightError: a weight is missing, unexpected, not 4-D, or mis-shaped.
+            WeightError: a weight is missing, unexpected, not 4-D, or mis-shaped, or
+                ``in_channels`` is missing or disagrees.
         """
         info = get_kind(kind)
         if not isinstance(weights, Mapping):
             raise WeightError(
                 f"{info.name}: weights must be a dict of arrays, got {type(weights).__name__}"
             )
+        if info.weightless:
+            return cls._from_bias(info, weights, in_channels)
+        if info.read_weights is not None:
+            return cls._read_weights(info, weights, in_channels)
         first = info.first_weight
+        assert first is not None  # the kind has weights
         if first not in weights:
             raise WeightError(
                 f"{info.name}: missing weight {first!r}; expected keys "
@@ -308,6 +452,58 @@ class LayerSpec:
             spec = cls(info.name, cin, c, k, bias=weights.get("bias") is not None)
         except SpecError as err:
             raise WeightError(f"{first} of shape {tuple(w.shape)}: {err}") from None
+        if in_channels is not None and in_channels != cin:
+            raise WeightError(
+                f"{info.name}: in_channels={in_channels}, while {first} of shape "
+                f"{tuple(w.shape)} takes {cin}"
+            )
+        spec.check_weights(weights)
+        return spec
+
+    @classmethod
+    def _from_bias(cls, info: KindInfo, weights: Mapping[str, Any], in_channels: int | None
+                   ) -> LayerSpec:
+        """The spec of a kind without weights: channels from ``in_channels`` or the bias."""
+        bias = weights.get("bias")
+        c = None if bias is None else int(np.asarray(bias).size)
+        if in_channels is None:
+            if c is None or info.in_per_out is None:
+                raise WeightError(
+                    f"{info.name} has no weights to read the channels from: give in_channels "
+                    f"(got weights {sorted(weights)})"
+                )
+            in_channels = info.in_per_out * c
+        try:
+            if c is None:
+                c = info.out_channels_for(in_channels)
+            spec = cls(info.name, in_channels, c, info.default_kernel, bias=bias is not None)
+        except SpecError as err:
+            raise WeightError(f"{err}") from None
+        spec.check_weights(weights)
+        return spec
+
+    @classmethod
+    def _read_weights(cls, info: KindInfo, weights: Mapping[str, Any], in_channels: int | None
+                      ) -> LayerSpec:
+        """The spec of a kind with :attr:`KindInfo.read_weights`, from every weight's shape."""
+        assert info.read_weights is not None
+        expected = sorted(info.weight_shapes(1, 1, info.default_kernel))
+        missing = sorted(set(expected) - {n for n, v in weights.items() if v is not None})
+        if missing:
+            raise WeightError(
+                f"{info.name}: missing weights {missing}; expected keys {expected} (+ optional "
+                f"'bias'), got {sorted(weights)}"
+            )
+        shapes = {name: tuple(int(d) for d in np.shape(weights[name])) for name in expected}
+        cin, c, k, params = info.read_weights(shapes)
+        try:
+            spec = cls(info.name, cin, c, k, bias=weights.get("bias") is not None, params=params)
+        except SpecError as err:
+            raise WeightError(f"{info.name} weights of shapes {shapes}: {err}") from None
+        if in_channels is not None and in_channels != cin:
+            raise WeightError(
+                f"{info.name}: in_channels={in_channels}, while weights of shapes {shapes} take {cin}"
+            )
         spec.check_weights(weights)
         return spec
 
@@ -342,7 +538,8 @@ class LayerSpec:
         if problems:
             raise WeightError(
                 f"{self.kind} (in_channels={self.in_channels}, out_channels={self.out_channels}, "
-                f"kernel_size={self.k}): " + "; ".join(problems)
+                f"kernel_size={self.k}"
+                + "".join(f", {n}={v}" for n, v in self.params) + "): " + "; ".join(problems)
             )
         return out
 

@@ -6,7 +6,14 @@ Every emitter writes standard operators, but consumers implement different subse
 - onnx2torch (ONNX -> PyTorch) converts ``DepthToSpace`` in CRD mode only, ``ConvTranspose``
   with symmetric pads only, and no op whose version changed at opset 18 (``Split``, ``Resize``,
   ``Pad``, ``Reduce*``);
-- onnxruntime, onnx's ReferenceEvaluator, OpenVINO and tract run every form written here.
+- onnx2torch has no ``GridSample`` converter, and onnx's ReferenceEvaluator (1.23) runs
+  GridSample only with the opset-20 mode names (``"linear"``), not GridSample-16's
+  ``"bilinear"``;
+- TensorRT miscomputes ``GridSample``: at opset 20 its ONNX parser does not know the renamed
+  ``"linear"`` mode and silently samples nearest (NVIDIA/TensorRT#4646, TensorRT 10.13;
+  onnx/onnx-tensorrt#1060), and with explicit typing it is wrong since 10.14
+  (pytorch/TensorRT#4074);
+- onnxruntime, OpenVINO and tract run every form written here.
 
 A :class:`Target` states those facts; the emitters read them from the
 :class:`~pixeldcn_core.GraphBuilder` (``builder.target``) and write, where a fact is false,
@@ -19,6 +26,7 @@ an equivalent form (the same numbers):
   and columns;
 - the target's ``max_opset`` (17 for onnx2torch and any) when no opset is given, instead of
   :data:`~pixeldcn_core.DEFAULT_OPSET` (18), and an error for a newer one;
+- DySample's ``GridSample`` as four ``Gather`` of the neighbours and a bilinear weighted sum;
 - (exporters) ``Reshape(allowzero=1)`` with a constant shape holding no zero as ``allowzero=0``;
 - (exporters, tract and any) ``Expand(x, shape)`` as ``Add(x, ConstantOfShape(shape, 0))``.
 
@@ -26,6 +34,9 @@ an equivalent form (the same numbers):
 consumer above runs. ``"onnxruntime"`` (the default) is the fastest form for onnxruntime, i.e.
 what the emitters always wrote. Each consumer has one name, shared with ``pixeldcn check
 --runtimes``; ``"ort"`` is still accepted for onnxruntime (:data:`CONSUMER_ALIASES`).
+``"tensorrt"`` states the one TensorRT fact above (no GridSample: TensorRT has miscomputed it); it
+is a target only, not a consumer: ``pixeldcn check`` does not run TensorRT (it needs an NVIDIA GPU),
+and ``"any"`` does not include it.
 """
 
 from __future__ import annotations
@@ -74,6 +85,8 @@ class Target:
         reshape_allowzero: implements ``Reshape(allowzero=1)`` (which the PyTorch exporter
             writes; the exporters rewrite it to ``allowzero=0`` where the shape is a constant
             without zeros, the same op then).
+        grid_sample: runs ``GridSample`` (opset 16+, bilinear, border) as ONNX defines it. Where
+            false, DySample's sampling is written as Gather + bilinear weights (the same numbers).
         expand: runs ``Expand`` wherever it appears. tract 0.23's optimiser fails on an Expand
             feeding a Concat and a 1 x 1 Conv (DeepLab's ASPP image pooling: "Trying to
             substitute a 1,256,8,8 by 1,256,1,1"); the exporters then write the broadcast as
@@ -88,19 +101,24 @@ class Target:
     interleave: str = "depth_to_space"
     reshape_allowzero: bool = True
     expand: bool = True
+    grid_sample: bool = True
 
 
 #: One target per ONNX consumer pixeldcn runs; their names are also the names
 #: ``pixeldcn check --runtimes`` takes (``exporters.runtimes.RUNTIMES``): one key per consumer.
 CONSUMERS: tuple[Target, ...] = (
     Target("onnxruntime", "onnxruntime"),
-    Target("reference", "onnx ReferenceEvaluator"),
+    Target("reference", "onnx ReferenceEvaluator", grid_sample=False),
     Target("openvino", "OpenVINO"),
     Target("tract", "tract", expand=False),
     Target("onnx2torch", "onnx2torch", depth_to_space_dcr=False,
            asymmetric_conv_transpose=False, max_opset=17, interleave="concat",
-           reshape_allowzero=False),
+           reshape_allowzero=False, grid_sample=False),
 )
+
+#: Targets that are not consumers ``pixeldcn check`` runs: TensorRT needs an NVIDIA GPU.
+#: ``"any"`` (the intersection of :data:`CONSUMERS`) does not include them.
+EXTRA_TARGETS: tuple[Target, ...] = (Target("tensorrt", "TensorRT", grid_sample=False),)
 
 
 def intersection(name: str, targets: tuple[Target, ...]) -> Target:
@@ -118,12 +136,16 @@ def intersection(name: str, targets: tuple[Target, ...]) -> Target:
                     else "concat"),
         reshape_allowzero=all(t.reshape_allowzero for t in targets),
         expand=all(t.expand for t in targets),
+        grid_sample=all(t.grid_sample for t in targets),
     )
 
 
-#: Every target, by name: one per consumer, then ``"any"``, their intersection (a model every
-#: consumer runs). The default is :data:`DEFAULT_TARGET`.
-TARGETS: dict[str, Target] = {t.name: t for t in (*CONSUMERS, intersection("any", CONSUMERS))}
+#: Every target, by name: one per consumer, then ``"tensorrt"`` (:data:`EXTRA_TARGETS`), then
+#: ``"any"``, the consumers' intersection (a model every consumer runs). The default is
+#: :data:`DEFAULT_TARGET`.
+TARGETS: dict[str, Target] = {
+    t.name: t for t in (*CONSUMERS, *EXTRA_TARGETS, intersection("any", CONSUMERS))
+}
 
 #: Earlier spellings of consumer names, still accepted (``pixeldcn check --runtimes ort``).
 CONSUMER_ALIASES: dict[str, str] = {"ort": "onnxruntime"}

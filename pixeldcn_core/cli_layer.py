@@ -10,7 +10,7 @@ import numpy as np
 
 from ._errors import InputShapeError, PixelDCNError
 from ._model import build_layer_model
-from ._specs import KINDS, LayerSpec
+from ._specs import KINDS, LayerSpec, get_kind
 from ._targets import INTERLEAVES, TARGETS, resolve_target
 from .reference import apply as reference_apply
 
@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "onnxruntime; any: runs on onnxruntime, ReferenceEvaluator, OpenVINO, "
                         "tract and onnx2torch)")
     p.add_argument("--in-channels", type=int, default=16)
-    p.add_argument("--out-channels", type=int, default=8)
+    p.add_argument("--out-channels", type=int, default=None,
+                   help="default 8, or what the kind's channel rule gives (bilinear: Cin; "
+                        "bilinear_additive: Cin / 4)")
     p.add_argument("--kernel-size", type=int, default=None, help="default: the kind's")
     p.add_argument("--size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"))
     p.add_argument("--batch", type=int, default=2)
@@ -53,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
         import onnxruntime as ort
     except ImportError as exc:
         raise PixelDCNError("onnxruntime is needed: pip install 'pixeldcn[cpu]'") from exc
-    spec = LayerSpec(args.kind, args.in_channels, args.out_channels, args.kernel_size, args.bias)
+    out = args.out_channels
+    if out is None and get_kind(args.kind).in_per_out is None:
+        out = 8
+    spec = LayerSpec(args.kind, args.in_channels, out, args.kernel_size, args.bias)
     m = spec.info.size_multiple
     if any(d < 1 or d % m for d in args.size):
         raise InputShapeError(
@@ -63,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     weights = spec.random_weights(args.seed)
     target, _, interleave = resolve_target(args.target, None, args.interleave)
     model = build_layer_model(spec.kind, weights, form=args.form, dtype=args.dtype,
-                               interleave=interleave, target=target.name)
+                               interleave=interleave, target=target.name,
+                               in_channels=spec.in_channels)
     ops = sorted({n.op_type for n in model.graph.node})
     rng = np.random.default_rng(args.seed)
     x = rng.standard_normal((args.batch, spec.in_channels, *args.size)).astype(args.dtype)

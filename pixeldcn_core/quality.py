@@ -192,7 +192,7 @@ def checkerboard_map(
 def overlap_map(kind: str, kernel_size: int | None = None, *, size: int = 8) -> np.ndarray:
     """Odena et al.'s overlap picture of a layer kind: how unevenly kernel taps reach each output.
 
-    The layer (1 -> 1 channel, the registry's weight shapes, every weight 1, no bias) applied by the
+    The layer (1 output channel, the registry's weight shapes, every weight 1, no bias) applied by the
     core's reference to a constant ``size`` x ``size`` input of ones. Where every output pixel gets
     the same number of taps the map is flat (apart from the zero-padded border); a stride-2
     deconvolution whose kernel size is not a multiple of 2 shows the checkerboard.
@@ -215,7 +215,8 @@ def overlap_map(kind: str, kernel_size: int | None = None, *, size: int = 8) -> 
     info = get_kind(kind)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise SpecError(f"size must be a positive int (input side in pixels), got {size!r}")
-    spec = LayerSpec(info.name, 1, 1, kernel_size)
+    cin = info.in_per_out or 1  # 1 output channel: the input channels the kind's rule needs
+    spec = LayerSpec(info.name, cin, 1, kernel_size)
     weights = {name: np.ones(shape) for name, shape in spec.weight_shapes().items()}
-    y = reference.apply(spec.kind, np.ones((1, 1, int(size), int(size))), weights)
+    y = reference.apply(spec.kind, np.ones((1, cin, int(size), int(size))), weights)
     return np.asarray(y[0, 0], dtype=np.float64)

@@ -18,6 +18,31 @@ def fit_hw(kind: str, h: int, w: int) -> tuple[int, int]:
     return -(-h // m) * m, -(-w // m) * m
 
 
+def fit_channels(kind: str, cin: int, c: int) -> tuple[int, int]:
+    """(Cin, C) made to fit the kind's channel rule (``KindInfo.in_per_out``): Cin rounded up to a
+    multiple of it and C derived (bilinear keeps the channels, bilinear-additive divides by 4);
+    kinds whose C is free keep both."""
+    import pixeldcn_core as pc
+
+    r = pc.get_kind(kind).in_per_out
+    if r is None:
+        return cin, c
+    cin = -(-cin // r) * r
+    return cin, cin // r
+
+
+def fit_kernels(kind: str, wanted) -> list[int]:
+    """The kernel sizes of ``wanted`` the kind accepts, or its default when none is (a kind with
+    no kernel to choose accepts only 1)."""
+    import pixeldcn_core as pc
+
+    info = pc.get_kind(kind)
+    top = info.max_kernel if info.max_kernel is not None else max(wanted)
+    ks = [k for k in wanted
+          if info.min_kernel <= k <= top and (not info.odd_kernel or k % 2)]
+    return ks or [info.default_kernel]
+
+
 def run_onnx(model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     import onnxruntime as ort
 

@@ -97,14 +97,18 @@ def test_useful_flops_follow_the_registry_and_the_plain_conv_matches_them(quick_
         pixels = cfg["batch"] * cfg["size"] ** 2
         convs = {v["name"]: v for v in cfg["variants"] if v["role"] == "plain_conv"}
         for v in (v for v in cfg["variants"] if v["role"] == "layer"):
-            spec = LayerSpec(v["kind"], cfg["in_channels"], cfg["out_channels"], v["k"])
+            # cfg's channels, or Cin = r x C for a kind whose C follows Cin (every output alike)
+            r = KINDS[v["kind"]].in_per_out
+            cin = cfg["in_channels"] if r is None else r * cfg["out_channels"]
+            assert (v["in_channels"], v["out_channels"]) == (cin, cfg["out_channels"])
+            spec = LayerSpec(v["kind"], cin, cfg["out_channels"], v["k"])
             assert v["useful_flops"] == 2 * spec.macs_per_input_pixel() * pixels
             assert v["gflops_per_s"] == pytest.approx(
                 v["useful_flops"] / 1e9 / (v["times_ms"]["median"] / 1e3))
             conv = convs[v["plain_conv"]]
             assert conv["out_channels"] == plain_conv_channels(spec)
             # the conv's MACs match the layer's to within half an output channel
-            per_channel = 2 * 9 * cfg["in_channels"] * pixels
+            per_channel = 2 * 9 * cin * pixels
             assert abs(conv["useful_flops"] - v["useful_flops"]) <= per_channel / 2 + 1e-9
             assert v["fraction_of_plain_conv"]["n"] == cfg["rounds_run"]
 
@@ -257,3 +261,18 @@ def test_bench_help_lists_the_three_benchmarks(capsys):
     text = capsys.readouterr().out
     for name in ("layers", "network", "serve"):
         assert name in text
+
+
+def test_every_layer_records_graph_macs_and_activation_memory_from_shape_inference(quick_run):
+    out, res = quick_run
+    for cfg in res["configs"]:
+        for v in (v for v in cfg["variants"] if v["role"] == "layer"):
+            m = v["memory"]
+            side = KINDS[v["kind"]].scale * cfg["size"]
+            out_bytes = 4 * cfg["batch"] * cfg["out_channels"] * side**2
+            in_bytes = 4 * cfg["batch"] * v["in_channels"] * cfg["size"] ** 2
+            assert m["output_bytes"] == out_bytes, v["name"]
+            # the input is alive until its last consumer, the output from its producer on
+            assert m["peak_live_bytes"] >= max(out_bytes, in_bytes, m["largest_bytes"]), v["name"]
+            assert v["graph_gmac"] >= 0  # Conv and ConvTranspose MACs (a Resize has none)
+    assert "MACs and activation memory" in (out / "layers.md").read_text()

@@ -29,6 +29,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple:
 def test_quick_run_writes_json_markdown_and_plot(quick_run):
     out, res = quick_run
     assert (out / "network.md").read_text().startswith("# Networks with each up-sampling layer")
+    assert "largest interm. / peak MiB" in (out / "network.md").read_text()
     assert (out / "network_ratio.png").read_bytes()[:4] == b"\x89PNG"
     assert res["machine"]["packages"]["torch"]
     assert res["settings"]["networks"]["unet"]["input_shape"] == [1, 3, 32, 32]
@@ -60,6 +61,8 @@ def test_ratios_are_paired_within_each_runtime_and_the_baseline_is_exactly_one(q
             assert r["ratio_to_dcl_k6"]["median"] == 1.0
             assert r["mac_ratio_to_dcl_k6"] == 1.0
         assert r["gmacs"] > 0
+        # activation memory from shape inference: a U-Net has intermediates bigger than nothing
+        assert r["memory"]["peak_live_bytes"] >= r["memory"]["largest_bytes"] > 0
         if r["runtime"] == "torch-cpu":
             assert r["onnxruntime_cpu_over_this"]["n"] == n
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tomllib
 
+import pixeldcn_core as pc
 from pixeldcn_core import cli as core_cli
 from pixeldcn_core import images
 
@@ -582,3 +583,18 @@ def test_repo_ls_and_deploy_on_a_bucket_whose_config_is_not_utf8_end_in_one_line
             assert "s3://pixeldcn-fuzz/prod/m/config.pbtxt: not UTF-8 text" in err, err
     finally:
         server.stop()
+
+
+RULE_KINDS = [k for k in pc.layer_kinds() if pc.get_kind(k).in_per_out is not None]
+
+
+@pytest.mark.parametrize("kind", RULE_KINDS)
+def test_layer_and_check_layer_derive_out_channels_from_the_channel_rule(kind, capsys):
+    """carafe, dysample and the bilinear kinds: no --out-channels needed (C = Cin / in_per_out)."""
+    c = 8 // pc.get_kind(kind).in_per_out
+    assert core_cli.main(["layer", "--kind", kind, "--in-channels", "8", "--size", "6", "4",
+                          "--batch", "1"]) == 0
+    assert f"8->{c} ch" in capsys.readouterr().out
+    assert core_cli.main(["check", "--layer", kind, "--in-channels", "8",
+                          "--runtimes", "onnxruntime,reference"]) == 0
+    assert "result: PASS" in capsys.readouterr().out

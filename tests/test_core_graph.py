@@ -9,6 +9,8 @@ from onnx import shape_inference
 
 import pixeldcn_core as pc
 
+from .conftest import fit_channels
+
 
 def _forbidden(op: str) -> bool:
     """Ops no layer may be written with, whatever its kind: control flow, scatters, random numbers
@@ -32,8 +34,10 @@ ALL_INTERLEAVES = [
 
 
 def _model(kind, form, *, bias=True, seed=0, cin=4, c=3, dtype="float32", interleave="depth_to_space"):
+    cin, c = fit_channels(kind, cin, c)
     w = pc.LayerSpec(kind, cin, c, bias=bias).random_weights(seed=seed)
-    return pc.build_layer_model(kind, w, form=form, dtype=dtype, interleave=interleave)
+    return pc.build_layer_model(kind, w, form=form, dtype=dtype, interleave=interleave,
+                                in_channels=cin)
 
 
 def _static(model: onnx.ModelProto, n: int, h: int, w: int) -> onnx.ModelProto:
@@ -88,11 +92,12 @@ def test_the_forbidden_op_rule_sees_control_flow_scatters_and_sequences():
 @pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)
 def test_input_x_and_output_y_have_dynamic_batch_height_width(kind, form, interleave):
     model = _model(kind, form, cin=4, c=3, interleave=interleave)
+    cin, c = fit_channels(kind, 4, 3)
     (inp,), (out,) = model.graph.input, model.graph.output
     assert inp.name == "x" and out.name == "y"
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-    assert dims == ["batch", 4, "height", "width"]
-    assert out.type.tensor_type.shape.dim[1].dim_value == 3
+    assert dims == ["batch", cin, "height", "width"]
+    assert out.type.tensor_type.shape.dim[1].dim_value == c
 
 
 @pytest.mark.parametrize("kind,form,interleave", ALL_INTERLEAVES)

@@ -12,13 +12,11 @@ import pytest
 import pixeldcn_core as pc
 from pixeldcn_core import reference as R
 
-from .conftest import assert_close_to_reference, fit_hw, run_onnx
+from .conftest import assert_close_to_reference, fit_channels, fit_hw, fit_kernels, run_onnx
 
 
 def _kernels(kind: str) -> list[int]:
-    info = pc.get_kind(kind)
-    wanted = (3, 5) if info.odd_kernel else (3, 4, 5, 6)
-    return [k for k in wanted if k >= info.min_kernel and (not info.odd_kernel or k % 2)]
+    return fit_kernels(kind, (3, 5) if pc.get_kind(kind).odd_kernel else (3, 4, 5, 6))
 
 
 def interleaving_kinds() -> list[str]:
@@ -52,9 +50,10 @@ SHAPES = [(1, 8, 8), (2, 7, 7), (3, 6, 9), (4, 5, 4)]
 @pytest.mark.parametrize("kind,form,k,interleave", CASES)
 @pytest.mark.parametrize("cin,c,bias", CHANNELS, ids=lambda v: str(v))
 def test_float32_model_matches_reference_within_1e5_of_output_scale(kind, form, k, interleave, cin, c, bias):
+    cin, c = fit_channels(kind, cin, c)
     spec = pc.LayerSpec(kind, cin, c, k, bias=bias)
     weights = spec.random_weights(seed=k * 100 + cin)
-    model = pc.build_layer_model(kind, weights, form=form, interleave=interleave)
+    model = pc.build_layer_model(kind, weights, form=form, interleave=interleave, in_channels=cin)
     onnx.checker.check_model(model, full_check=True)
     rng = np.random.default_rng(7)
     scale = spec.info.scale
@@ -69,13 +68,15 @@ def test_float32_model_matches_reference_within_1e5_of_output_scale(kind, form, 
 
 @pytest.mark.parametrize("kind,form,k,interleave", CASES)
 def test_float16_model_matches_reference_within_5e3_of_output_scale(kind, form, k, interleave):
-    spec = pc.LayerSpec(kind, 6, 4, k, bias=True)
+    spec = pc.LayerSpec(kind, *fit_channels(kind, 6, 4), k, bias=True)
     weights = spec.random_weights(seed=3)
-    model = pc.build_layer_model(kind, weights, form=form, dtype="float16", interleave=interleave)
+    model = pc.build_layer_model(kind, weights, form=form, dtype="float16", interleave=interleave,
+                                 in_channels=spec.in_channels)
     onnx.checker.check_model(model, full_check=True)
     # The reference sees the weights the fp16 model holds, so only compute precision differs.
     w16 = {name: v.astype(np.float16) for name, v in weights.items()}
-    x = np.random.default_rng(11).standard_normal((2, 6, *fit_hw(kind, 7, 10))).astype(np.float16)
+    x = np.random.default_rng(11).standard_normal(
+        (2, spec.in_channels, *fit_hw(kind, 7, 10))).astype(np.float16)
     # The whole graph is float16 (input, output, every float initializer), not a float32 graph
     # with float16 ends: otherwise this would test float32 compute.
     fp16 = onnx.TensorProto.FLOAT16
@@ -84,7 +85,7 @@ def test_float16_model_matches_reference_within_5e3_of_output_scale(kind, form, 
     kernels = {name for node in model.graph.node if node.op_type in ("Conv", "ConvTranspose")
                for name in node.input[1:]}
     weights = [t for t in model.graph.initializer if t.name in kernels]
-    assert weights and all(t.data_type == fp16 for t in weights)
+    assert (weights or spec.info.weightless) and all(t.data_type == fp16 for t in weights)
     (y,) = run_onnx(model, {"x": x})
     assert y.dtype == np.float16
     assert_close_to_reference(y, R.apply(kind, x, w16), "float16")
@@ -92,21 +93,24 @@ def test_float16_model_matches_reference_within_5e3_of_output_scale(kind, form, 
 
 @pytest.mark.parametrize("kind", [k for k in pc.layer_kinds() if len(pc.get_kind(k).forms) > 1])
 def test_efficient_and_faithful_forms_agree_within_1e5(kind):
-    spec = pc.LayerSpec(kind, 3, 5, bias=True)
+    spec = pc.LayerSpec(kind, *fit_channels(kind, 3, 5), bias=True)
     weights = spec.random_weights(seed=5)
-    x = np.random.default_rng(0).standard_normal((2, 3, *fit_hw(kind, 9, 6))).astype(np.float32)
-    (a,) = run_onnx(pc.build_layer_model(kind, weights, form="efficient"), {"x": x})
-    (b,) = run_onnx(pc.build_layer_model(kind, weights, form="faithful"), {"x": x})
+    cin = spec.in_channels
+    x = np.random.default_rng(0).standard_normal((2, cin, *fit_hw(kind, 9, 6))).astype(np.float32)
+    (a,) = run_onnx(pc.build_layer_model(kind, weights, form="efficient", in_channels=cin), {"x": x})
+    (b,) = run_onnx(pc.build_layer_model(kind, weights, form="faithful", in_channels=cin), {"x": x})
     assert_close_to_reference(a, b.astype(np.float64), "float32")
 
 
 @pytest.mark.parametrize("kind", interleaving_kinds())
 def test_both_interleaves_give_bit_identical_outputs(kind):
     """The interleave only moves values: both graphs give the same bits (same convs, same adds)."""
-    weights = pc.LayerSpec(kind, 3, 5, bias=True).random_weights(seed=2)
-    x = np.random.default_rng(3).standard_normal((2, 3, *fit_hw(kind, 7, 6))).astype(np.float32)
-    (a,) = run_onnx(pc.build_layer_model(kind, weights), {"x": x})
-    (b,) = run_onnx(pc.build_layer_model(kind, weights, interleave="concat"), {"x": x})
+    spec = pc.LayerSpec(kind, *fit_channels(kind, 3, 5), bias=True)
+    weights, cin = spec.random_weights(seed=2), spec.in_channels
+    x = np.random.default_rng(3).standard_normal((2, cin, *fit_hw(kind, 7, 6))).astype(np.float32)
+    (a,) = run_onnx(pc.build_layer_model(kind, weights, in_channels=cin), {"x": x})
+    (b,) = run_onnx(pc.build_layer_model(kind, weights, interleave="concat", in_channels=cin),
+                    {"x": x})
     np.testing.assert_array_equal(a, b)
 
 

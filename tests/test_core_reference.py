@@ -8,7 +8,7 @@ import pytest
 import pixeldcn_core as pc
 from pixeldcn_core import reference as R
 
-from .conftest import fit_hw
+from .conftest import fit_channels, fit_hw
 
 TOL = 1e-12  # float64 reference vs float64 formulas: only summation order differs
 
@@ -133,9 +133,9 @@ def test_resize_conv_with_a_1x1_identity_kernel_is_nearest_upsampling():
 
 def test_bias_is_added_to_every_output_pixel_of_every_kind():
     for kind in pc.layer_kinds():
-        spec = pc.LayerSpec(kind, 2, 3, bias=True)
+        spec = pc.LayerSpec(kind, *fit_channels(kind, 2, 3), bias=True)
         w = spec.random_weights(seed=4)
-        x = np.random.default_rng(4).standard_normal((1, 2, *fit_hw(kind, 3, 3)))
+        x = np.random.default_rng(4).standard_normal((1, spec.in_channels, *fit_hw(kind, 3, 3)))
         no_bias = {n: v for n, v in w.items() if n != "bias"}
         diff = R.apply(kind, x, w) - R.apply(kind, x, no_bias)
         np.testing.assert_allclose(diff, np.broadcast_to(w["bias"][None, :, None, None], diff.shape),

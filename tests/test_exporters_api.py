@@ -40,6 +40,13 @@ def test_the_issue_names_are_exported():
     assert set(ep.MODULES) == set(pc.layer_kinds())
 
 
+def test_every_registered_kind_exports_its_module_and_function():
+    for kind, cls in ep.MODULES.items():
+        fn = ep.FUNCTIONS[kind]
+        assert getattr(ep, cls.__name__, None) is cls and cls.__name__ in ep.__all__, kind
+        assert getattr(ep, fn.__name__, None) is fn and fn.__name__ in ep.__all__, kind
+
+
 def test_errors_derive_from_the_core_root():
     assert issubclass(ep.VerificationError, pc.PixelDCNError)
     assert issubclass(ep.CheckpointError, pc.WeightError)

@@ -9,7 +9,7 @@ import torch
 import pixeldcn_core as pc
 from exporters.pytorch import UNet, make_layer
 
-from .conftest import fit_hw
+from .conftest import fit_channels, fit_hw
 
 # Raised inside torch itself on every compile; nothing to act on here.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
@@ -22,10 +22,11 @@ def _grads(layer):
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_aot_eager_compiled_layer_matches_eager_forward_and_backward_at_two_sizes(kind):
     torch.manual_seed(0)
-    layer = make_layer(kind, 4, 3, bias=True)
+    cin, c = fit_channels(kind, 4, 3)
+    layer = make_layer(kind, cin, c, bias=True)
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True, dynamic=True)
     for n, h, w in [(2, 6, 7), (1, 5, 8)]:
-        x = torch.randn(n, 4, *fit_hw(kind, h, w))
+        x = torch.randn(n, cin, *fit_hw(kind, h, w))
         layer.zero_grad()
         y = layer(x)
         y.square().sum().backward()

@@ -14,9 +14,9 @@ class Mixed(nn.Module):
     """Four deconvs: two x2 (one with bias), one x2 via padding=1/output_padding=1 (k = 3), and
     three that do not up-sample by exactly 2 (stride 1, groups 2, size 2H + 1)."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 4) -> None:
         super().__init__()
-        self.up1 = nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1)  # 2H, bias
+        self.up1 = nn.ConvTranspose2d(in_channels, 6, 4, stride=2, padding=1)  # 2H, bias
         self.body = nn.Sequential(
             nn.ReLU(),
             nn.ConvTranspose2d(6, 6, 3, stride=2, padding=1, output_padding=1, bias=False),  # 2H
@@ -32,8 +32,19 @@ class Mixed(nn.Module):
 @pytest.mark.parametrize("kind", [k for k in pc.layer_kinds() if pc.get_kind(k).scale == 2])
 def test_x2_deconvs_are_replaced_others_reported_and_output_shape_kept(kind):
     torch.manual_seed(0)
-    model = Mixed().eval()
-    x = torch.randn(2, 4, 5, 7)
+    r = pc.get_kind(kind).in_per_out
+    if r is not None:  # C fixed by Cin: up1 (4 -> 6) cannot become it
+        model = Mixed(4).eval()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(pc.SpecError, match=f"cannot replace 'up1' \\(ConvTranspose2d 4 -> 6 "
+                                               f"channels\\) by {kind}: .*the model is unchanged"):
+            convert_deconvs(model, kind)
+        assert isinstance(model.up1, nn.ConvTranspose2d) and model.state_dict().keys() == before.keys()
+        if r != 1:  # body.1 (6 -> 6) never fits a kind that divides the channels
+            return
+    cin = 4 if r is None else 6  # a kind that keeps the channels: 6 -> 6
+    model = Mixed(cin).eval()
+    x = torch.randn(2, cin, 5, 7)
     shape = model(x).shape
     report = convert_deconvs(model, kind)
     assert [p for p, _ in report.replaced] == ["up1", "body.1"]
@@ -43,7 +54,7 @@ def test_x2_deconvs_are_replaced_others_reported_and_output_shape_kept(kind):
     assert "2H-1 x 2W-1" in dict(report.skipped)["odd"]
     assert isinstance(model.up1, MODULES[kind]) and isinstance(model.body[1], MODULES[kind])
     assert model.up1.bias is not None and model.body[1].bias is None
-    assert (model.up1.in_channels, model.up1.out_channels) == (4, 6)
+    assert (model.up1.in_channels, model.up1.out_channels) == (cin, 6)
     assert not model.up1.training
     assert model(x).shape == shape
     text = str(report)
@@ -92,5 +103,6 @@ def test_bad_kwargs_raise_a_spec_error_before_anything_is_replaced():
 def test_a_kind_that_does_not_double_the_size_is_refused_before_looking_at_the_model():
     """ipixel_cl keeps H x W: convert_deconvs says so even for a model without deconvolutions."""
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
-    with pytest.raises(pc.SpecError, match=r"kind 'ipixel_cl' has scale 1 .* expected an x2 kind: dcl"):
+    with pytest.raises(pc.SpecError,
+                       match=r"kind 'ipixel_cl' has scale 1 .* expected an x2 kind: (\w+, )*dcl, "):
         convert_deconvs(model, kind="ipixel_cl")

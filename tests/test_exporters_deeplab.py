@@ -26,6 +26,7 @@ from exporters.pytorch import (
     CheckpointError,
     DeepLabResNet,
     ResNetBackbone,
+    UpsampleLayer,
     convert_deconvs,
     export_onnx,
     load_backbone,
@@ -142,9 +143,12 @@ def test_backbone_output_stride_is_8_and_deeplab_output_is_full_size():
 @pytest.mark.parametrize("kind", x2_kinds())
 def test_every_x2_kind_builds_a_decoder_of_three_layers(kind):
     model = tiny(kind)
-    kinds = [type(b.up[0]).kind for b in model.decoder]
-    assert kinds == [pc.get_kind(kind).name] * 3
-    assert [b.up[0].in_channels for b in model.decoder] == [16, 16, 8]
+    # The layer, after a 1 x 1 conv where its channel rule needs one (bilinear_additive: 4C -> C).
+    ups = [next(m for m in b.up if isinstance(m, UpsampleLayer)) for b in model.decoder]
+    assert [type(u).kind for u in ups] == [pc.get_kind(kind).name] * 3
+    r = pc.get_kind(kind).in_per_out or 1
+    assert [u.in_channels for u in ups] == [16 * r, 16 * r, 8 * r]
+    assert [u.out_channels for u in ups] == [16, 16, 8]
 
 
 def test_input_size_not_a_multiple_of_8_is_refused_with_the_sizes():

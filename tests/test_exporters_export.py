@@ -30,12 +30,14 @@ from exporters.pytorch import (
 from pixeldcn_core import fold_affine
 from pixeldcn_core import reference as R
 
-from .conftest import assert_close_to_reference, fit_hw, run_onnx
+from .conftest import assert_close_to_reference, fit_channels, fit_hw, run_onnx
 
 # The ops of the networks' own layers (convs, pooling, activations, the VAE's linear layers).
 NETWORK_OPS = {
     "Add", "Concat", "Conv", "Gemm", "MatMul", "MaxPool", "Mul", "Relu", "Reshape", "Sigmoid",
     "Identity", "Shape", "Gather", "Unsqueeze", "Slice", "Cast", "Constant", "Flatten", "Split",
+    # DySample's efficient form: integer pixel indices, Gather of the four neighbours
+    "Div", "Floor", "Max", "Min", "Range", "Squeeze", "Sub", "Transpose",
 }
 
 
@@ -43,7 +45,9 @@ def _kind_ops() -> set[str]:
     """Every op the core writes for a registered kind (its default form and interleave)."""
     ops: set[str] = set()
     for kind in pc.layer_kinds():
-        model = pc.build_layer_model(kind, pc.LayerSpec(kind, 2, 2, bias=True).random_weights())
+        cin, c = fit_channels(kind, 4, 2)
+        weights = pc.LayerSpec(kind, cin, c, bias=True).random_weights()
+        model = pc.build_layer_model(kind, weights, in_channels=cin)
         ops |= {n.op_type for n in model.graph.node}
     return ops
 
@@ -87,20 +91,21 @@ def _check_standard(model: onnx.ModelProto) -> set[str]:
 # -- one layer -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_each_layer_exports_to_its_core_form_and_matches_reference_at_two_sizes(kind, tmp_path):
-    layer = make_layer(kind, 5, 3, bias=True)
+    cin, c = fit_channels(kind, 5, 3)
+    layer = make_layer(kind, cin, c, bias=True)
     with torch.no_grad():
         layer.bias.normal_(0, 0.1)
-    path = export_onnx(layer, tmp_path / f"{kind}.onnx", (1, 5, 6, 6), options=ExportOptions(verify=False))
+    path = export_onnx(layer, tmp_path / f"{kind}.onnx", (1, cin, 6, 6), options=ExportOptions(verify=False))
     model = onnx.load(str(path))
     _check_standard(model)
     # The same nodes as the core builder writes for this layer, nothing else.
-    core = pc.build_layer_model(kind, layer.onnx_weights())
+    core = pc.build_layer_model(kind, layer.onnx_weights(), in_channels=cin)
     assert sorted(n.op_type for n in model.graph.node) == sorted(n.op_type for n in core.graph.node)
     assert [i.name for i in model.graph.input] == ["x"] and [o.name for o in model.graph.output] == ["y"]
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == ["batch", 5, "height", "width"]
+    assert dims == ["batch", cin, "height", "width"]
     rng = np.random.default_rng(0)
-    for shape in [(1, 5, 6, 6), (3, 5, *fit_hw(kind, 7, 10))]:
+    for shape in [(1, cin, 6, 6), (3, cin, *fit_hw(kind, 7, 10))]:
         x = rng.standard_normal(shape).astype(np.float32)
         (y,) = run_onnx(model, {"x": x})
         assert_close_to_reference(y, R.apply(kind, x, layer.onnx_weights()), "float32")
@@ -109,12 +114,16 @@ def test_each_layer_exports_to_its_core_form_and_matches_reference_at_two_sizes(
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_fold_affine_equals_scale_times_layer_plus_shift(kind):
     # layer'(x) == s * layer(x) + t per output channel, exactly up to float64 rounding.
-    spec = pc.LayerSpec(kind, 3, 4, None, bias=True)
+    spec = pc.LayerSpec(kind, *fit_channels(kind, 3, 4), None, bias=True)
     w = spec.random_weights(seed=5)
     rng = np.random.default_rng(1)
-    s, t = rng.uniform(0.5, 2.0, 4) * rng.choice([-1, 1], 4), rng.standard_normal(4)
+    c = spec.out_channels
+    s, t = rng.uniform(0.5, 2.0, c) * rng.choice([-1, 1], c), rng.standard_normal(c)
     folded = fold_affine(kind, w, s, t)
-    x = rng.standard_normal((2, 3, *fit_hw(kind, 5, 6)))
+    if spec.info.fold is None:  # nothing to fold into (no weights): BatchNorm stays Mul + Add
+        assert folded is None
+        return
+    x = rng.standard_normal((2, spec.in_channels, *fit_hw(kind, 5, 6)))
     ref = R.apply(kind, x, w) * s[None, :, None, None] + t[None, :, None, None]
     assert np.abs(R.apply(kind, x, folded) - ref).max() <= 1e-5 * np.abs(ref).max()
 

@@ -13,6 +13,8 @@ import torch
 from exporters.pytorch import MODULES
 from pixeldcn_core import SpecError, checkerboard_index, get_kind
 
+from .conftest import fit_channels
+
 skimage = pytest.importorskip("skimage")
 from skimage import data as skdata  # noqa: E402
 from skimage.transform import resize  # noqa: E402
@@ -22,6 +24,9 @@ KINDS = sorted(MODULES)
 ARTIFACT_FREE = [
     ("dcl", "bilinear"), ("pixel_dcl", "bilinear"), ("ipixel_dcl", "bilinear"),
     ("resize_conv", "default"), ("subpixel_conv", "icnr"),
+    # CARAFE: every output pixel is a convex combination of its input neighbourhood, whatever
+    # the init (measured 0.005 with "box", 0.010 with He)
+    ("carafe", "box"), ("carafe", "default"),
 ]
 #: (kind, init) pairs that start checkerboarded (He-random phases).
 CHECKERBOARDED = [("dcl", "default"), ("pixel_dcl", "default"), ("ipixel_dcl", "default"),
@@ -51,9 +56,10 @@ def index_at_init(kind: str, init: str, photo: torch.Tensor, kernel_size=None, s
 def test_every_init_a_module_lists_builds_and_the_default_is_first(kind):
     cls = MODULES[kind]
     assert cls.inits and len(set(cls.inits)) == len(cls.inits)
-    assert cls(2, 3).init == cls.inits[0]
+    cin, c = fit_channels(kind, 2, 3)
+    assert cls(cin, c).init == cls.inits[0]
     for init in cls.inits:
-        assert cls(2, 3, init=init).init == init
+        assert cls(cin, c, init=init).init == init
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -68,7 +74,7 @@ def test_the_core_registry_lists_the_modules_inits_default_first(kind):
 def test_an_unknown_init_raises_spec_error_listing_the_valid_names(kind):
     cls = MODULES[kind]
     with pytest.raises(SpecError, match=f"unknown init 'xavier'; expected one of {cls.inits[0]}"):
-        cls(2, 3, init="xavier")
+        cls(*fit_channels(kind, 2, 3), init="xavier")
 
 
 @pytest.mark.parametrize("kind,init", ARTIFACT_FREE)

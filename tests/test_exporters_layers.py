@@ -15,15 +15,13 @@ import pixeldcn_core as pc
 from exporters.pytorch import FUNCTIONS, MODULES, PixelDCL2d, SubPixelConv2d, make_layer
 from pixeldcn_core import reference as R
 
-from .conftest import assert_close_to_reference, fit_hw
+from .conftest import assert_close_to_reference, fit_channels, fit_hw, fit_kernels
 
 LOW_PRECISION_TOL = {torch.float16: 5e-3, torch.bfloat16: 3e-2}
 
 
 def _kernels(kind: str) -> list[int]:
-    info = pc.get_kind(kind)
-    wanted = (3, 4, 6) if kind == "dcl" else (3, 5)
-    return [k for k in wanted if k >= info.min_kernel and (not info.odd_kernel or k % 2)]
+    return fit_kernels(kind, (3, 4, 6) if kind == "dcl" else (3, 5))
 
 
 CASES = [
@@ -50,27 +48,29 @@ def test_modules_cover_every_registered_kind():
 @pytest.mark.parametrize("kind,k", CASES)
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 def test_float32_forward_matches_reference_within_1e5_of_output_scale(kind, k, bias):
-    spec = pc.LayerSpec(kind, 5, 3, k, bias=bias)
+    cin, c = fit_channels(kind, 5, 3)
+    spec = pc.LayerSpec(kind, cin, c, k, bias=bias)
     weights = spec.random_weights(seed=k)
-    layer = MODULES[kind].from_onnx_weights(weights)
+    layer = MODULES[kind].from_onnx_weights(weights, in_channels=cin)
     assert layer.spec == spec
     rng = np.random.default_rng(0)
     s = spec.info.scale
     for n, h, w in SHAPES:
         h, w = fit_hw(kind, h, w)
-        x = rng.standard_normal((n, 5, h, w)).astype(np.float32)
+        x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
         with torch.no_grad():
             y = layer(torch.from_numpy(x)).numpy()
-        assert y.dtype == np.float32 and y.shape == (n, 3, s * h, s * w)
+        assert y.dtype == np.float32 and y.shape == (n, c, s * h, s * w)
         assert_close_to_reference(y, R.apply(kind, x, weights), "float32")
 
 
 @pytest.mark.parametrize("kind,k", CASES)
 def test_float64_forward_equals_reference_to_1e12(kind, k):
-    layer = make_layer(kind, 4, 6, k, bias=True).double()
+    cin, c = fit_channels(kind, 4, 6)
+    layer = make_layer(kind, cin, c, k, bias=True).double()
     with torch.no_grad():
         layer.bias.normal_()
-    x = np.random.default_rng(1).standard_normal((2, 4, *fit_hw(kind, 6, 5)))
+    x = np.random.default_rng(1).standard_normal((2, cin, *fit_hw(kind, 6, 5)))
     y = layer(torch.from_numpy(x)).detach().numpy()
     ref = R.apply(kind, x, _weights_of(layer))
     assert np.abs(y - ref).max() <= 1e-12 * np.abs(ref).max()
@@ -79,15 +79,16 @@ def test_float64_forward_equals_reference_to_1e12(kind, k):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_low_precision_forward_matches_reference_on_the_rounded_weights(kind, dtype):
-    layer = make_layer(kind, 6, 4, bias=True).to(dtype)
+    cin, c = fit_channels(kind, 6, 4)
+    layer = make_layer(kind, cin, c, bias=True).to(dtype)
     with torch.no_grad():
         layer.bias.normal_(0, 0.1)
     h, w = fit_hw(kind, 7, 10)
     s = pc.get_kind(kind).scale
-    x = torch.randn(2, 6, h, w, generator=torch.Generator().manual_seed(3)).to(dtype)
+    x = torch.randn(2, cin, h, w, generator=torch.Generator().manual_seed(3)).to(dtype)
     with torch.no_grad():
         y = layer(x)
-    assert y.dtype == dtype and y.shape == (2, 4, s * h, s * w)
+    assert y.dtype == dtype and y.shape == (2, c, s * h, s * w)
     ref = R.apply(kind, x.double().numpy(), _weights_of(layer))
     err = np.abs(y.double().numpy() - ref).max() / np.abs(ref).max()
     assert err <= LOW_PRECISION_TOL[dtype], f"{err:.2e} of output scale ({dtype})"
@@ -95,8 +96,9 @@ def test_low_precision_forward_matches_reference_on_the_rounded_weights(kind, dt
 
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_functional_form_equals_the_module(kind):
-    layer = make_layer(kind, 3, 2, bias=True)
-    x = torch.randn(1, 3, *fit_hw(kind, 4, 5))
+    cin, c = fit_channels(kind, 3, 2)
+    layer = make_layer(kind, cin, c, bias=True)
+    x = torch.randn(1, cin, *fit_hw(kind, 4, 5))
     args = [*layer._onnx_tensors().values()]
     torch.testing.assert_close(FUNCTIONS[kind](x, *args, layer.bias), layer(x), rtol=0, atol=0)
 
@@ -140,21 +142,30 @@ def test_subpixel_icnr_makes_the_initial_output_a_nearest_upsampling_of_one_conv
 
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_gradcheck_in_float64(kind):
-    layer = make_layer(kind, 2, 2, 3, bias=True).double()  # k = 3: dcl's asymmetric crop too
+    cin, c = fit_channels(kind, 2, 2)
+    k = fit_kernels(kind, (3,))[0]  # k = 3: dcl's asymmetric crop too
+    layer = make_layer(kind, cin, c, k, bias=True).double()
     params = [*layer._onnx_tensors().values(), layer.bias]
-    x = torch.randn(1, 2, *fit_hw(kind, 3, 4), dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, cin, *fit_hw(kind, 3, 4), dtype=torch.float64, requires_grad=True)
     fn = FUNCTIONS[kind]
     assert torch.autograd.gradcheck(lambda x, *p: fn(x, *p[:-1], p[-1]), (x, *params), fast_mode=True)
 
 
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_state_dict_keys_follow_the_papers_parameterisation(kind):
-    layer = make_layer(kind, 3, 2, bias=True)
+    layer = make_layer(kind, *fit_channels(kind, 3, 2), bias=True)
     keys = set(layer.state_dict())
-    if kind in ("pixel_dcl", "ipixel_dcl"):
+    if pc.get_kind(kind).weightless:
+        assert keys == {"bias"}
+    elif kind == "carafe":  # mmcv CARAFEPack's names, so its state dicts load as they are
+        assert keys == {"channel_compressor.weight", "channel_compressor.bias",
+                        "content_encoder.weight", "content_encoder.bias", "bias"}
+    elif kind in ("pixel_dcl", "ipixel_dcl"):
         assert keys == {"conv1.weight", "conv2.weight", "conv3.weight", "bias"}
     elif kind == "ipixel_cl":  # w1..w4 (the authors' conv1, conv2, conv4, conv5)
         assert keys == {"conv1.weight", "conv2.weight", "conv3.weight", "conv4.weight", "bias"}
+    elif kind == "dysample":  # the authors' offset conv (nn.Conv2d named offset)
+        assert keys == {"offset.weight", "offset.bias", "bias"}
     else:
         assert keys == {"weight", "bias"}
     shapes = {k: v.shape for k, v in layer.onnx_weights().items()}
@@ -164,7 +175,7 @@ def test_state_dict_keys_follow_the_papers_parameterisation(kind):
 
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_every_kind_initialises_finite_weights_with_zero_bias(kind):
-    layer = make_layer(kind, 8, 4, bias=True)
+    layer = make_layer(kind, *fit_channels(kind, 8, 4), bias=True)
     for name, value in layer.onnx_weights().items():
         assert np.all(np.isfinite(value)), name
     assert np.count_nonzero(layer.onnx_weights()["bias"]) == 0
@@ -222,12 +233,13 @@ CUDA_TOL = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
 @pytest.mark.parametrize("kind", pc.layer_kinds())
 def test_cuda_forward_and_backward_match_reference(kind, dtype, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 convs
-    layer = make_layer(kind, 6, 4, bias=True).to("cuda", dtype)
+    cin, c = fit_channels(kind, 6, 4)
+    layer = make_layer(kind, cin, c, bias=True).to("cuda", dtype)
     h, w = fit_hw(kind, 7, 10)
     s = pc.get_kind(kind).scale
-    x = torch.randn(2, 6, h, w, generator=torch.Generator().manual_seed(3)).to("cuda", dtype)
+    x = torch.randn(2, cin, h, w, generator=torch.Generator().manual_seed(3)).to("cuda", dtype)
     y = layer(x)
-    assert y.dtype == dtype and y.device.type == "cuda" and y.shape == (2, 4, s * h, s * w)
+    assert y.dtype == dtype and y.device.type == "cuda" and y.shape == (2, c, s * h, s * w)
     ref = R.apply(kind, x.double().cpu().numpy(), _weights_of(layer))
     err = np.abs(y.detach().double().cpu().numpy() - ref).max() / np.abs(ref).max()
     assert err <= CUDA_TOL[dtype], f"{err:.2e} of output scale ({dtype})"

@@ -49,7 +49,7 @@ def test_options_are_frozen_and_replace_checks_again():
     ({"mean": (0.5,)}, ExportOptionsError, r"mean/std: given, but input_format is float32"),
     ({"input_format": "uint8-nchw", "std": (0.0,)}, ExportOptionsError,
      r"std: got \(0\.0,\), expected positive values"),
-    ({"target": "tensorrt"}, pc.SpecError, r"target='tensorrt'; expected one of onnxruntime"),
+    ({"target": "tflite"}, pc.SpecError, r"target='tflite'; expected one of onnxruntime"),
     ({"target": "any", "opset": 18}, pc.SpecError, r"opset 18 with target='any'"),
     ({"interleave": "pixel_shuffle"}, pc.SpecError, r"interleave='pixel_shuffle'"),
 ])

@@ -223,13 +223,15 @@ def test_every_runtime_has_an_install_hint_and_a_loader():
 
 def test_one_key_per_consumer_shared_by_the_runtimes_and_the_targets():
     assert list(RUNTIMES) == [t.name for t in pc.CONSUMERS]
-    assert list(pc.TARGETS) == [*RUNTIMES, "any"]
+    # tensorrt is a target only (no GridSample), not a consumer pixeldcn check runs
+    assert list(pc.TARGETS) == [*RUNTIMES, "tensorrt", "any"]
 
 
 def test_target_any_is_derived_as_what_every_consumer_supports():
     any_target = pc.TARGETS["any"]
     assert any_target == pc.intersection("any", pc.CONSUMERS)
-    for fact in ("depth_to_space_dcr", "asymmetric_conv_transpose", "reshape_allowzero", "expand"):
+    for fact in ("depth_to_space_dcr", "asymmetric_conv_transpose", "reshape_allowzero", "expand",
+                 "grid_sample"):
         assert getattr(any_target, fact) == all(getattr(t, fact) for t in pc.CONSUMERS), fact
     assert (any_target.max_opset, any_target.interleave) == (17, "concat")  # onnx2torch's limits
     for t in pc.CONSUMERS:
@@ -272,13 +274,13 @@ def test_cli_check_names_the_onnx2torch_limitation_and_the_fix(capsys):
 
 def test_cli_layer_rejects_an_unknown_target_with_exit_2(capsys):
     with pytest.raises(SystemExit) as err:
-        main(["layer", "--target", "tensorrt"])
+        main(["layer", "--target", "tflite"])
     assert err.value.code == 2
-    assert "argument --target: invalid choice: 'tensorrt'" in capsys.readouterr().err
+    assert "argument --target: invalid choice: 'tflite'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["check", "--layer", "dcl", "--target", "tensorrt"], "target='tensorrt'; expected one of"),
+    (["check", "--layer", "dcl", "--target", "tflite"], "target='tflite'; expected one of"),
     (["check", "--layer", "dcl", "--target", "onnx2torch", "--opset", "18"],
      "opset 18 with target='onnx2torch'"),
 ])

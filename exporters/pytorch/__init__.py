@@ -43,6 +43,7 @@ from ._registry import (
     FUNCTIONS,
     MODULES,
     make_layer,
+    make_up_layers,
     module_for,
     register_module,
     unregister_module,
@@ -52,7 +53,12 @@ from ._unet import UNet
 from ._vae import VAE, VAEDecoder, VAEEncoder
 from ._verify import TOLERANCES, OutputCheck, VerificationReport, verify
 from ._weights import load_weights, read_checkpoint, save_weights
+from .kinds.bilinear import Bilinear2d, bilinear2d
+from .kinds.bilinear_additive import BilinearAdditive2d, bilinear_additive2d
+from .kinds.bilinear_conv import BilinearConv2d, bilinear_conv2d
+from .kinds.carafe import CARAFE2d, carafe2d
 from .kinds.dcl import DCL2d, dcl2d
+from .kinds.dysample import DySample2d, dysample2d
 from .kinds.ipixel_cl import IPixelCL2d, ipixel_cl2d
 from .kinds.ipixel_dcl import IPixelDCL2d, ipixel_dcl2d
 from .kinds.pixel_dcl import PixelDCL2d, pixel_dcl2d
@@ -61,14 +67,24 @@ from .kinds.subpixel_conv import SubPixelConv2d, icnr_, subpixel_conv2d
 
 __all__ = [
     # layers (module + function pairs)
+    "Bilinear2d",
+    "BilinearAdditive2d",
+    "BilinearConv2d",
+    "CARAFE2d",
     "DCL2d",
+    "DySample2d",
     "IPixelCL2d",
     "IPixelDCL2d",
     "PixelDCL2d",
     "ResizeConv2d",
     "SubPixelConv2d",
     "UpsampleLayer",
+    "bilinear2d",
+    "bilinear_additive2d",
+    "bilinear_conv2d",
+    "carafe2d",
     "dcl2d",
+    "dysample2d",
     "icnr_",
     "ipixel_cl2d",
     "ipixel_dcl2d",
@@ -79,6 +95,7 @@ __all__ = [
     "FUNCTIONS",
     "MODULES",
     "make_layer",
+    "make_up_layers",
     "module_for",
     "register_module",
     "unregister_module",

@@ -94,7 +94,7 @@ class UpsampleLayer(nn.Module):
 
     Args:
         in_channels: Cin.
-        out_channels: C.
+        out_channels: C (``None``: derived, for a kind whose channels follow Cin).
         kernel_size: k (``None``: the kind's default).
         bias: add a learnable per-channel bias (zero at init).
         init: one of :attr:`inits` (``None``: the first, the kind's default).
@@ -113,7 +113,7 @@ class UpsampleLayer(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        out_channels: int,
+        out_channels: int | None = None,
         kernel_size: int | None = None,
         bias: bool = False,
         *,
@@ -201,8 +201,9 @@ class UpsampleLayer(nn.Module):
 
     @classmethod
     def from_onnx_weights(cls, weights: Mapping[str, Any], **kwargs: Any) -> UpsampleLayer:
-        """A module of this kind holding ``weights`` (core layout); the spec is inferred."""
-        spec = LayerSpec.from_weights(cls.kind, weights)
+        """A module of this kind holding ``weights`` (core layout); the spec is inferred
+        (a kind without weights also takes ``in_channels=``)."""
+        spec = LayerSpec.from_weights(cls.kind, weights, in_channels=kwargs.pop("in_channels", None))
         layer = cls(spec.in_channels, spec.out_channels, spec.k, bias=spec.bias, **kwargs)
         layer.load_onnx_weights(weights)
         return layer

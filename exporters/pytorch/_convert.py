@@ -90,7 +90,9 @@ def convert_deconvs(model: nn.Module, kind: str = "pixel_dcl", **kwargs: Any) ->
 
     Raises:
         UnknownKindError: ``kind`` is not registered (the message lists the valid kinds).
-        SpecError: ``kwargs`` are invalid for the kind.
+        SpecError: ``kwargs`` are invalid for the kind, or a deconvolution's channels do not fit
+            the kind's channel rule (``bilinear`` needs Cin = C, ``bilinear_additive`` Cin = 4C);
+            the model is then left unchanged.
     """
     info = get_kind(kind)
     if info.scale != 2:
@@ -117,9 +119,18 @@ def convert_deconvs(model: nn.Module, kind: str = "pixel_dcl", **kwargs: Any) ->
                 targets.append((full, parent, name, child))
     # Build every new layer first, so that bad kwargs leave the model untouched.
     built: dict[int, tuple[nn.Module, str]] = {}
-    for _, _, _, old in targets:
+    for full, _, _, old in targets:
         if id(old) not in built:
-            layer, note = cls.from_deconv(old, **kwargs)
+            try:
+                layer, note = cls.from_deconv(old, **kwargs)
+            except SpecError as err:
+                if info.in_per_out is None:
+                    raise
+                raise SpecError(  # the kind's channel rule does not fit this deconvolution
+                    f"convert_deconvs: cannot replace {full!r} (ConvTranspose2d "
+                    f"{old.in_channels} -> {old.out_channels} channels) by {info.name}: {err}; "
+                    "the model is unchanged"
+                ) from None
             layer.train(old.training)
             built[id(old)] = (layer, note)
     done: set[int] = set()  # a deconv shared by two parents stays shared

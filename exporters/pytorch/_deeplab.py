@@ -26,7 +26,7 @@ from torch import nn
 from pixeldcn_core import InputShapeError, SpecError
 
 from ._errors import CheckpointError
-from ._registry import make_layer
+from ._registry import make_up_layers
 from ._unet import require_x2_kind
 from ._weights import read_checkpoint
 
@@ -252,7 +252,7 @@ class DecoderBlock(nn.Module):
                  *, final: bool = False) -> None:
         super().__init__()
         self.up = nn.Sequential(
-            make_layer(up, channels, channels, up_kernel_size),
+            *make_up_layers(up, channels, channels, up_kernel_size),
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
         )

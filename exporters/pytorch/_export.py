@@ -102,7 +102,12 @@ def _define_op(kind: str) -> Any:
              layer_id: int) -> torch.Tensor:
         n, _, h, w = x.shape
         scale = get_kind(kind).scale
-        c = channels(tuple(int(d) for d in weights[0].shape))[1]
+        if weights:
+            c = channels(tuple(int(d) for d in weights[0].shape))[1]
+        elif bias is not None:  # a kind without weights: the bias, or its channel rule
+            c = int(bias.shape[0])
+        else:
+            c = get_kind(kind).out_channels_for(int(x.shape[1]))
         return x.new_empty((n, c, scale * h, scale * w))
 
     op = torch.library.custom_op(
@@ -146,11 +151,11 @@ class _ExportStub(nn.Module):
 
 def prepare_for_export(model: nn.Module) -> tuple[nn.Module, dict[int, LayerEntry]]:
     """A float32 eval-mode CPU deep copy of ``model`` with every up-sampling layer swapped for an
-    export stub, and layer id -> (path, kind, weights in the core layout)."""
+    export stub, and layer id -> (path, kind, weights in the core layout, in_channels)."""
     m = copy.deepcopy(model).float().cpu().eval()
     layers: dict[int, LayerEntry] = {}
     if isinstance(m, UpsampleLayer):
-        layers[0] = ("layer", m.kind, m.onnx_weights())
+        layers[0] = ("layer", m.kind, m.onnx_weights(), m.in_channels)
         return _ExportStub(m, 0), layers
     swaps: dict[int, _ExportStub] = {}
     for path, parent in list(m.named_modules()):
@@ -159,7 +164,7 @@ def prepare_for_export(model: nn.Module) -> tuple[nn.Module, dict[int, LayerEntr
                 if id(child) not in swaps:
                     lid = len(layers)
                     full = f"{path}.{name}" if path else name
-                    layers[lid] = (full, child.kind, child.onnx_weights())
+                    layers[lid] = (full, child.kind, child.onnx_weights(), child.in_channels)
                     swaps[id(child)] = _ExportStub(child, lid)
                 setattr(parent, name, swaps[id(child)])
     return m, layers
@@ -306,7 +311,7 @@ def export_onnx(
                 f"output_names has {len(out_names)} names, while the model returns {n_out}"
             )
         program = _torch_onnx_export(exported, in_names, out_names, opset,
-                                     {k for _, k, _ in layers.values()})
+                                     {e[1] for e in layers.values()})
     proto = program.model_proto
     proto, notes = splice_layers(proto, layers, opset=opset, interleave=interleave, target=tgt.name)
     proto, bn_notes = fold_batchnorm(proto)
@@ -317,7 +322,7 @@ def export_onnx(
         proto = to_float16(proto)
     _set_metadata(proto, {
         METADATA_INPUT_SHAPES: json.dumps([list(s) for s in shapes]),
-        METADATA_LAYERS: json.dumps([{"path": p, "kind": k} for p, k, _ in layers.values()]),
+        METADATA_LAYERS: json.dumps([{"path": e[0], "kind": e[1]} for e in layers.values()]),
         METADATA_TARGET: tgt.name,
     })
     if proto.ByteSize() > _MAX_BYTES:

@@ -39,8 +39,8 @@ __all__ = [
 PLACEHOLDER_DOMAIN = "pixeldcn.export"
 PLACEHOLDER_OP = "UpsampleLayer"
 
-#: (module path, kind, weights in the core layout)
-LayerEntry = tuple[str, str, Mapping[str, np.ndarray]]
+#: (module path, kind, weights in the core layout, in_channels)
+LayerEntry = tuple[str, str, Mapping[str, np.ndarray], int]
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def splice_layers(
 
     Args:
         model: the exported model holding ``pixeldcn.export::UpsampleLayer(x, layer_id=i)`` nodes.
-        layers: layer id -> (module path, kind, weights in the core layout).
+        layers: layer id -> (module path, kind, weights in the core layout, in_channels).
         opset: the default-domain opset of the model.
         interleave: how the layers interleave their phases (see ``pixeldcn_core.INTERLEAVES``);
             ``None``: the target's.
@@ -150,7 +150,7 @@ def splice_layers(
         if node.op_type != PLACEHOLDER_OP or layer_id not in layers:
             raise ExportError(f"unexpected placeholder node {node.op_type} (layer_id={layer_id})")
         n_call = calls[layer_id] = calls.get(layer_id, 0) + 1
-        path, kind, weights = layers[layer_id]
+        path, kind, weights, in_channels = layers[layer_id]
         target = node.output[0]
         weights = dict(weights)
         note = f"{path}: {kind}"
@@ -166,7 +166,8 @@ def splice_layers(
         # A layer called twice (shared weights) is emitted twice, under distinct names.
         prefix = f"pixeldcn/{path}/" if n_call == 1 else f"pixeldcn/{path}/call{n_call}/"
         b = GraphBuilder(prefix=prefix, opset=opset, dtype="float32", target=consumer)
-        y = emit_layer(b, kind, node.input[0], weights, interleave=interleave)
+        y = emit_layer(b, kind, node.input[0], weights, interleave=interleave,
+                       in_channels=in_channels)
         _rename_output(b, y, target)
         clash = ({n.name for n in b.nodes} | {t.name for t in b.initializers}) & taken
         if clash:

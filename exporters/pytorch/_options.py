@@ -78,8 +78,9 @@ class ExportOptions:
             (one DepthToSpace per layer) or "concat" (Unsqueeze/Concat/Reshape, faster on
             onnxruntime's CPU provider); ``None``: the target's. See ``pixeldcn_core.INTERLEAVES``.
         target: the ONNX consumer the model is for (``pixeldcn_core.TARGETS``): "onnxruntime"
-            (``None``, the default: its fastest forms), "openvino", "tract", "onnx2torch", or
-            "any" (a model that every consumer runs; check it with ``pixeldcn check``).
+            (``None``, the default: its fastest forms), "reference", "openvino", "tract",
+            "onnx2torch", "tensorrt" (no GridSample) or "any" (a model that every consumer
+            runs; check it with ``pixeldcn check``).
         input_format: "float32" (default: the model's float NCHW input) or "uint8-nhwc" /
             "uint8-nchw": uint8 images, normalised in the graph with ``mean`` and ``std``
             (0..1 range, per channel; default 0 and 1, i.e. ``x / 255``).

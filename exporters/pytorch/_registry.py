@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
 from pixeldcn_core import UnknownKindError, get_kind
 
 from ._base import UpsampleLayer
 
-__all__ = ["FUNCTIONS", "MODULES", "make_layer", "module_for", "register_module",
+__all__ = ["FUNCTIONS", "MODULES", "make_layer", "make_up_layers", "module_for", "register_module",
            "unregister_module"]
 
 _Layer = TypeVar("_Layer", bound=type[UpsampleLayer])
@@ -84,12 +85,15 @@ def module_for(kind: str) -> type[UpsampleLayer]:
 def make_layer(
     kind: str,
     in_channels: int,
-    out_channels: int,
+    out_channels: int | None = None,
     kernel_size: int | None = None,
     bias: bool = False,
     **kwargs: Any,
 ) -> UpsampleLayer:
     """Build an up-sampling layer by kind name (aliases such as ``"PixelDCL"`` accepted).
+
+    ``out_channels=None`` derives C for a kind whose channels follow Cin (``KindInfo.in_per_out``:
+    ``bilinear`` keeps them, ``bilinear_additive`` divides them by 4).
 
     Raises:
         UnknownKindError: ``kind`` is not registered; the message lists the valid kinds.
@@ -98,3 +102,17 @@ def make_layer(
     info = get_kind(kind)
     k = info.default_kernel if kernel_size is None else kernel_size
     return module_for(info.name)(in_channels, out_channels, k, bias, **kwargs)
+
+
+def make_up_layers(
+    kind: str, in_channels: int, out_channels: int, kernel_size: int | None = None, **kwargs: Any
+) -> list[nn.Module]:
+    """The modules of a network's up-sampling step ``in_channels -> out_channels``: the layer
+    alone, or, for a kind whose channel rule cannot map them (``KindInfo.in_per_out``: bilinear
+    keeps the channels, bilinear-additive divides them by 4), a 1 x 1 conv (no bias) to
+    ``in_per_out * out_channels`` channels first, then the layer."""
+    r = get_kind(kind).in_per_out
+    if r is None or in_channels == r * out_channels:
+        return [make_layer(kind, in_channels, out_channels, kernel_size, **kwargs)]
+    return [nn.Conv2d(in_channels, r * out_channels, 1, bias=False),
+            make_layer(kind, r * out_channels, out_channels, kernel_size, **kwargs)]

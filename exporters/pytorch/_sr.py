@@ -11,7 +11,8 @@ from torch import nn
 
 from pixeldcn_core import SpecError, get_kind
 
-from ._registry import module_for
+from ._base import UpsampleLayer
+from ._registry import make_up_layers, module_for
 
 __all__ = ["SRNet"]
 
@@ -62,7 +63,7 @@ class SRNet(nn.Module):
         self.channels = _positive("channels", channels)
         self.width = _positive("width", width)
         self.residual = bool(residual)
-        cls = module_for(self.up_kind)
+        module_for(self.up_kind)  # refuses a kind without a PyTorch module, naming the known ones
         layers: list[nn.Module] = []
         cin = self.channels
         for _ in range(_positive("depth", depth)):
@@ -70,19 +71,22 @@ class SRNet(nn.Module):
             cin = width
         n_up = int(math.log2(scale))
         for i in range(n_up):
-            layers += [cls(width, width, up_kernel_size, init=init), nn.ReLU(inplace=True)]
+            # a kind whose channels cannot go width -> width (bilinear_additive) gets a 1x1 conv first
+            ups = make_up_layers(self.up_kind, width, width, up_kernel_size, init=init)
+            layers += [*ups, nn.ReLU(inplace=True)]
             if i < n_up - 1:
                 layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*layers)
         self.tail = nn.Conv2d(width, self.channels, 3, padding=1)
-        self.init = layers[2 * depth].init  # type: ignore[union-attr]
+        self.init = next(m for m in layers if isinstance(m, UpsampleLayer)).init
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this network (for model cards)."""
-        up = next(m for m in self.body if hasattr(m, "kernel_size") and hasattr(m, "init"))
+        up = next(m for m in self.body if isinstance(m, UpsampleLayer))
+        convs3 = sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in self.body)
         return {"up": self.up_kind, "scale": self.scale, "channels": self.channels,
-                "width": self.width, "depth": sum(isinstance(m, nn.Conv2d) for m in self.body)
-                - (int(math.log2(self.scale)) - 1), "up_kernel_size": up.kernel_size,
+                "width": self.width, "depth": convs3 - (int(math.log2(self.scale)) - 1),
+                "up_kernel_size": up.kernel_size,
                 "init": self.init, "residual": self.residual}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from torch import nn
 
 from pixeldcn_core import InputShapeError, SpecError, get_kind
 
-from ._registry import make_layer
+from ._registry import make_up_layers
 
 __all__ = ["UNet", "conv_bn_relu", "require_x2_kind"]
 
@@ -47,7 +47,10 @@ class DownBlock(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """Up-sampling layer (C -> C, + BN + ReLU), concat with the skip, conv 2C -> C, conv C -> out."""
+    """Up-sampling layer (C -> C, + BN + ReLU), concat with the skip, conv 2C -> C, conv C -> out.
+
+    A kind whose channels cannot go C -> C (bilinear-additive: C = Cin / 4) gets a 1 x 1 conv
+    C -> 4C before it (:func:`make_up_layers`)."""
 
     def __init__(
         self,
@@ -61,7 +64,7 @@ class UpBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.up = nn.Sequential(
-            make_layer(up, channels, channels, up_kernel_size),
+            *make_up_layers(up, channels, channels, up_kernel_size),
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
         )

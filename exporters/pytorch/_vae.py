@@ -10,7 +10,7 @@ from torch import nn
 
 from pixeldcn_core import InputShapeError, SpecError
 
-from ._registry import make_layer
+from ._registry import make_up_layers
 from ._unet import require_x2_kind
 
 __all__ = ["VAE", "VAEDecoder", "VAEEncoder"]
@@ -91,7 +91,7 @@ class VAEDecoder(nn.Module):
         self.ups = nn.Sequential(
             *(
                 nn.Sequential(
-                    make_layer(up, cin, cout, up_kernel_size),
+                    *make_up_layers(up, cin, cout, up_kernel_size),
                     nn.BatchNorm2d(cout),
                     nn.ReLU(inplace=True),
                 )

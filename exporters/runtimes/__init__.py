@@ -27,6 +27,7 @@ from ._consumers import (
     Runtime,
     install_torchvision_stand_in,
     onnx2torch_limitations,
+    reference_limitations,
     runtime_unavailable,
     tract_fact,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Runtime",
     "install_torchvision_stand_in",
     "onnx2torch_limitations",
+    "reference_limitations",
     "runtime_unavailable",
     "tract_fact",
     # tolerances

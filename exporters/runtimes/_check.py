@@ -21,6 +21,7 @@ from ._consumers import (
     RUNTIMES,
     install_torchvision_stand_in,
     onnx2torch_limitations,
+    reference_limitations,
     runtime_unavailable,
     save_temp,
     temp_folder,
@@ -383,7 +384,10 @@ def _run_one(rt: Any, path: Path, proto: onnx.ModelProto, feeds: dict[str, np.nd
     try:
         outs = run(feeds)
     except Exception as err:
-        return RuntimeResult(rt.name, "error", load_s=load_s, message=f"run: {_line(err)}",
+        why = ""
+        if rt.name == "reference" and (limits := reference_limitations(proto)):
+            why = f" [the graph holds {'; '.join(limits)}]"
+        return RuntimeResult(rt.name, "error", load_s=load_s, message=f"run: {_line(err)}{why}",
                              hint=rt.hint)
     run_ms = (time.perf_counter() - t1) * 1e3
     if len(outs) != len(truth):

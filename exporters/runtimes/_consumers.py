@@ -31,6 +31,7 @@ __all__ = [
     "Runtime",
     "install_torchvision_stand_in",
     "onnx2torch_limitations",
+    "reference_limitations",
     "runtime_unavailable",
     "tract_fact",
 ]
@@ -249,6 +250,8 @@ def onnx2torch_limitations(model: onnx.ModelProto) -> list[str]:
             reasons.add("ConvTranspose with asymmetric pads (onnx2torch: symmetric only)")
         if n.op_type == "Reshape" and attrs.get("allowzero") == 1:
             reasons.add("Reshape with allowzero=1 (onnx2torch: not implemented)")
+        if n.op_type == "GridSample":
+            reasons.add("GridSample (onnx2torch has no converter)")
         if n.domain in ("", "ai.onnx") and opset >= 18:
             try:
                 since = onnx.defs.get_schema(n.op_type, opset, "").since_version
@@ -256,6 +259,22 @@ def onnx2torch_limitations(model: onnx.ModelProto) -> list[str]:
                 continue
             if since >= 18:
                 reasons.add(f"{n.op_type} of opset {since} (onnx2torch converts up to opset 17)")
+    return sorted(reasons)
+
+
+def reference_limitations(model: onnx.ModelProto) -> list[str]:
+    """What in ``model`` onnx's ReferenceEvaluator (1.23) does not run, read from the graph.
+
+    Its GridSample knows only the opset-20 mode names (``"linear"``, ``"cubic"``), so a
+    GridSample-16 with ``mode="bilinear"`` fails at run time. Build with opset >= 20, or export
+    with ``target="any"`` (no GridSample).
+    """
+    reasons = set()
+    for n in model.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type == "GridSample" and attrs.get("mode", b"bilinear") in (b"bilinear", b"bicubic"):
+            reasons.add(f"GridSample with mode={attrs.get('mode', b'bilinear').decode()!r} (the "
+                        "ReferenceEvaluator knows only opset 20's 'linear' / 'cubic': use opset >= 20)")
     return sorted(reasons)
 
 
