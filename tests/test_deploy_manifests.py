@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 import triton_repo
-from triton_repo import _deploy
+from triton_repo import _deploy, _kserve
 from triton_repo._server import ADMIN_HEADER, RESTRICTED_APIS
 
 from .k8s_validate import ValidationError, validate_file, validate_object
@@ -57,7 +57,7 @@ def manifests(local_repo: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
     out = tmp_path_factory.mktemp("manifests")
     models = _deploy.read_models(local_repo)
     _deploy.write_manifests(out / "k8s", _deploy.kubernetes_manifests(URL, models, OPTIONS))
-    _deploy.write_manifests(out / "kserve", _deploy.kserve_manifests(URL, models, OPTIONS))
+    _deploy.write_manifests(out / "kserve", _kserve.kserve_manifests(URL, models, OPTIONS))
     return out
 
 
@@ -206,7 +206,7 @@ def test_s3_endpoint_with_credentials_is_refused_and_never_written(
     err = capsys.readouterr().err
     assert code == 2 and "s3_endpoint holds credentials" in err and secret not in err
     assert not out.exists()
-    ok = _deploy.kserve_manifests(URL, _deploy.read_models(local_repo),
+    ok = _kserve.kserve_manifests(URL, _deploy.read_models(local_repo),
                                   _deploy.DeployOptions(s3_endpoint="http://minio.storage:9000"))
     account = ok["05-service-account.yaml"][0]
     assert account["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == "minio.storage:9000"

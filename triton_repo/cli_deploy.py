@@ -61,7 +61,8 @@ def register(subparsers: Any) -> None:
 
 
 def _kubernetes(args: argparse.Namespace) -> int:
-    from ._deploy import DeployOptions, kserve_manifests, kubernetes_manifests, read_models, write_manifests
+    from ._deploy import DeployOptions, kubernetes_manifests, read_models, write_manifests
+    from ._kserve import kserve_manifests
     from ._s3 import S3Location
 
     S3Location.parse(args.repository)
