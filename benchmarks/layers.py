@@ -442,8 +442,14 @@ def _breakdown_md(provider: str, c: dict) -> list[str]:
     return lines
 
 
+def _has_memory(cfgs: list[dict]) -> bool:
+    """Results made before the memory measurement render as they did (no memory columns)."""
+    return any(v.get("memory") for c in cfgs for v in c["variants"])
+
+
 def _details_md(c: dict) -> list[str]:
     rows = []
+    memory = _has_memory([c])
     for v in (v for v in c["variants"] if v["role"] != "node"):
         t, frac = v["times_ms"], v.get("fraction_of_plain_conv")
         m = v.get("memory") or {}
@@ -451,11 +457,11 @@ def _details_md(c: dict) -> list[str]:
                      t["n"], fmt(v.get("useful_gflop"), 3), fmt(v.get("gflops_per_s"), 1),
                      fmt(v["ratio_to_dcl_k6"]["median"]),
                      "-" if not frac else f"{fmt(100 * frac['median'], 0)} %",
-                     _mib(m.get("largest_bytes")), _mib(m.get("peak_live_bytes"))])
+                     *([_mib(m.get("largest_bytes")), _mib(m.get("peak_live_bytes"))] * memory)])
+    header = ["variant", "role", "median ms", "p90", "p99", "runs", "useful GFLOP", "GFLOP/s",
+              "x DCL k=6", "of plain conv", *(["largest interm. MiB", "peak live MiB"] * memory)]
     return [f"### {c['label']} ({c['rounds_run']} rounds, {c['timed_s']} s)", "",
-            markdown_table(["variant", "role", "median ms", "p90", "p99", "runs", "useful GFLOP",
-                            "GFLOP/s", "x DCL k=6", "of plain conv", "largest interm. MiB",
-                            "peak live MiB"], rows), ""]
+            markdown_table(header, rows), ""]
 
 
 def _provider_md(provider: str, cfgs: list[dict]) -> list[str]:
@@ -464,13 +470,15 @@ def _provider_md(provider: str, cfgs: list[dict]) -> list[str]:
     lines = [f"## {provider}: time relative to DCL k=6 (median time)", "",
              _table(cfgs, names, _ratio_cell), "",
              f"## {provider}: useful GFLOP/s (fraction of a plain 3x3 Conv of the same MACs)", "",
-             _table(cfgs, names, _gflops_cell), "",
-             f"## {provider}: MACs and activation memory", "",
-             "Useful GMAC (the registry's count; in brackets every Conv/ConvTranspose MAC of the "
-             "graph, zero taps included); largest intermediate tensor / peak live activations "
-             "in MiB, from ONNX shape inference at the configuration's input (weights not "
-             "counted; a kind whose C follows Cin takes Cin = r x C, see `layer_spec`).", "",
-             _table(cfgs, names, _cost_cell), "", *_graph_variants_md(provider, cfgs)]
+             _table(cfgs, names, _gflops_cell), ""]
+    if _has_memory(cfgs):
+        lines += [f"## {provider}: MACs and activation memory", "",
+                  "Useful GMAC (the registry's count; in brackets every Conv/ConvTranspose MAC of "
+                  "the graph, zero taps included); largest intermediate tensor / peak live "
+                  "activations in MiB, from ONNX shape inference at the configuration's input "
+                  "(weights not counted; a kind whose C follows Cin takes Cin = r x C, see "
+                  "`layer_spec`).", "", _table(cfgs, names, _cost_cell), ""]
+    lines += _graph_variants_md(provider, cfgs)
     for c in cfgs:
         lines += _breakdown_md(provider, c)
     lines += [f"## {provider}: details", ""]

@@ -288,7 +288,9 @@ def network_targets(rows: Sequence[dict], settings: Mapping[str, Any],
 
 
 def _ratio_table(net: str, rows: list[dict], runtimes: list[str]) -> str:
-    header = ["up-sampling", "GMAC", "MACs / DCL k=6", "largest interm. / peak MiB"]
+    # results made before the memory measurement render as they did (no memory column)
+    has_memory = any(r.get("memory") for r in rows)
+    header = ["up-sampling", "GMAC", "MACs / DCL k=6", *(["largest interm. / peak MiB"] * has_memory)]
     for rt in runtimes:
         header += [f"{rt} ms median (p90)", f"{rt} / DCL k=6"]
     table = []
@@ -298,7 +300,7 @@ def _ratio_table(net: str, rows: list[dict], runtimes: list[str]) -> str:
         m = first.get("memory")
         mem = "-" if not m else (f"{fmt(m['largest_bytes'] / 2**20, 1)} / "
                                  f"{fmt(m['peak_live_bytes'] / 2**20, 1)}")
-        line = [v, fmt(first["gmacs"], 1), fmt(first["mac_ratio_to_dcl_k6"]), mem]
+        line = [v, fmt(first["gmacs"], 1), fmt(first["mac_ratio_to_dcl_k6"]), *([mem] * has_memory)]
         for r in (by_rt.get(rt) for rt in runtimes):
             line += ["-", "-"] if r is None else [
                 f"{fmt(r['times_ms']['median'], 1)} ({fmt(r['times_ms']['p90'], 1)})",
@@ -335,11 +337,13 @@ def network_markdown(result: Result) -> str:
         "interleaved per round.", "", *targets_section("Targets", result.targets)]
     for net in s["networks"]:
         lines += _network_md(net, result)
+    memory = any(r.get("memory") for r in result["rows"])
     lines += ["Ratios: medians of per-round paired ratios within the same runtime. GMAC: "
               "multiply-accumulates of every Conv and ConvTranspose of the exported model. "
-              "MiB: the largest intermediate tensor and the peak of live activations (graph order, "
-              "no in-place reuse), from ONNX shape inference at the input size. "
-              "The paper's DCL row is its baseline (kernel size not given in Table 2).", ""]
+              + ("MiB: the largest intermediate tensor and the peak of live activations (graph "
+                 "order, no in-place reuse), from ONNX shape inference at the input size. "
+                 if memory else "")
+              + "The paper's DCL row is its baseline (kernel size not given in Table 2).", ""]
     detail = [[r["network"], r["variant"], r["runtime"], fmt(r["times_ms"]["median"], 1),
                fmt(r["times_ms"]["p90"], 1), fmt(r["times_ms"]["p99"], 1), r["times_ms"]["n"],
                fmt(r["gmacs"] and 2 * r["gmacs"] / (r["times_ms"]["median"] / 1e3), 1)]

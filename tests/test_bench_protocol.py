@@ -218,7 +218,7 @@ def test_committed_results_load_and_render_to_the_committed_markdown(path, tmp_p
     (["--budget", "-5"], "--budget must be > 0 seconds (0: none), got -5.0"),
     (["--batches", "1,x"], "--batches: expected comma-separated positive integers, got '1,x'"),
     (["--batches", "0"], "--batches: expected comma-separated positive integers, got '0'"),
-    (["--kinds", "dcl,nope"], "unknown up-sampling layer kind 'nope'; expected one of dcl,"),
+    (["--kinds", "dcl,nope"], "unknown up-sampling layer kind 'nope'; expected one of bilinear,"),
     (["--providers", "rocm"], "--providers: unknown provider 'rocm'; expected a comma-separated"),
     (["--threads", "-1"], "--threads must be >= 0, got -1"),
     (["--seed", "-1"], "--seed must be >= 0, got -1"),

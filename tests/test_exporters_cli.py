@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import torch
 
+import pixeldcn_core as pc
 from exporters.pytorch import VAE, UNet, save_weights
 from pixeldcn_core.cli import main
 
@@ -61,7 +62,8 @@ def test_an_unknown_layer_kind_exits_2_listing_the_valid_kinds(tmp_path, capsys)
     rc = main(["export", "--arch", "unet", "--up", "bicubic", "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert rc == 2  # a usage error: bad option, file or value
-    assert "pixeldcn export: error: unknown up-sampling layer kind 'bicubic'; expected one of dcl" in err
+    valid = ", ".join(pc.layer_kinds())
+    assert f"pixeldcn export: error: unknown up-sampling layer kind 'bicubic'; expected one of {valid}" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "m.onnx").exists()
 
