@@ -1,6 +1,6 @@
 """The numpy reference of every up-sampling layer: the oracle of every parity test.
 
-Each function is a direct, readable transcription of the definitions in DESIGN.md, computed in
+Each function is a direct, readable transcription of the definitions in docs/design.md, computed in
 float64 whatever the input dtype. Speed is not a goal here; being obviously right is.
 
 Shapes: ``x [N, Cin, H, W]`` -> ``y [N, C, 2H, 2W]``; conv weights ``[out, in, kh, kw]``; every

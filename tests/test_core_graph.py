@@ -128,7 +128,7 @@ def test_faithful_pixel_dcl_does_its_masked_conv_at_2h_x_2w():
 
 
 def test_efficient_pixel_dcl_phase_kernels_hold_only_the_masked_in_taps():
-    """The four phase convs of k = 3 each have 2 taps: 8 taps in all, as DESIGN.md counts."""
+    """The four phase convs of k = 3 each have 2 taps: 8 taps in all, as docs/design.md counts."""
     model = _model("pixel_dcl", "efficient")
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     convs = [n for n in model.graph.node if n.op_type == "Conv"][2:]

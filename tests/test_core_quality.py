@@ -213,7 +213,7 @@ def test_checkerboard_map_sums_to_the_index_and_finds_the_checkerboarded_half():
 
 def taps_per_output_dcl(k: int, size: int) -> np.ndarray:
     """DCL with all-one weights on ones: count, per output pixel, the (input, tap) pairs that
-    reach it under TF 'SAME' (DESIGN.md: the first 0, 1, 2 rows cropped for k = 3, 4, 6)."""
+    reach it under TF 'SAME' (docs/design.md: the first 0, 1, 2 rows cropped for k = 3, 4, 6)."""
     begin = {3: 0, 4: 1, 6: 2}[k]
     out = np.zeros(2 * size)
     for o in range(2 * size):

@@ -1,4 +1,4 @@
-"""The reference itself, checked against the hand-written formulas of DESIGN.md."""
+"""The reference itself, checked against the hand-written formulas of docs/design.md."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def pixel_dcl_phase_taps(k: int) -> dict[str, tuple[Taps, Taps]]:
     """For PixelDCL: which taps of ``w3`` reach ``y01`` and ``y10`` from F1 and from F2.
 
     Derived from ``y = S + conv(S, w3 * mask)`` with F1 at the even-even and F2 at the odd-odd
-    positions of S. For k = 3 this is DESIGN.md's four-tap formulas, e.g.
+    positions of S. For k = 3 this is docs/design.md's four-tap formulas, e.g.
     ``y01[i,j] = w3[1,0].F1[i,j] + w3[1,2].F1[i,j+1] + w3[0,1].F2[i-1,j] + w3[2,1].F2[i,j]``.
     """
     return {

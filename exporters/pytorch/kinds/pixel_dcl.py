@@ -48,7 +48,7 @@ def pixel_dcl2d(
     """Pixel deconvolution, computed at input resolution (the efficient form).
 
     ``F1 = conv(x, w1)``, ``F2 = conv(F1, w2)``; ``y00 = F1``, ``y11 = F2``, and ``y01``, ``y10``
-    come from the taps of ``w3`` with ``r + c`` odd over their F1 / F2 neighbours (DESIGN.md).
+    come from the taps of ``w3`` with ``r + c`` odd over their F1 / F2 neighbours (docs/design.md).
     Only those taps are read, so the masked taps of ``w3`` get exactly zero gradient.
 
     Args:
