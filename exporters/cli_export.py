@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pixeldcn_core import INPUT_LAYOUTS, INTERLEAVES, OUTPUTS, TARGETS, SpecError, get_kind, layer_kinds
-from pixeldcn_core.cli import add_image_limit_arguments, run_command
+from pixeldcn_core import INPUT_LAYOUTS, OUTPUTS, SpecError, get_kind, layer_kinds
+from pixeldcn_core.cli import add_image_limit_arguments, add_target_arguments, run_command
 
 __all__ = ["handler", "main", "register"]
 
@@ -51,13 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp16", action="store_true", help="write a float16 model")
     p.add_argument("--static", action="store_true", help="fixed input shape (default: dynamic)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the core's)")
-    p.add_argument("--interleave", default=None, choices=INTERLEAVES,
-                   help="how up-sampling layers interleave phases (concat: faster on onnxruntime "
-                        "CPU; default: the target's)")
-    p.add_argument("--target", default=None, choices=tuple(TARGETS),
-                   help="the ONNX consumer the model is for: forms it supports (default "
-                        "onnxruntime; any: runs on onnxruntime, ReferenceEvaluator, OpenVINO, "
-                        "tract and onnx2torch; check with pixeldcn check)")
+    add_target_arguments(p)
     p.add_argument("--num-classes", type=int, default=21, help="unet, deeplab: output classes")
     p.add_argument("--base-channels", type=int, default=None,
                    help="first-level channels (default 64 for unet and the deeplab ResNet stem, "

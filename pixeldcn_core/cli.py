@@ -77,6 +77,19 @@ def finite_float(text: str) -> float:
     return value
 
 
+def add_target_arguments(parser: Any, *, phases: str = "up-sampling layers interleave phases") -> None:
+    """``--target`` and ``--interleave``, one wording for every command that writes ONNX."""
+    from ._targets import INTERLEAVES, TARGETS
+
+    parser.add_argument("--interleave", default=None, choices=INTERLEAVES,
+                        help=f"how {phases} (concat: faster on onnxruntime CPU; default: the "
+                             "target's)")
+    parser.add_argument("--target", default=None, choices=tuple(TARGETS),
+                        help="the ONNX consumer the model is for: forms it supports (default "
+                             "onnxruntime; any: runs on onnxruntime, ReferenceEvaluator, OpenVINO, "
+                             "tract and onnx2torch; tensorrt: no GridSample)")
+
+
 def add_image_limit_arguments(parser: argparse.ArgumentParser) -> None:
     """``--max-image-pixels`` and ``--max-image-bytes`` (see :mod:`pixeldcn_core.images`),
     for commands that read pictures or ``.npy`` inputs; :func:`main` applies them."""

@@ -11,7 +11,8 @@ import numpy as np
 from ._errors import InputShapeError, PixelDCNError
 from ._model import build_layer_model
 from ._specs import KINDS, LayerSpec, get_kind
-from ._targets import INTERLEAVES, TARGETS, resolve_target
+from ._targets import resolve_target
+from .cli import add_target_arguments
 from .reference import apply as reference_apply
 
 # Relative to the output's scale (max |y_ref|): what each dtype is held to.
@@ -29,13 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--kind", default="pixel_dcl", choices=sorted(KINDS), help="layer kind")
     p.add_argument("--form", default="efficient", help="efficient | faithful")
-    p.add_argument("--interleave", default=None, choices=INTERLEAVES,
-                   help="how phases become the 2x output (concat: faster on onnxruntime CPU; "
-                        "default: the target's)")
-    p.add_argument("--target", default=None, choices=tuple(TARGETS),
-                   help="the ONNX consumer the model is for: forms it supports (default "
-                        "onnxruntime; any: runs on onnxruntime, ReferenceEvaluator, OpenVINO, "
-                        "tract and onnx2torch)")
+    add_target_arguments(p, phases="phases become the 2x output")
     p.add_argument("--in-channels", type=int, default=16)
     p.add_argument("--out-channels", type=int, default=None,
                    help="default 8, or what the kind's channel rule gives (bilinear: Cin; "
