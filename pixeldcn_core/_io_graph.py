@@ -237,6 +237,15 @@ def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
                 _rename_uses(sub, old, new)
 
 
+def _rename_output(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """The producer of graph output ``old`` writes ``new`` instead, and its readers read ``new``."""
+    for node in graph.node:
+        for i, o in enumerate(node.output):
+            if o == old:
+                node.output[i] = new
+    _rename_uses(graph, old, new)
+
+
 def _dims(value: onnx.ValueInfoProto) -> list[onnx.TensorShapeProto.Dimension]:
     return list(value.type.tensor_type.shape.dim)
 
@@ -302,16 +311,8 @@ def add_preprocessing(
         raise SpecError(f"input {value.name!r}: the channel dim is {_dim_arg(dims[1])!r}, expected a number")
     channels = int(dims[1].dim_value)
     if mean is None and std is None:
-        card = _meta(out).get(METADATA_NORMALIZATION)
-        if card:
-            try:
-                norm = json.loads(card)
-                mean, std = norm.get("mean"), norm.get("std")
-            except (json.JSONDecodeError, AttributeError) as exc:
-                raise SpecError(f"metadata {METADATA_NORMALIZATION}: got {card!r}, expected "
-                                '{"mean": [...], "std": [...]}') from exc
+        mean, std = _card_normalization(out)
     mean_l, std_l = _check_norm(mean, std, channels)
-    a, b = _affine(mean_l, std_l)
 
     name = value.name
     inner = _fresh(out, f"{name}_float")
@@ -319,6 +320,41 @@ def add_preprocessing(
     for o in out.graph.output:  # an input that is also an output keeps working
         if o.name == name:
             raise SpecError(f"input {name!r} is also a graph output; cannot preprocess it")
+    nodes = _normalize_nodes(out, name, inner, layout, elem, _affine(mean_l, std_l))
+    # the new nodes go first: the graph stays topologically sorted
+    rest = list(out.graph.node)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes + rest)
+
+    n, c, h, w = (_dim_arg(d) for d in dims)
+    shape = [n, h, w, c] if layout == "nhwc" else [n, c, h, w]
+    new_value = helper.make_tensor_value_info(name, TensorProto.UINT8, shape)
+    idx = list(out.graph.input).index(value)
+    out.graph.input.remove(value)
+    out.graph.input.insert(idx, new_value)
+    _record(out, input={"name": name, "dtype": "uint8", "layout": layout,
+                        "mean": mean_l, "std": std_l})
+    onnx.checker.check_model(out)
+    return out
+
+
+def _card_normalization(model: onnx.ModelProto) -> tuple[Any, Any]:
+    """``(mean, std)`` of the model's ``pixeldcn.normalization`` metadata, ``(None, None)`` if absent."""
+    card = _meta(model).get(METADATA_NORMALIZATION)
+    if not card:
+        return None, None
+    try:
+        norm = json.loads(card)
+        return norm.get("mean"), norm.get("std")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise SpecError(f"metadata {METADATA_NORMALIZATION}: got {card!r}, expected "
+                        '{"mean": [...], "std": [...]}') from exc
+
+
+def _normalize_nodes(out: onnx.ModelProto, name: str, inner: str, layout: str, elem: int,
+                     affine: tuple[np.ndarray, np.ndarray]) -> list[onnx.NodeProto]:
+    """``Cast -> [Transpose] -> Mul(a) -> Add(b) -> [Cast]`` from uint8 ``name`` to ``inner``."""
+    a, b = affine
     nodes = []
     cur = _fresh(out, f"{name}_cast")
     nodes.append(helper.make_node("Cast", [name], [cur], to=TensorProto.FLOAT, name=f"{cur}_node"))
@@ -337,21 +373,7 @@ def add_preprocessing(
     nodes.append(helper.make_node("Add", [m, b_name], [last], name=f"{last}_node"))
     if elem != TensorProto.FLOAT:
         nodes.append(helper.make_node("Cast", [last], [inner], to=elem, name=f"{inner}_node"))
-    # the new nodes go first: the graph stays topologically sorted
-    rest = list(out.graph.node)
-    del out.graph.node[:]
-    out.graph.node.extend(nodes + rest)
-
-    n, c, h, w = (_dim_arg(d) for d in dims)
-    shape = [n, h, w, c] if layout == "nhwc" else [n, c, h, w]
-    new_value = helper.make_tensor_value_info(name, TensorProto.UINT8, shape)
-    idx = list(out.graph.input).index(value)
-    out.graph.input.remove(value)
-    out.graph.input.insert(idx, new_value)
-    _record(out, input={"name": name, "dtype": "uint8", "layout": layout,
-                        "mean": mean_l, "std": std_l})
-    onnx.checker.check_model(out)
-    return out
+    return nodes
 
 
 def add_postprocessing(
@@ -401,46 +423,23 @@ def add_postprocessing(
         raise SpecError(f"num_classes: got {num_classes}, while the model's output has {k} channels")
     name = value.name
     inner = _fresh(out, f"{name}_raw")
-    for node in out.graph.node:  # the producer writes the inner name; readers read it
-        for i, o in enumerate(node.output):
-            if o == name:
-                node.output[i] = inner
-    _rename_uses(out.graph, name, inner)
+    _rename_output(out.graph, name, inner)
     n, c, h, w = (_dim_arg(d) for d in dims)
-    nodes = []
     record: dict[str, Any] = {"output": output}
     if output == "probabilities":
-        nodes.append(helper.make_node("Softmax", [inner], [name], axis=1, name=f"{name}_softmax"))
+        nodes = [helper.make_node("Softmax", [inner], [name], axis=1, name=f"{name}_softmax")]
         new_value = helper.make_tensor_value_info(name, elem, [n, c, h, w])
     elif output == "mask":
         dt = mask_dtype(k)
         idx = _fresh(out, f"{name}_argmax")
-        nodes.append(helper.make_node("ArgMax", [inner], [idx], axis=1, keepdims=0,
-                                      select_last_index=0, name=f"{idx}_node"))
         to = TensorProto.UINT8 if dt == np.uint8 else TensorProto.INT32
-        nodes.append(helper.make_node("Cast", [idx], [name], to=to, name=f"{name}_cast"))
+        nodes = [helper.make_node("ArgMax", [inner], [idx], axis=1, keepdims=0,
+                                  select_last_index=0, name=f"{idx}_node"),
+                 helper.make_node("Cast", [idx], [name], to=to, name=f"{name}_cast")]
         new_value = helper.make_tensor_value_info(name, to, [n, h, w])
         record["mask_dtype"] = dt.name
     else:  # uint8_image
-        cur = inner
-        if elem != TensorProto.FLOAT:
-            cur = _fresh(out, f"{name}_f32")
-            nodes.append(helper.make_node("Cast", [inner], [cur], to=TensorProto.FLOAT, name=f"{cur}_node"))
-        k255, lo, hi = (_fresh(out, f"{name}_{s}") for s in ("k255", "lo", "hi"))
-        out.graph.initializer.extend([
-            numpy_helper.from_array(np.array(255.0, np.float32), k255),
-            numpy_helper.from_array(np.array(0.0, np.float32), lo),
-            numpy_helper.from_array(np.array(255.0, np.float32), hi),
-        ])
-        s, r, cl = (_fresh(out, f"{name}_{t}") for t in ("scaled", "round", "clip"))
-        nodes.append(helper.make_node("Mul", [cur, k255], [s], name=f"{s}_node"))
-        nodes.append(helper.make_node("Round", [s], [r], name=f"{r}_node"))
-        nodes.append(helper.make_node("Clip", [r, lo, hi], [cl], name=f"{cl}_node"))
-        if layout == "nhwc":
-            t = _fresh(out, f"{name}_nhwc")
-            nodes.append(helper.make_node("Transpose", [cl], [t], perm=[0, 2, 3, 1], name=f"{t}_node"))
-            cl = t
-        nodes.append(helper.make_node("Cast", [cl], [name], to=TensorProto.UINT8, name=f"{name}_cast"))
+        nodes = _uint8_image_nodes(out, name, inner, elem, layout)
         shape = [n, h, w, c] if layout == "nhwc" else [n, c, h, w]
         new_value = helper.make_tensor_value_info(name, TensorProto.UINT8, shape)
         record["output_layout"] = layout
@@ -451,3 +450,29 @@ def add_postprocessing(
     _record(out, **record)
     onnx.checker.check_model(out)
     return out
+
+
+def _uint8_image_nodes(out: onnx.ModelProto, name: str, inner: str, elem: int,
+                       layout: str) -> list[onnx.NodeProto]:
+    """``[Cast] -> Mul(255) -> Round -> Clip(0, 255) -> [Transpose] -> Cast(uint8)``."""
+    nodes = []
+    cur = inner
+    if elem != TensorProto.FLOAT:
+        cur = _fresh(out, f"{name}_f32")
+        nodes.append(helper.make_node("Cast", [inner], [cur], to=TensorProto.FLOAT, name=f"{cur}_node"))
+    k255, lo, hi = (_fresh(out, f"{name}_{s}") for s in ("k255", "lo", "hi"))
+    out.graph.initializer.extend([
+        numpy_helper.from_array(np.array(255.0, np.float32), k255),
+        numpy_helper.from_array(np.array(0.0, np.float32), lo),
+        numpy_helper.from_array(np.array(255.0, np.float32), hi),
+    ])
+    s, r, cl = (_fresh(out, f"{name}_{t}") for t in ("scaled", "round", "clip"))
+    nodes.append(helper.make_node("Mul", [cur, k255], [s], name=f"{s}_node"))
+    nodes.append(helper.make_node("Round", [s], [r], name=f"{r}_node"))
+    nodes.append(helper.make_node("Clip", [r, lo, hi], [cl], name=f"{cl}_node"))
+    if layout == "nhwc":
+        t = _fresh(out, f"{name}_nhwc")
+        nodes.append(helper.make_node("Transpose", [cl], [t], perm=[0, 2, 3, 1], name=f"{t}_node"))
+        cl = t
+    nodes.append(helper.make_node("Cast", [cl], [name], to=TensorProto.UINT8, name=f"{name}_cast"))
+    return nodes

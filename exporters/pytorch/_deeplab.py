@@ -489,51 +489,16 @@ def load_backbone(
             unexpected.append(key)
         else:
             mapped[target] = value
-    problems: list[str] = []
-    groups = ["backbone."]
-    aspp_given = [k for k in mapped if k.startswith("aspp.")]
-    if aspp_given:
-        groups.append("aspp.")
+    aspp_given = any(k.startswith("aspp.") for k in mapped)
+    groups = ("backbone.", "aspp.") if aspp_given else ("backbone.",)
     missing_optional: list[str] = []
     missing: list[str] = []
     for key in ours:
-        if not key.startswith(tuple(groups)) or key in mapped:
+        if not key.startswith(groups) or key in mapped:
             continue
         (missing_optional if key.endswith(_OPTIONAL_SUFFIXES) else missing).append(key)
-    if missing:
-        which = "backbone" if all(k.startswith("backbone.") for k in missing) else "backbone/ASPP"
-        problems.append(f"missing {len(missing)} {which} keys: {_abbrev(sorted(missing))}")
-        theirs, mine = _stage_blocks(list(data)), _stage_blocks(list(ours))
-        if theirs and theirs != mine:
-            counts = tuple(theirs.get(f"layer{i}", 0) for i in range(1, 5))
-            looks = {v: k for k, v in RESNET_BLOCKS.items()}.get(counts)
-            problems.append(
-                f"the checkpoint's stages hold {counts} blocks"
-                + (f" (ResNet-{looks})" if looks else "")
-                + f", the model's {model.backbone.blocks}"
-                + (f" (depth={model.depth})" if model.depth else "")
-            )
-        elif not any(k.startswith("backbone.") for k in mapped):
-            problems.append(
-                "no key of the checkpoint is a ResNet key (expected torchvision names such as "
-                f"'conv1.weight', 'layer1.0.conv1.weight' or 'backbone.conv1.weight'); got "
-                f"{_abbrev(sorted(data), 5)}"
-            )
-    misshaped = []
-    nonfinite = []
-    for key in sorted(mapped):
-        got, want = mapped[key], ours[key]
-        if tuple(got.shape) != tuple(want.shape):
-            misshaped.append(f"{key}: got {tuple(got.shape)}, expected {tuple(want.shape)}")
-        elif got.is_floating_point() != want.is_floating_point():
-            misshaped.append(f"{key}: got dtype {got.dtype}, expected {want.dtype}")
-        elif got.is_floating_point() and not bool(torch.isfinite(got).all()):
-            nonfinite.append(key)
-    if misshaped:
-        problems.append(f"mis-shaped {len(misshaped)}: " + "; ".join(misshaped[:8])
-                        + (f" ... (+{len(misshaped) - 8} more)" if len(misshaped) > 8 else ""))
-    if nonfinite:
-        problems.append(f"NaN/Inf in {_abbrev(nonfinite)}")
+    problems = _missing_problems(model, missing, data, mapped) if missing else []
+    problems += _value_problems(mapped, ours)
     if strict and unexpected:
         problems.append(f"unexpected keys (strict=True): {_abbrev(sorted(unexpected))}")
     if problems:
@@ -550,3 +515,48 @@ def load_backbone(
         unexpected=sorted(unexpected),
         missing_optional=sorted(missing_optional),
     )
+
+
+def _missing_problems(model: DeepLabResNet, missing: list[str], data: dict[str, torch.Tensor],
+                      mapped: dict[str, torch.Tensor]) -> list[str]:
+    """What to say about ``missing`` keys: which, and the depth the checkpoint looks like."""
+    which = "backbone" if all(k.startswith("backbone.") for k in missing) else "backbone/ASPP"
+    problems = [f"missing {len(missing)} {which} keys: {_abbrev(sorted(missing))}"]
+    theirs, mine = _stage_blocks(list(data)), _stage_blocks(list(model.state_dict()))
+    if theirs and theirs != mine:
+        counts = tuple(theirs.get(f"layer{i}", 0) for i in range(1, 5))
+        looks = {v: k for k, v in RESNET_BLOCKS.items()}.get(counts)
+        problems.append(
+            f"the checkpoint's stages hold {counts} blocks"
+            + (f" (ResNet-{looks})" if looks else "")
+            + f", the model's {model.backbone.blocks}"
+            + (f" (depth={model.depth})" if model.depth else "")
+        )
+    elif not any(k.startswith("backbone.") for k in mapped):
+        problems.append(
+            "no key of the checkpoint is a ResNet key (expected torchvision names such as "
+            f"'conv1.weight', 'layer1.0.conv1.weight' or 'backbone.conv1.weight'); got "
+            f"{_abbrev(sorted(data), 5)}"
+        )
+    return problems
+
+
+def _value_problems(mapped: dict[str, torch.Tensor], ours: dict[str, torch.Tensor]) -> list[str]:
+    """Mis-shaped, mis-typed and non-finite tensors among the ``mapped`` ones."""
+    misshaped = []
+    nonfinite = []
+    for key in sorted(mapped):
+        got, want = mapped[key], ours[key]
+        if tuple(got.shape) != tuple(want.shape):
+            misshaped.append(f"{key}: got {tuple(got.shape)}, expected {tuple(want.shape)}")
+        elif got.is_floating_point() != want.is_floating_point():
+            misshaped.append(f"{key}: got dtype {got.dtype}, expected {want.dtype}")
+        elif got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            nonfinite.append(key)
+    problems = []
+    if misshaped:
+        problems.append(f"mis-shaped {len(misshaped)}: " + "; ".join(misshaped[:8])
+                        + (f" ... (+{len(misshaped) - 8} more)" if len(misshaped) > 8 else ""))
+    if nonfinite:
+        problems.append(f"NaN/Inf in {_abbrev(nonfinite)}")
+    return problems

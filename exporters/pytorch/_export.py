@@ -267,20 +267,59 @@ def export_onnx(
             not convert the model, or it exceeds 2 GiB). ``pixeldcn export`` exits 1.
         VerificationError: onnxruntime disagrees with PyTorch beyond tolerance.
     """
+    options = _checked_options(options, moved)
+    tgt, opset, interleave = resolve_target(options.target, options.opset, options.interleave)
+    shapes = _normalise_shapes(input_shape)
+    path = Path(path)
+    stub_model, layers = prepare_for_export(model)
+    proto = _trace(model, stub_model, shapes, options, opset, {e[1] for e in layers.values()})
+    proto, notes = splice_layers(proto, layers, opset=opset, interleave=interleave, target=tgt.name)
+    proto, bn_notes = fold_batchnorm(proto)
+    doc = f"exported by pixeldcn {__version__} (exporters.pytorch) from {type(model).__name__}"
+    proto = finalize(proto, opset=opset, doc=doc)
+    notes += adapt_to_target(proto, tgt)
+    if options.fp16:
+        proto = to_float16(proto)
+    _set_metadata(proto, {
+        METADATA_INPUT_SHAPES: json.dumps([list(s) for s in shapes]),
+        METADATA_LAYERS: json.dumps([{"path": e[0], "kind": e[1]} for e in layers.values()]),
+        METADATA_TARGET: tgt.name,
+    })
+    if proto.ByteSize() > _MAX_BYTES:
+        raise ExportError(
+            f"the model is {proto.ByteSize() / 2**30:.2f} GiB; ONNX protobufs are limited to 2 GiB "
+            "(external data is not supported by this exporter)"
+        )
+    onnx.checker.check_model(proto, full_check=True)
+    save_model_atomic(proto, path)
+    if verbose:
+        for line in [*notes, *bn_notes]:
+            print(f"  {line}")
+    if options.verify:
+        run_verify(model, path, atol=options.atol, rtol=options.rtol, quiet=not verbose)
+    if options.processes_io:
+        _add_io(proto, path, shapes[0], options, verbose)
+    return path
+
+
+def _checked_options(options: ExportOptions | None, moved: dict[str, object]) -> ExportOptions:
+    """``options``, or the default; a keyword of the old signature or a wrong type is refused."""
     if moved:
         raise moved_keywords_error(
             "export_onnx", moved, "export_onnx(model, path, input_shape",
             "options=ExportOptions(...) and verbose=")
     if options is None:
-        options = ExportOptions()
+        return ExportOptions()
     if not isinstance(options, ExportOptions):
         raise ExportOptionsError(
             f"options is a {type(options).__name__}; expected exporters.pytorch.ExportOptions(...)"
         )
-    tgt, opset, interleave = resolve_target(options.target, options.opset, options.interleave)
-    shapes = _normalise_shapes(input_shape)
-    path = Path(path)
-    stub_model, layers = prepare_for_export(model)
+    return options
+
+
+def _trace(model: nn.Module, stub_model: nn.Module, shapes: list[tuple[int, ...]],
+           options: ExportOptions, opset: int, kinds: set[str]) -> onnx.ModelProto:
+    """The model as ONNX from ``torch.export`` + ``torch.onnx.export``, layers as placeholders."""
     examples = tuple(_example(s, options.dynamic, seed=i) for i, s in enumerate(shapes))
     in_names = list(options.input_names) if options.input_names else (
         ["x"] if len(shapes) == 1 else [f"x{i}" for i in range(len(shapes))]
@@ -310,42 +349,20 @@ def export_onnx(
             raise ExportOptionsError(
                 f"output_names has {len(out_names)} names, while the model returns {n_out}"
             )
-        program = _torch_onnx_export(exported, in_names, out_names, opset,
-                                     {e[1] for e in layers.values()})
-    proto = program.model_proto
-    proto, notes = splice_layers(proto, layers, opset=opset, interleave=interleave, target=tgt.name)
-    proto, bn_notes = fold_batchnorm(proto)
-    doc = f"exported by pixeldcn {__version__} (exporters.pytorch) from {type(model).__name__}"
-    proto = finalize(proto, opset=opset, doc=doc)
-    notes += adapt_to_target(proto, tgt)
-    if options.fp16:
-        proto = to_float16(proto)
-    _set_metadata(proto, {
-        METADATA_INPUT_SHAPES: json.dumps([list(s) for s in shapes]),
-        METADATA_LAYERS: json.dumps([{"path": e[0], "kind": e[1]} for e in layers.values()]),
-        METADATA_TARGET: tgt.name,
-    })
-    if proto.ByteSize() > _MAX_BYTES:
-        raise ExportError(
-            f"the model is {proto.ByteSize() / 2**30:.2f} GiB; ONNX protobufs are limited to 2 GiB "
-            "(external data is not supported by this exporter)"
-        )
-    onnx.checker.check_model(proto, full_check=True)
-    save_model_atomic(proto, path)
-    if verbose:
-        for line in [*notes, *bn_notes]:
-            print(f"  {line}")
+        program = _torch_onnx_export(exported, in_names, out_names, opset, kinds)
+    return program.model_proto
+
+
+def _add_io(proto: onnx.ModelProto, path: Path, shape: tuple[int, ...], options: ExportOptions,
+            verbose: bool) -> None:
+    """Rewrite ``path`` with in-graph I/O processing (:mod:`._io`), verified against ``proto``."""
+    processed = apply_io(proto, options.io_layout, options.output, mean=options.mean,
+                         std=options.std)
+    save_model_atomic(processed, path)
     if options.verify:
-        run_verify(model, path, atol=options.atol, rtol=options.rtol, quiet=not verbose)
-    if options.processes_io:  # in-graph I/O processing (._io)
-        processed = apply_io(proto, options.io_layout, options.output, mean=options.mean,
-                             std=options.std)
-        save_model_atomic(processed, path)
-        if options.verify:
-            summary = verify_io(proto, processed, shapes[0])
-            if verbose:
-                print(f"  in-graph I/O: {summary}")
-    return path
+        summary = verify_io(proto, processed, shape)
+        if verbose:
+            print(f"  in-graph I/O: {summary}")
 
 
 def _torch_onnx_export(exported: Any, in_names: list[str], out_names: list[str], opset: int,

@@ -233,25 +233,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
             and init_users.get(conv.input[1]) == 1
             and (len(conv.input) < 3 or not conv.input[2] or init_users.get(conv.input[2]) == 1)
         ):
-            w = numpy_helper.to_array(consts.inits[conv.input[1]]).astype(np.float64)
-            has_bias = len(conv.input) > 2 and bool(conv.input[2])
-            bias = (
-                numpy_helper.to_array(consts.inits[conv.input[2]]).astype(np.float64)
-                if has_bias else np.zeros(w.shape[0])
-            )
-            dtype = numpy_helper.to_array(consts.inits[conv.input[1]]).dtype
-            consts.inits[conv.input[1]].CopyFrom(
-                numpy_helper.from_array((w * scale[:, None, None, None]).astype(dtype), conv.input[1])
-            )
-            new_bias = (bias * scale + shift).astype(dtype)
-            if has_bias:
-                consts.inits[conv.input[2]].CopyFrom(numpy_helper.from_array(new_bias, conv.input[2]))
-            else:
-                name = f"{node.name or node.output[0]}/folded_bias"
-                graph.initializer.append(numpy_helper.from_array(new_bias, name))
-                while len(conv.input) < 3:
-                    conv.input.append("")
-                conv.input[2] = name
+            _fold_into_conv(graph, conv, consts, scale, shift, f"{node.name or node.output[0]}/folded_bias")
             conv.output[0] = node.output[0]
             removed.add(id(node))
             notes.append(f"BatchNormalization {node.name} folded into Conv {conv.name}")
@@ -259,17 +241,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         rank = ranks.get(x)
         if rank is None or rank < 2:
             raise ExportError(f"BatchNormalization {node.name!r}: rank of its input is unknown")
-        shape = [-1] + [1] * (rank - 2)
-        gamma = consts.inits.get(node.input[1])
-        dtype = numpy_helper.to_array(gamma).dtype if gamma is not None else np.float32
-        base = node.name or node.output[0]
-        s_name, t_name, mid = f"{base}/scale", f"{base}/shift", f"{base}/scaled"
-        graph.initializer.append(numpy_helper.from_array(scale.reshape(shape).astype(dtype), s_name))
-        graph.initializer.append(numpy_helper.from_array(shift.reshape(shape).astype(dtype), t_name))
-        replaced[id(node)] = [
-            helper.make_node("Mul", [x, s_name], [mid], name=f"{base}/Mul"),
-            helper.make_node("Add", [mid, t_name], [node.output[0]], name=f"{base}/Add"),
-        ]
+        replaced[id(node)] = _mul_add(graph, node, consts, scale, shift, rank)
         notes.append(f"BatchNormalization {node.name} lowered to Mul + Add")
     for node in graph.node:
         if id(node) in removed:
@@ -278,6 +250,45 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     del graph.node[:]
     graph.node.extend(new_nodes)
     return model, notes
+
+
+def _fold_into_conv(graph: onnx.GraphProto, conv: onnx.NodeProto, consts: _Constants,
+                    scale: np.ndarray, shift: np.ndarray, bias_name: str) -> None:
+    """Scale ``conv``'s weights and bias in place (a bias ``bias_name`` is added when it has none)."""
+    w = numpy_helper.to_array(consts.inits[conv.input[1]]).astype(np.float64)
+    has_bias = len(conv.input) > 2 and bool(conv.input[2])
+    bias = (
+        numpy_helper.to_array(consts.inits[conv.input[2]]).astype(np.float64)
+        if has_bias else np.zeros(w.shape[0])
+    )
+    dtype = numpy_helper.to_array(consts.inits[conv.input[1]]).dtype
+    consts.inits[conv.input[1]].CopyFrom(
+        numpy_helper.from_array((w * scale[:, None, None, None]).astype(dtype), conv.input[1])
+    )
+    new_bias = (bias * scale + shift).astype(dtype)
+    if has_bias:
+        consts.inits[conv.input[2]].CopyFrom(numpy_helper.from_array(new_bias, conv.input[2]))
+    else:
+        graph.initializer.append(numpy_helper.from_array(new_bias, bias_name))
+        while len(conv.input) < 3:
+            conv.input.append("")
+        conv.input[2] = bias_name
+
+
+def _mul_add(graph: onnx.GraphProto, node: onnx.NodeProto, consts: _Constants, scale: np.ndarray,
+             shift: np.ndarray, rank: int) -> list[onnx.NodeProto]:
+    """``Mul`` + ``Add`` nodes (and their constants, added to ``graph``) computing BatchNorm ``node``."""
+    shape = [-1] + [1] * (rank - 2)
+    gamma = consts.inits.get(node.input[1])
+    dtype = numpy_helper.to_array(gamma).dtype if gamma is not None else np.float32
+    base = node.name or node.output[0]
+    s_name, t_name, mid = f"{base}/scale", f"{base}/shift", f"{base}/scaled"
+    graph.initializer.append(numpy_helper.from_array(scale.reshape(shape).astype(dtype), s_name))
+    graph.initializer.append(numpy_helper.from_array(shift.reshape(shape).astype(dtype), t_name))
+    return [
+        helper.make_node("Mul", [node.input[0], s_name], [mid], name=f"{base}/Mul"),
+        helper.make_node("Add", [mid, t_name], [node.output[0]], name=f"{base}/Add"),
+    ]
 
 
 def _ranks(model: onnx.ModelProto) -> dict[str, int]:

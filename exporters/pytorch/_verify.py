@@ -232,41 +232,13 @@ def verify(
     onnx_outs = sess.run(None, feeds)
     out_names = [o.name for o in sess.get_outputs()]
 
-    device, dtype = _model_device_dtype(model)
-    was_training = model.training
-    # The reference runs in full float32 on GPU too: TF32 convs / matmuls would add ~1e-3 errors.
-    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    model.eval()
-    try:
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        with torch.no_grad():
-            args = [torch.from_numpy(np.asarray(a, np.float32)).to(device, dtype)
-                    for a in feeds.values()]
-            torch_outs = _flatten(model(*args))
-    finally:
-        model.train(was_training)
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
-
-    checks = []
+    torch_outs = _run_torch(model, feeds.values())
     if len(torch_outs) != len(onnx_outs):
         raise VerificationError(
             f"PyTorch returns {len(torch_outs)} outputs, the ONNX model {len(onnx_outs)}"
         )
-    for name, t, o in zip(out_names, torch_outs, onnx_outs, strict=True):
-        ref = t.detach().float().cpu().numpy().astype(np.float64)
-        got = np.asarray(o)
-        expected_dtype = "float16" if precision == "float16" else str(t.dtype).replace("torch.", "")
-        c = compare(got, ref, name=name, precision=precision, atol=atol, rtol=rtol)
-        problems = [_as_verify_problem(p.removeprefix(f"{name}: ")) for p in c.problems]
-        if str(got.dtype) != expected_dtype:
-            problems.append(f"dtype {got.dtype} != expected {expected_dtype}")
-        checks.append(OutputCheck(
-            name=name, torch_shape=tuple(ref.shape), onnx_shape=tuple(got.shape),
-            torch_dtype=str(t.dtype).replace("torch.", ""), onnx_dtype=str(got.dtype),
-            expected_dtype=expected_dtype, max_abs=c.max_abs, max_rel=c.max_rel, scale=c.scale,
-            min_atol=c.min_atol, atol=c.atol, rtol=c.rtol, nonfinite_torch=c.nonfinite_ref,
-            nonfinite_onnx=c.nonfinite, problems=tuple(problems), min_rtol=c.min_rtol,
-        ))
+    checks = [_check_output(name, t, o, precision, atol, rtol)
+              for name, t, o in zip(out_names, torch_outs, onnx_outs, strict=True)]
     report = VerificationReport(
         onnx_path=str(path),
         precision=precision,
@@ -284,3 +256,39 @@ def verify(
             report,
         )
     return report
+
+
+def _run_torch(model: nn.Module, arrays: Any) -> list[torch.Tensor]:
+    """``model``'s outputs on ``arrays`` in eval mode, full float32 (no TF32), mode restored."""
+    device, dtype = _model_device_dtype(model)
+    was_training = model.training
+    # The reference runs in full float32 on GPU too: TF32 convs / matmuls would add ~1e-3 errors.
+    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    model.eval()
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        with torch.no_grad():
+            args = [torch.from_numpy(np.asarray(a, np.float32)).to(device, dtype) for a in arrays]
+            return _flatten(model(*args))
+    finally:
+        model.train(was_training)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def _check_output(name: str, t: torch.Tensor, o: Any, precision: str, atol: float | None,
+                  rtol: float | None) -> OutputCheck:
+    """One output of onnxruntime (``o``) against PyTorch's (``t``)."""
+    ref = t.detach().float().cpu().numpy().astype(np.float64)
+    got = np.asarray(o)
+    expected_dtype = "float16" if precision == "float16" else str(t.dtype).replace("torch.", "")
+    c = compare(got, ref, name=name, precision=precision, atol=atol, rtol=rtol)
+    problems = [_as_verify_problem(p.removeprefix(f"{name}: ")) for p in c.problems]
+    if str(got.dtype) != expected_dtype:
+        problems.append(f"dtype {got.dtype} != expected {expected_dtype}")
+    return OutputCheck(
+        name=name, torch_shape=tuple(ref.shape), onnx_shape=tuple(got.shape),
+        torch_dtype=str(t.dtype).replace("torch.", ""), onnx_dtype=str(got.dtype),
+        expected_dtype=expected_dtype, max_abs=c.max_abs, max_rel=c.max_rel, scale=c.scale,
+        min_atol=c.min_atol, atol=c.atol, rtol=c.rtol, nonfinite_torch=c.nonfinite_ref,
+        nonfinite_onnx=c.nonfinite, problems=tuple(problems), min_rtol=c.min_rtol,
+    )

@@ -332,15 +332,7 @@ def check_model(
     with temp_folder() as tmp:
         if path is None:
             path = save_temp(proto, tmp)
-        if baseline is None:
-            baseline_name = baseline_name or "onnxruntime (CPU)"
-            try:
-                truth = RUNTIMES[BASELINE_RUNTIME].load(path, proto, feeds)(feeds)
-            except Exception as err:
-                raise CheckError(f"the baseline onnxruntime cannot run {label}: {_line(err)}") from err
-        else:
-            baseline_name = baseline_name or "given baseline"
-            truth = [np.asarray(t) for t in baseline(feeds)]
+        truth, baseline_name = _truth(baseline, baseline_name, path, proto, feeds, label)
         results = []
         for name in names:
             rt = RUNTIMES[name]
@@ -359,6 +351,18 @@ def check_model(
         inputs=tuple((n, tuple(a.shape), str(a.dtype)) for n, a in feeds.items()), seed=seed,
         results=tuple(results), strict=strict,
     )
+
+
+def _truth(baseline: Baseline | None, baseline_name: str, path: Path, proto: onnx.ModelProto,
+           feeds: dict[str, np.ndarray], label: str) -> tuple[list[np.ndarray], str]:
+    """The baseline's outputs on ``feeds``, and its name for the report."""
+    if baseline is not None:
+        return [np.asarray(t) for t in baseline(feeds)], baseline_name or "given baseline"
+    try:
+        truth = RUNTIMES[BASELINE_RUNTIME].load(path, proto, feeds)(feeds)
+    except Exception as err:
+        raise CheckError(f"the baseline onnxruntime cannot run {label}: {_line(err)}") from err
+    return truth, baseline_name or "onnxruntime (CPU)"
 
 
 def _line(err: BaseException) -> str:
