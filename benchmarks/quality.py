@@ -262,7 +262,7 @@ class Quality:
         g.add_argument("--medium", action="store_true",
                        help="the medium budget: " + _budget_help("medium"))
         g.add_argument("--seeds", type=int, default=None,
-                       help="number of seeds (default 3; --medium 2; --quick 1)")
+                       help="number of seeds (default 3; --medium 3; --quick 1)")
         g.add_argument("--steps", type=int, default=None,
                        help="training steps per model (default 300; --medium 150; --quick 12)")
         g.add_argument("--long-steps", type=int, default=None,
