@@ -685,7 +685,7 @@ def test_server_started_from_a_thread_survives_the_thread_and_dies_with_its_laun
 
 @pytest.mark.slow
 def test_a_launcher_never_deletes_the_files_of_a_live_server(repo: pathlib.Path) -> None:
-    from triton_repo import _server
+    from triton_repo import _orphans
 
     proc, server_pid, workdir, _ = launch_from_thread(repo)
     mine = str(workdir).encode()
@@ -697,13 +697,13 @@ def test_a_launcher_never_deletes_the_files_of_a_live_server(repo: pathlib.Path)
         proc.wait(timeout=30)
         time.sleep(1.0)
         assert not gone(server_pid)
-        _server._remove_orphans()  # what the next launcher does first
+        _orphans.remove_orphans()  # what the next launcher does first
         assert workdir.is_dir() and (workdir / "backends").is_dir()  # still in use
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server_pid, signal.SIGKILL)
     wait_for(lambda: gone(server_pid) or _zombie(server_pid), 30, "the orphan to die")
-    _server._remove_orphans()
+    _orphans.remove_orphans()
     assert not workdir.exists()
 
 

@@ -491,7 +491,7 @@ time.sleep(600)
 def test_killed_launcher_takes_its_server_down_and_the_next_launcher_cleans_up(
     tmp_path: pathlib.Path,
 ) -> None:
-    from triton_repo import _server
+    from triton_repo import _orphans
 
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLED_LAUNCHER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
@@ -517,7 +517,7 @@ def test_killed_launcher_takes_its_server_down_and_the_next_launcher_cleans_up(
     wait_for(lambda: not workdir.exists(), 30, "the reaper to remove the launcher's folder")
     workdir.mkdir()
     (workdir / "server.pid").write_text(str(server_pid))  # dead launcher, dead server
-    _server._remove_orphans()  # what every LocalTritonServer.start() does first
+    _orphans.remove_orphans()  # what every LocalTritonServer.start() does first
     assert not workdir.exists()
 
 

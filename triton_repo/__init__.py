@@ -39,7 +39,8 @@ from ._repository import (
     write_repository,
 )
 from ._s3 import S3Error, S3LocationError, list_repository, push_repository, remove_version
-from ._server import LocalTritonServer, ServerConfig
+from ._server import LocalTritonServer
+from ._server_config import ServerConfig
 
 __all__ = [
     # repository
