@@ -144,7 +144,8 @@ def read_models(source: str | os.PathLike[str], *, client: Any = None) -> list[M
     """The models of a repository: a local folder or ``s3://BUCKET/PREFIX`` (read with boto3)."""
     texts: list[str] = []
     if is_s3_url(source):
-        from ._s3 import list_repository, s3_client
+        from ._s3 import s3_client
+        from ._s3_repository import list_repository
 
         location = S3Location.parse(str(source))
         client = client or s3_client()

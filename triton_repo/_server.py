@@ -42,7 +42,7 @@ from ._distribution import check_backend_python, find_tritonserver
 from ._errors import ConfigError, ServerStartError
 from ._orphans import SERVER_PID_FILE, SHM_PREFIX, WORKDIR_PREFIX, remove_orphans
 from ._repository import LOCAL_CONFIG_NAME, ModelNameError, remove_stale_staging, validate_model_name
-from ._s3 import ServerRepository
+from ._s3_repository import ServerRepository
 from ._server_config import ServerConfig, moved_keywords_error
 from ._shm import guard_private, reap_stale_regions
 
@@ -106,7 +106,7 @@ class LocalTritonServer:
 
     Args:
         repo_dir: the model repository (written by :func:`write_repository`), or
-            ``s3://BUCKET/PREFIX`` (see :mod:`triton_repo._s3`).
+            ``s3://BUCKET/PREFIX`` (see :mod:`triton_repo._s3_repository`).
         config: how the server runs (ports, timeouts, limits, health endpoint): a
             :class:`ServerConfig`, documented there; default ``ServerConfig()``.
 
@@ -136,7 +136,7 @@ class LocalTritonServer:
         if not isinstance(config, ServerConfig):
             raise ConfigError(f"config is a {type(config).__name__}; expected triton_repo.ServerConfig(...)")
         self.config = config
-        # s3://BUCKET/PREFIX: object storage (triton_repo._s3: endpoint, credentials, copies).
+        # s3://BUCKET/PREFIX: object storage (triton_repo._s3_repository: endpoint, credentials, copies).
         self.s3: ServerRepository | None = None
         if isinstance(repo_dir, str) and repo_dir.startswith("s3://"):
             self.s3 = ServerRepository.from_url(repo_dir)
