@@ -487,7 +487,7 @@ def test_without_the_pin_triton_loads_a_partial_version_and_hangs(
         onnx_file = repo / "naive" / "2" / "model.onnx"
         client.upload_file(str(onnx_file), BUCKET, base.key("naive", "2", "model.onnx"))
         time.sleep(4)  # two polls
-        for rel in _s3._local_files(repo / "naive" / "2"):
+        for rel in _s3_push._local_files(repo / "naive" / "2"):
             client.upload_file(str(repo / "naive" / "2" / rel), BUCKET, base.key("naive", "2", rel))
         time.sleep(6)  # three more polls: version 2 complete in the bucket
         assert "loading: naive:2" in server.log_tail(20000)
