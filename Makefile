@@ -45,9 +45,9 @@ test: setup checkov-venv
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not server and not slow"
 
-# Long form of tests/test_reliability.py (~10 minutes): 16-client soak, 100 writer kills; figures in reliability.json.
+# Long form of tests/test_reliability_*.py (~10 minutes): 16-client soak, 100 writer kills; figures in reliability.json.
 reliability-long: setup
-	PIXELDCN_RELIABILITY=long PIXELDCN_RELIABILITY_REPORT=reliability.json $(BIN)/python -m pytest tests/test_reliability.py -q -s
+	PIXELDCN_RELIABILITY=long PIXELDCN_RELIABILITY_REPORT=reliability.json $(BIN)/python -m pytest tests/test_reliability_*.py -q -s
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,6 +1,8 @@
-"""Shared test helpers: tolerances per dtype, seeded inputs, onnxruntime runs."""
+"""Shared test helpers: tolerances per dtype, seeded inputs, onnxruntime runs, a small ONNX export."""
 
 from __future__ import annotations
+
+import pathlib
 
 import numpy as np
 import pytest
@@ -68,3 +70,16 @@ def assert_close_to_reference(y: np.ndarray, ref: np.ndarray, dtype: str) -> Non
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def onnx_path(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A seeded PixelDCL export (``repository_helpers.layer_model()``) at ``export/model.onnx``."""
+    import onnx
+
+    from .repository_helpers import layer_model
+
+    path = tmp_path / "export" / "model.onnx"
+    path.parent.mkdir()
+    onnx.save(layer_model(), path)
+    return path

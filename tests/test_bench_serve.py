@@ -121,7 +121,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     pytest.importorskip("torch")
     pytest.importorskip("exporters.pytorch")
     from triton_repo import TritonNotInstalledError
-    from triton_repo._server import find_tritonserver
+    from triton_repo._distribution import find_tritonserver
 
     try:
         find_tritonserver()

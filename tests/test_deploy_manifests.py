@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 import triton_repo
-from triton_repo import _deploy, _kserve
+from triton_repo import _deploy, _deploy_models, _deploy_options, _deploy_workload, _kserve
 from triton_repo._server import ADMIN_HEADER, RESTRICTED_APIS
 
 from .k8s_validate import ValidationError, validate_file, validate_object
@@ -31,7 +31,7 @@ from .scale_helpers import layer_model
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 URL = "s3://pixeldcn-models/prod"
-OPTIONS = _deploy.DeployOptions(
+OPTIONS = _deploy_options.DeployOptions(
     ingress_host="infer.example.com", service_monitor=True, tls_secret="infer-tls"
 )
 
@@ -55,7 +55,7 @@ def local_repo(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def manifests(local_repo: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("manifests")
-    models = _deploy.read_models(local_repo)
+    models = _deploy_models.read_models(local_repo)
     _deploy.write_manifests(out / "k8s", _deploy.kubernetes_manifests(URL, models, OPTIONS))
     _deploy.write_manifests(out / "kserve", _kserve.kserve_manifests(URL, models, OPTIONS))
     return out
@@ -70,7 +70,7 @@ def _objects(folder: pathlib.Path) -> dict[str, dict]:
 
 
 def test_models_are_read_from_their_configs(local_repo: pathlib.Path) -> None:
-    models = {m.name: m for m in _deploy.read_models(local_repo)}
+    models = {m.name: m for m in _deploy_models.read_models(local_repo)}
     assert models["unet"].gpu and models["unet"].instances == 2 and models["unet"].max_batch_size == 8
     assert models["unet"].trt_cache_path == "/var/cache/trt/unet"
     assert not models["small"].gpu and models["small"].trt_cache_path is None
@@ -139,7 +139,7 @@ def test_kserve_probes_and_policy_use_the_runtime_ports(manifests: pathlib.Path)
     done = subprocess.run([sys.executable, "-c", KSERVE_PORTS], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["http"] == _deploy.KSERVE_HTTP_PORT == 8080
+    assert json.loads(done.stdout)["http"] == _kserve.KSERVE_HTTP_PORT == 8080
     objs = _objects(manifests / "kserve")
     service = objs["InferenceService/pixeldcn-triton"]
     triton = service["spec"]["predictor"]["triton"]
@@ -195,19 +195,19 @@ def test_s3_endpoint_with_credentials_is_refused_and_never_written(
 
     secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
     with pytest.raises(triton_repo.ConfigError, match=r"s3_endpoint holds credentials"):
-        _deploy.DeployOptions(s3_endpoint=f"http://AKIA:{secret}@minio:9000")
+        _deploy_options.DeployOptions(s3_endpoint=f"http://AKIA:{secret}@minio:9000")
     for bad, message in (("ftp://minio:9000", "expected http"), ("http://minio:9000/bucket", "nothing else"),
                          ("http://minio:notaport", "expected http"), ("http://", "expected http")):
         with pytest.raises(triton_repo.ConfigError, match=message):
-            _deploy.DeployOptions(s3_endpoint=bad)
+            _deploy_options.DeployOptions(s3_endpoint=bad)
     out = tmp_path / "ks"
     code = main(["deploy", "kubernetes", "--repository", URL, "--models-from", str(local_repo),
                  "--out", str(out), "--kserve", "--s3-endpoint", f"http://AKIA:{secret}@minio:9000"])
     err = capsys.readouterr().err
     assert code == 2 and "s3_endpoint holds credentials" in err and secret not in err
     assert not out.exists()
-    ok = _kserve.kserve_manifests(URL, _deploy.read_models(local_repo),
-                                  _deploy.DeployOptions(s3_endpoint="http://minio.storage:9000"))
+    ok = _kserve.kserve_manifests(URL, _deploy_models.read_models(local_repo),
+                                  _deploy_options.DeployOptions(s3_endpoint="http://minio.storage:9000"))
     account = ok["05-service-account.yaml"][0]
     assert account["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == "minio.storage:9000"
     assert account["metadata"]["annotations"]["serving.kserve.io/s3-usehttps"] == "0"
@@ -265,14 +265,14 @@ def test_readiness_probe_rides_out_the_version_swap_blip(manifests: pathlib.Path
     poll_secs = int(_flags(container["args"])["repository-poll-secs"])
     # One blip (READINESS_BLIP_SECS, on every replica at once) fails at most this many probes
     # in a row: fewer than failureThreshold, so no replica leaves the Service for it...
-    misses = math.ceil(_deploy.READINESS_BLIP_SECS / ready["periodSeconds"])
+    misses = math.ceil(_deploy_options.READINESS_BLIP_SECS / ready["periodSeconds"])
     assert misses < ready["failureThreshold"]
     # ...and two blips (one per poll at most) never fall into one failure window.
     assert poll_secs > ready["periodSeconds"] * ready["failureThreshold"]
     # A replica that truly cannot serve is out within period x threshold (+ timeout).
     assert ready["periodSeconds"] * ready["failureThreshold"] + ready["timeoutSeconds"] <= 15
     with pytest.raises(triton_repo.ConfigError, match=r"poll_secs=5; expected > 20"):
-        _deploy.DeployOptions(poll_secs=5)
+        _deploy_options.DeployOptions(poll_secs=5)
 
 
 def test_read_only_root_leaves_triton_writable_folders(manifests: pathlib.Path) -> None:
@@ -294,7 +294,7 @@ def test_read_only_root_leaves_triton_writable_folders(manifests: pathlib.Path) 
 
 
 def test_ingress_limits_come_from_the_model(manifests: pathlib.Path, local_repo: pathlib.Path) -> None:
-    models = _deploy.read_models(local_repo)
+    models = _deploy_models.read_models(local_repo)
     largest = max(m.max_request_bytes or 0 for m in models)
     for name, grpc in (("http", False), ("grpc", True)):
         notes = _objects(manifests / "k8s")[f"Ingress/pixeldcn-triton-{name}"]["metadata"]["annotations"]
@@ -306,33 +306,37 @@ def test_ingress_limits_come_from_the_model(manifests: pathlib.Path, local_repo:
 
 
 def test_cpu_only_models_ask_for_no_gpu(local_repo: pathlib.Path) -> None:
-    models = [m for m in _deploy.read_models(local_repo) if not m.gpu]
-    deployment = _deploy.deployment(URL, models, _deploy.DeployOptions())
+    models = [m for m in _deploy_models.read_models(local_repo) if not m.gpu]
+    deployment = _deploy_workload.deployment(URL, models, _deploy_options.DeployOptions())
     spec = deployment["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in spec["containers"][0]["resources"]["limits"]
     assert "tolerations" not in spec and "--allow-gpu-metrics=false" in spec["containers"][0]["args"]
-    explicit = _deploy.triton_args(URL, models, _deploy.DeployOptions(model_control="explicit"))
+    explicit = _deploy_workload.triton_args(
+        URL, models, _deploy_options.DeployOptions(model_control="explicit")
+    )
     assert "--model-control-mode=explicit" in explicit and "--load-model=small" in explicit
-    minio = _deploy.triton_args(URL, models, _deploy.DeployOptions(s3_endpoint="http://minio.storage:9000"))
+    minio = _deploy_workload.triton_args(
+        URL, models, _deploy_options.DeployOptions(s3_endpoint="http://minio.storage:9000")
+    )
     assert "--model-repository=s3://minio.storage:9000/pixeldcn-models/prod" in minio
 
 
 def test_deploy_options_reject_bad_values() -> None:
     with pytest.raises(triton_repo.ConfigError, match=r"name='Bad_Name'; expected a DNS label"):
-        _deploy.DeployOptions(name="Bad_Name")
+        _deploy_options.DeployOptions(name="Bad_Name")
     with pytest.raises(triton_repo.ConfigError, match=r"triton_version='1.0'; expected one of"):
-        _deploy.DeployOptions(triton_version="1.0")
+        _deploy_options.DeployOptions(triton_version="1.0")
     with pytest.raises(triton_repo.ConfigError, match=r"min_replicas=5 > max_replicas=2"):
-        _deploy.DeployOptions(min_replicas=5, max_replicas=2)
+        _deploy_options.DeployOptions(min_replicas=5, max_replicas=2)
     with pytest.raises(triton_repo.ConfigError, match=r"memory='lots'; expected a Kubernetes quantity"):
-        _deploy.DeployOptions(memory="lots")
+        _deploy_options.DeployOptions(memory="lots")
     with pytest.raises(triton_repo.ConfigError, match=r"ports \(8000, 8000, 8002\)"):
-        _deploy.DeployOptions(grpc_port=8000)
-    assert _deploy.triton_image("2.55.0") == "nvcr.io/nvidia/tritonserver:25.02-py3"
+        _deploy_options.DeployOptions(grpc_port=8000)
+    assert _deploy_options.triton_image("2.55.0") == "nvcr.io/nvidia/tritonserver:25.02-py3"
 
 
 def test_yaml_is_emitted_by_a_yaml_library_and_round_trips(local_repo: pathlib.Path) -> None:
-    files = _deploy.kubernetes_manifests(URL, _deploy.read_models(local_repo), OPTIONS)
+    files = _deploy.kubernetes_manifests(URL, _deploy_models.read_models(local_repo), OPTIONS)
     for objects in files.values():
         assert list(yaml.safe_load_all(_deploy.to_yaml(objects))) == objects
 

@@ -89,19 +89,100 @@ def _quiet_ports(count: int) -> int:
 
 @pytest.mark.server
 @pytest.mark.slow
+def _failover_config() -> triton_repo.ServerConfig:
+    # Ports outside the kernel's ephemeral range: while replica 1 is dead, no other process on
+    # this machine is handed its ports by bind(0), so it restarts on them.
+    base = _quiet_ports(9)
+    return triton_repo.ServerConfig(
+        http_port=base, grpc_port=base + 1, metrics_port=base + 2,
+        ready_timeout=120, restart_on_crash=False,  # the test restarts it, after a dead window
+    )  # fmt: skip
+
+
+class _Load:
+    """Four threads sending X through ``clients`` (alternately) until the ``with`` block ends;
+    counts what was issued, what raised and what came back wrong."""
+
+    def __init__(self, clients: list[triton_repo.ReplicaClient], expected: np.ndarray):
+        self.stop = threading.Event()
+        self.issued = [0] * 4
+        self.wrong: list[str] = []
+        self.raised: list[str] = []
+        self.expected = expected
+        self.threads = [threading.Thread(target=self.load, args=(k, clients[k % 2])) for k in range(4)]
+
+    def load(self, k: int, client: triton_repo.Client) -> None:
+        for _ in range(20000):  # bounded; ends when told
+            if self.stop.is_set():
+                return
+            self.issued[k] += 1
+            try:
+                y = client.infer(X)
+            except Exception as exc:  # counted: the test wants none
+                self.raised.append(repr(exc))
+                continue
+            if not np.allclose(y, self.expected, atol=ATOL, rtol=0):
+                self.wrong.append(f"max err {np.abs(y - self.expected).max():.3g}")
+
+    def __enter__(self) -> _Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+
+def _kill_and_restart_replica_1(
+    replicas: LocalReplicas, clients: list[triton_repo.ReplicaClient]
+) -> list[int]:
+    """SIGKILL replica 1 mid-load, leave it dead for 2 s, restart it and wait until both clients
+    use it again; return what each client had from it before the restart."""
+    victim = replicas.servers[1]
+    time.sleep(2.0)
+    os.kill(victim.pid, signal.SIGKILL)  # mid-load, no warning
+    deadline = time.monotonic() + 30
+    while victim.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not victim.is_alive()
+    time.sleep(2.0)  # load on two replicas, retries moving requests off the dead one
+    # Nothing can answer from replica 1 now: its count is final (a thread that had its
+    # answer just before the kill may count it just after; 2 s later all have).
+    before_restart = [c.replica_stats()[c.urls[1]].ok for c in clients]
+    replicas.restart(1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the restarted replica is picked up again
+        counts_1 = [c.replica_stats()[c.urls[1]].ok for c in clients]
+        if all(now > then + 5 for now, then in zip(counts_1, before_restart, strict=True)):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    return before_restart
+
+
+def _failover_summary(load: _Load, clients: list, stats: list, counts: list, server_ok: list,
+                      before_restart: list[int]) -> str:
+    urls = list(zip(clients[0].urls, clients[1].urls, strict=True))
+    answered = sum(c["answered"] for c in counts)
+    retries = sum(c["retries"] for c in counts)
+    return (
+        f"\nfailover: 3 replicas, 4 threads (2 gRPC round robin, 2 HTTP least outstanding), "
+        f"{sum(load.issued)} requests, {answered} answered, {len(load.raised)} raised, {len(load.wrong)} "
+        f"wrong, {retries} retries; per replica (client ok gRPC/HTTP): "
+        + ", ".join(f"{i}: {stats[0][u0].ok}/{stats[1][u1].ok}" for i, (u0, u1) in enumerate(urls))
+        + f"; server success counts (replica 1 after restart): {server_ok}; killed replica had "
+        f"answered {sum(before_restart)}"
+    )  # fmt: skip
+
+
 def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.Path) -> None:
     onnx.save(layer_model(5), tmp_path / "m.onnx")
     repo = tmp_path / "repo"
     triton_repo.write_repository(repo, "m", tmp_path / "m.onnx", options=CPU)
     expected = reference(layer_model(5), X)
-    # Ports outside the kernel's ephemeral range: while replica 1 is dead, no other process on
-    # this machine is handed its ports by bind(0), so it restarts on them.
-    base = _quiet_ports(9)
-    config = triton_repo.ServerConfig(
-        http_port=base, grpc_port=base + 1, metrics_port=base + 2,
-        ready_timeout=120, restart_on_crash=False,  # the test restarts it, after a dead window
-    )  # fmt: skip
-    with LocalReplicas(repo, 3, config, port_stride=3) as replicas:
+    with LocalReplicas(repo, 3, _failover_config(), port_stride=3) as replicas:
         clients = [
             triton_repo.ReplicaClient(replicas.grpc_urls, "m", balance="round_robin", down_secs=0.5),
             triton_repo.ReplicaClient(replicas.http_urls, "m", protocol="http", balance="least_outstanding",
@@ -109,51 +190,8 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
         ]  # fmt: skip
         for client in clients:
             client.wait_ready(60)
-        stop = threading.Event()
-        issued = [0] * 4
-        wrong: list[str] = []
-        raised: list[str] = []
-
-        def load(k: int, client: triton_repo.Client) -> None:
-            for _ in range(20000):  # bounded; ends when told
-                if stop.is_set():
-                    return
-                issued[k] += 1
-                try:
-                    y = client.infer(X)
-                except Exception as exc:  # counted: the test wants none
-                    raised.append(repr(exc))
-                    continue
-                if not np.allclose(y, expected, atol=ATOL, rtol=0):
-                    wrong.append(f"max err {np.abs(y - expected).max():.3g}")
-
-        threads = [threading.Thread(target=load, args=(k, clients[k % 2])) for k in range(4)]
-        for t in threads:
-            t.start()
-        victim = replicas.servers[1]
-        try:
-            time.sleep(2.0)
-            os.kill(victim.pid, signal.SIGKILL)  # mid-load, no warning
-            deadline = time.monotonic() + 30
-            while victim.is_alive() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not victim.is_alive()
-            time.sleep(2.0)  # load on two replicas, retries moving requests off the dead one
-            # Nothing can answer from replica 1 now: its count is final (a thread that had its
-            # answer just before the kill may count it just after; 2 s later all have).
-            before_restart = [c.replica_stats()[c.urls[1]].ok for c in clients]
-            replicas.restart(1)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # the restarted replica is picked up again
-                counts_1 = [c.replica_stats()[c.urls[1]].ok for c in clients]
-                if all(now > then + 5 for now, then in zip(counts_1, before_restart, strict=True)):
-                    break
-                time.sleep(0.2)
-            time.sleep(1.0)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(60)
+        with _Load(clients, expected) as load:
+            before_restart = _kill_and_restart_replica_1(replicas, clients)
         alive = replicas.alive()
         assert all(alive), f"replicas alive {alive}: " + "".join(
             s.log_tail(1500) for s, up in zip(replicas.servers, alive, strict=True) if not up
@@ -163,19 +201,11 @@ def test_kill_one_of_three_replicas_mid_load_loses_no_request(tmp_path: pathlib.
         stats = [c.replica_stats() for c in clients]
         counts = [c.counts() for c in clients]
 
-    urls = list(zip(clients[0].urls, clients[1].urls, strict=True))
+    print(_failover_summary(load, clients, stats, counts, server_ok, before_restart))
     answered = sum(c["answered"] for c in counts)
     retries = sum(c["retries"] for c in counts)
-    print(
-        f"\nfailover: 3 replicas, 4 threads (2 gRPC round robin, 2 HTTP least outstanding), "
-        f"{sum(issued)} requests, {answered} answered, {len(raised)} raised, {len(wrong)} wrong, "
-        f"{retries} retries; per replica (client ok gRPC/HTTP): "
-        + ", ".join(f"{i}: {stats[0][u0].ok}/{stats[1][u1].ok}" for i, (u0, u1) in enumerate(urls))
-        + f"; server success counts (replica 1 after restart): {server_ok}; killed replica had "
-        f"answered {sum(before_restart)}"
-    )
-    assert raised == [] and wrong == []
-    assert answered == sum(issued), "a request was lost"
+    assert load.raised == [] and load.wrong == []
+    assert answered == sum(load.issued), "a request was lost"
     for c in counts:
         assert c["failed_calls"] == 0 and c["attempts"] == c["answered"] + c["retries"]
     assert retries >= 1, "the kill should have made at least one request fail over"

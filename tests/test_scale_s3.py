@@ -23,7 +23,7 @@ import onnx
 import pytest
 
 import triton_repo
-from triton_repo import _s3, _supervisor
+from triton_repo import _s3, _s3_push, _s3_repository, _supervisor
 
 from .scale_helpers import CREDENTIALS, MotoS3Server, layer_model, reference
 
@@ -83,11 +83,11 @@ def test_pinning_rewrites_only_the_version_policy(tmp_path: pathlib.Path) -> Non
     onnx.save(layer_model(1), tmp_path / "m.onnx")
     triton_repo.write_repository(tmp_path / "repo", "m", tmp_path / "m.onnx", options=CPU)
     text = (tmp_path / "repo" / "m" / "config.pbtxt").read_text()
-    pinned = _s3._with_policy(text, [3, 1])
-    assert "specific" in pinned and _s3._policy_text(pinned) == "pinned [1, 3]"
-    assert _s3._served(pinned, [1, 2, 3, 4]) == [1, 3]
-    assert _s3._served(text, [1, 2, 3]) == [3]  # latest 1
-    released = _s3._with_policy(pinned, None, 1)
+    pinned = _s3_repository._with_policy(text, [3, 1])
+    assert "specific" in pinned and _s3_repository._policy_text(pinned) == "pinned [1, 3]"
+    assert _s3_repository._served(pinned, [1, 2, 3, 4]) == [1, 3]
+    assert _s3_repository._served(text, [1, 2, 3]) == [3]  # latest 1
+    released = _s3_repository._with_policy(pinned, None, 1)
     assert triton_repo.config_from_text(released) == triton_repo.config_from_text(text)
 
 
@@ -129,7 +129,7 @@ def _local_repo(
 @pytest.fixture(scope="module")
 def server(moto: MotoS3Server, models, tmp_path_factory):  # type: ignore[no-untyped-def]
     repo = _local_repo(tmp_path_factory.mktemp("first"), "first", models, [1])
-    _s3.push_repository(repo, URL, settle_secs=0)
+    _s3_push.push_repository(repo, URL, settle_secs=0)
     with triton_repo.LocalTritonServer(URL, triton_repo.ServerConfig(ready_timeout=90, health_port=0)) as srv:
         yield srv
 
@@ -188,7 +188,7 @@ def test_new_version_under_load_fails_no_request(
     server: triton_repo.LocalTritonServer, models, tmp_path: pathlib.Path
 ) -> None:
     repo = _local_repo(tmp_path, "swap", models, [1])
-    _s3.push_repository(repo, URL, settle_secs=0)
+    _s3_push.push_repository(repo, URL, settle_secs=0)
     clients = [
         triton_repo.Client(server.grpc_url, "swap").wait_ready(60),
         triton_repo.Client(server.http_url, "swap", protocol="http").wait_ready(60),
@@ -216,7 +216,7 @@ def test_new_version_under_load_fails_no_request(
     try:
         time.sleep(1.0)
         triton_repo.write_repository(repo, "swap", models[2], options=CPU)
-        report = _s3.push_repository(repo, URL, settle_secs=SETTLE)
+        report = _s3_push.push_repository(repo, URL, settle_secs=SETTLE)
         assert report.uploaded == {"swap": [2]} and report.pinned == {"swap": [1]}
         pushed = time.monotonic()
         while time.monotonic() - pushed < 60:
@@ -237,7 +237,7 @@ def test_new_version_under_load_fails_no_request(
     assert seen[-1] == 2 and seen.count(1) > 0
     first2 = seen.index(2)
     assert 1 not in seen[first2 + 8 * len(threads) :], "the old version came back"
-    assert _s3.list_repository(URL)["swap"].policy == "latest 1"
+    assert _s3_repository.list_repository(URL)["swap"].policy == "latest 1"
 
 
 def _readyz(server: triton_repo.LocalTritonServer) -> int:
@@ -259,7 +259,7 @@ def test_stub_killed_on_s3_is_restarted_and_readyz_tells_the_truth(
     names its model (Triton runs a local copy of it), /readyz answers 503 until the model is
     loaded again, then requests succeed again (issue 19, item 1)."""
     repo = _local_repo(tmp_path, "stubkill", models, [1])
-    _s3.push_repository(repo, URL, settle_secs=0)
+    _s3_push.push_repository(repo, URL, settle_secs=0)
     client = triton_repo.Client(server.grpc_url, "stubkill", timeout=30).wait_ready(60)
     _wait_seed(client, 1)
     live = [s for s in _supervisor.list_stubs(server.pid, server.repo_dir) if not s.dead]
@@ -325,12 +325,12 @@ def test_stub_killed_on_s3_is_restarted_and_readyz_tells_the_truth(
 
 _KILLED_PUSH = """
 import os, sys, time
-from triton_repo import _s3, _supervisor
+from triton_repo import _s3_push, _supervisor
 def progress(event, key):
     if event == "upload":
         open(sys.argv[3], "w").write(key)
         time.sleep(600)  # killed here, mid-upload
-_s3.push_repository(sys.argv[1], sys.argv[2], settle_secs=float(sys.argv[4]), progress=progress)
+_s3_push.push_repository(sys.argv[1], sys.argv[2], settle_secs=float(sys.argv[4]), progress=progress)
 """
 
 
@@ -340,7 +340,7 @@ def test_push_killed_mid_upload_never_exposes_the_partial_version(
     server: triton_repo.LocalTritonServer, models, tmp_path: pathlib.Path
 ) -> None:
     repo = _local_repo(tmp_path, "kill", models, [1])
-    _s3.push_repository(repo, URL, settle_secs=0)
+    _s3_push.push_repository(repo, URL, settle_secs=0)
     client = triton_repo.Client(server.grpc_url, "kill").wait_ready(60)
     assert _output_seed(client.infer(X)) == 1
     triton_repo.write_repository(repo, "kill", models[2], options=CPU)
@@ -357,7 +357,7 @@ def test_push_killed_mid_upload_never_exposes_the_partial_version(
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
-    remote = _s3.list_repository(URL)["kill"]
+    remote = _s3_repository.list_repository(URL)["kill"]
     assert remote.versions == (1, 2) and remote.policy == "pinned [1]"
     assert len(remote.files[2]) < 3, "version 2 should be partial"
     # The running server keeps serving version 1, for several polls, and stays ready.
@@ -371,7 +371,7 @@ def test_push_killed_mid_upload_never_exposes_the_partial_version(
         assert _output_seed(fresh.infer(X)) == 1
         assert triton_repo.Client(restarted.http_url, "kill", protocol="http", version=2).is_ready() is False
         # Pushing again completes version 2 and releases the pin: both servers switch.
-        report = _s3.push_repository(repo, URL, settle_secs=SETTLE)
+        report = _s3_push.push_repository(repo, URL, settle_secs=SETTLE)
         assert report.uploaded == {"kill": [2]} and report.skipped == {"kill": [1]}
         _wait_seed(fresh, 2)
         _wait_seed(client, 2)
@@ -381,7 +381,7 @@ def test_push_killed_mid_upload_never_exposes_the_partial_version(
         code = restarted.stop()
         assert not pathlib.Path(mount).exists(), "Triton's S3 copies were left behind"
         assert code is not None and code >= 0, f"exit {code}: needed SIGTERM/SIGKILL (a hung load?)"
-    assert _s3.list_repository(URL)["kill"].policy == "latest 1"
+    assert _s3_repository.list_repository(URL)["kill"].policy == "latest 1"
 
 
 @pytest.mark.server
@@ -390,19 +390,19 @@ def test_remove_version_rolls_back_to_the_previous_one(
     server: triton_repo.LocalTritonServer, models, tmp_path: pathlib.Path
 ) -> None:
     repo = _local_repo(tmp_path, "rm", models, [1, 3])
-    _s3.push_repository(repo, URL, settle_secs=0)
+    _s3_push.push_repository(repo, URL, settle_secs=0)
     client = triton_repo.Client(server.grpc_url, "rm").wait_ready(60)
     _wait_seed(client, 3)
-    assert _s3.remove_version(URL, "rm", 2, settle_secs=SETTLE) == [1]  # version 2 holds seed 3
+    assert _s3_push.remove_version(URL, "rm", 2, settle_secs=SETTLE) == [1]  # version 2 holds seed 3
     _wait_seed(client, 1)
-    remote = _s3.list_repository(URL)["rm"]
+    remote = _s3_repository.list_repository(URL)["rm"]
     assert remote.versions == (1,) and remote.policy == "latest 1"
     with pytest.raises(_s3.S3LocationError, match=r"only version of model 'rm'"):
-        _s3.remove_version(URL, "rm", 1, settle_secs=0)
+        _s3_push.remove_version(URL, "rm", 1, settle_secs=0)
     with pytest.raises(_s3.S3LocationError, match=r"version 7 of model 'rm' is not in .*found \[1\]"):
-        _s3.remove_version(URL, "rm", 7, settle_secs=0)
+        _s3_push.remove_version(URL, "rm", 7, settle_secs=0)
     with pytest.raises(_s3.S3LocationError, match=r"model 'nothere' is not in"):
-        _s3.remove_version(URL, "nothere", 1, settle_secs=0)
+        _s3_push.remove_version(URL, "nothere", 1, settle_secs=0)
 
 
 def _cli(*argv: str) -> int:
@@ -476,7 +476,7 @@ def test_without_the_pin_triton_loads_a_partial_version_and_hangs(
     """
     url = f"s3://{BUCKET}/naive"
     repo = _local_repo(tmp_path, "naive", models, [1, 2])
-    _s3.push_repository(repo, url, versions=[1], settle_secs=0)
+    _s3_push.push_repository(repo, url, versions=[1], settle_secs=0)
     client = _s3.s3_client()
     server = triton_repo.LocalTritonServer(
         url, triton_repo.ServerConfig(ready_timeout=90, restart_on_crash=False)
@@ -487,7 +487,7 @@ def test_without_the_pin_triton_loads_a_partial_version_and_hangs(
         onnx_file = repo / "naive" / "2" / "model.onnx"
         client.upload_file(str(onnx_file), BUCKET, base.key("naive", "2", "model.onnx"))
         time.sleep(4)  # two polls
-        for rel in _s3._local_files(repo / "naive" / "2"):
+        for rel in _s3_push._local_files(repo / "naive" / "2"):
             client.upload_file(str(repo / "naive" / "2" / rel), BUCKET, base.key("naive", "2", rel))
         time.sleep(6)  # three more polls: version 2 complete in the bucket
         assert "loading: naive:2" in server.log_tail(20000)
@@ -522,29 +522,29 @@ def test_a_removed_version_stays_withdrawn_until_republished(
     version) does not upload it again; ``--republish`` does (issue 19, item 3)."""
     url = f"s3://{BUCKET}/rollback"
     repo = _local_repo(tmp_path, "unet", models, [1, 2])
-    assert _s3.push_repository(repo, url, settle_secs=0).uploaded == {"unet": [1, 2]}
-    assert _s3.remove_version(url, "unet", 2, settle_secs=0) == [1]
-    report = _s3.push_repository(repo, url, settle_secs=0)
+    assert _s3_push.push_repository(repo, url, settle_secs=0).uploaded == {"unet": [1, 2]}
+    assert _s3_push.remove_version(url, "unet", 2, settle_secs=0) == [1]
+    report = _s3_push.push_repository(repo, url, settle_secs=0)
     assert report.uploaded == {} and report.withdrawn == {"unet": [2]} and report.skipped == {"unet": [1]}
-    remote = _s3.list_repository(url)["unet"]
+    remote = _s3_repository.list_repository(url)["unet"]
     assert remote.versions == (1,) and remote.withdrawn == (2,) and remote.policy == "latest 1"
     # A new local version is pushed; the withdrawn one still is not.
     triton_repo.write_repository(repo, "unet", models[3], options=CPU)
-    report = _s3.push_repository(repo, url, settle_secs=0)
+    report = _s3_push.push_repository(repo, url, settle_secs=0)
     assert report.uploaded == {"unet": [3]} and report.withdrawn == {"unet": [2]}
-    assert _s3.list_repository(url)["unet"].versions == (1, 3)
+    assert _s3_repository.list_repository(url)["unet"].versions == (1, 3)
     assert _cli("repo", "push", str(repo), url, "--settle-secs", "0") == 0
     assert "withheld unet versions [2] (withdrawn with 'repo rm'; --republish" in capsys.readouterr().out
     assert _cli("repo", "ls", url) == 0
     assert "unet\tversions 1 3\tlatest 1\twithdrawn 2" in capsys.readouterr().out
     assert _cli("repo", "push", str(repo), url, "--settle-secs", "0", "--republish") == 0
     assert "uploaded unet versions [2]" in capsys.readouterr().out
-    remote = _s3.list_repository(url)["unet"]
+    remote = _s3_repository.list_repository(url)["unet"]
     assert remote.versions == (1, 2, 3) and remote.withdrawn == () and remote.policy == "latest 1"
     # A tombstone that is not one is refused with its key, never guessed at.
     _s3.s3_client().put_object(Bucket=BUCKET, Key="rollback/unet/withdrawn.json", Body=b"[2]")
     with pytest.raises(_s3.S3Error, match=r"rollback/unet/withdrawn.json is not a tombstone"):
-        _s3.push_repository(repo, url, settle_secs=0)
+        _s3_push.push_repository(repo, url, settle_secs=0)
 
 
 @pytest.mark.server
@@ -553,7 +553,7 @@ def test_replicas_on_s3_restart_a_dead_stub_each(moto: MotoS3Server, models, tmp
     """``serve s3://... --replicas N`` runs N such servers: a stub killed in one replica is
     restarted by that replica, whose readiness is false meanwhile (issue 19, item 1)."""
     url = f"s3://{BUCKET}/replicas"
-    _s3.push_repository(_local_repo(tmp_path, "rep", models, [1]), url, settle_secs=0)
+    _s3_push.push_repository(_local_repo(tmp_path, "rep", models, [1]), url, settle_secs=0)
     config = triton_repo.ServerConfig(ready_timeout=90)
     with triton_repo.LocalReplicas(url, 2, config) as replicas:
         victim, other = replicas.servers

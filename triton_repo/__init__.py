@@ -38,8 +38,11 @@ from ._repository import (
     validate_model_name,
     write_repository,
 )
-from ._s3 import S3Error, S3LocationError, list_repository, push_repository, remove_version
-from ._server import LocalTritonServer, ServerConfig
+from ._s3 import S3Error, S3LocationError
+from ._s3_push import push_repository, remove_version
+from ._s3_repository import list_repository
+from ._server import LocalTritonServer
+from ._server_config import ServerConfig
 
 __all__ = [
     # repository

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._deploy import (
-    KSERVE_GRPC_PORT,
-    KSERVE_HTTP_PORT,
-    KSERVE_POD_LABEL,
+from ._deploy import _ordered
+from ._deploy_models import ModelSummary
+from ._deploy_network import namespace, network_policy
+from ._deploy_options import (
     LIVENESS_FAILURES,
     LIVENESS_PERIOD_SECS,
     READINESS_FAILURES,
@@ -16,23 +16,21 @@ from ._deploy import (
     STARTUP_FAILURES,
     STARTUP_PERIOD_SECS,
     DeployOptions,
-    ModelSummary,
-    _container_security,
-    _metadata,
-    _ordered,
-    _pod_security,
-    _probe,
-    _resources,
-    namespace,
-    network_policy,
 )
+from ._deploy_workload import _container_security, _metadata, _pod_security, _probe, _resources
 from ._errors import ConfigError
 from ._s3 import S3Location
 from ._server import ADMIN_HEADER, RESTRICTED_APIS
 
-__all__ = ["kserve_manifests"]
+__all__ = ["KSERVE_GRPC_PORT", "KSERVE_HTTP_PORT", "KSERVE_POD_LABEL", "kserve_manifests"]
 
-
+#: Ports of KServe's Triton runtime (ClusterServingRuntime ``kserve-tritonserver``: its args
+#: ``--http-port=8080 --grpc-port=9000``; 8080 is ``kserve.constants.DEFAULT_HTTP_PORT``). The
+#: runtime's container ports carry no names, so KServe probes and policies use the numbers.
+KSERVE_HTTP_PORT = 8080
+KSERVE_GRPC_PORT = 9000
+#: The label KServe puts on every pod of an InferenceService (its name as value).
+KSERVE_POD_LABEL = "serving.kserve.io/inferenceservice"
 
 
 def kserve_manifests(

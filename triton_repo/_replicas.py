@@ -43,7 +43,8 @@ from ._errors import (
     ServerUnavailableError,
     TritonRepoError,
 )
-from ._server import LocalTritonServer, ServerConfig, moved_keywords_error
+from ._server import LocalTritonServer
+from ._server_config import ServerConfig, moved_keywords_error
 
 __all__ = [
     "BALANCE", "LocalReplicas", "ReplicaClient", "ReplicaStats", "connect", "serve_replicas", "split_urls",

@@ -22,9 +22,6 @@ import atexit
 import contextlib
 import ctypes
 import ctypes.util
-import dataclasses
-import importlib.util
-import math
 import os
 import pathlib
 import secrets
@@ -40,147 +37,27 @@ import urllib.error
 import urllib.request
 from types import TracebackType
 
-from pixeldcn_core.io import pid_alive
-
 from . import _supervisor
-from ._errors import (
-    TRITON_EXTRA_HINT,
-    ConfigError,
-    OptionsKeywordError,
-    ServerStartError,
-    TritonNotInstalledError,
-)
+from ._distribution import check_backend_python, find_tritonserver
+from ._errors import ConfigError, ServerStartError
+from ._orphans import SERVER_PID_FILE, SHM_PREFIX, WORKDIR_PREFIX, remove_orphans
 from ._repository import LOCAL_CONFIG_NAME, ModelNameError, remove_stale_staging, validate_model_name
-from ._s3 import ServerRepository
+from ._s3_repository import ServerRepository
+from ._server_config import ServerConfig, moved_keywords_error
 from ._shm import guard_private, reap_stale_regions
 
-__all__ = ["RESTRICTED_APIS", "LocalTritonServer", "ServerConfig", "TritonDistribution", "find_tritonserver"]
+__all__ = ["ADMIN_HEADER", "RESTRICTED_APIS", "LocalTritonServer"]
 
 #: APIs that need the launcher's admin header: nobody else may load models, map memory,
 #: change logging or trace requests.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
 ADMIN_HEADER = "pixeldcn-admin-key"
 _LOG_TAIL_CHARS = 4000
-# Names of the launcher's temp folder and the Python backend's shared memory: <prefix><pid>-...
-_WORKDIR_PREFIX = "pixeldcn-tritonserver-"
-_SHM_PREFIX = "pixeldcn-shm-"
 _ERROR_LINE_CHARS = 1000
 # Error lines every CPU-only start prints; they explain nothing.
 _LOG_NOISE = ("CudaDriverHelper has not been initialized",)
 _PORT_IN_USE_MARKERS = ("address already in use", "already in use", "failed to start")
-_SERVER_PID_FILE = "server.pid"
 _REAPER = pathlib.Path(__file__).with_name("_reaper.py")
-#: Default ``max_shm_bytes``: a stub whose shared memory grew past this is restarted.
-DEFAULT_MAX_SHM_BYTES = 512 << 20
-
-
-class TritonDistribution:
-    """Where the wheel keeps the server binary, its libraries and the Python-backend stubs."""
-
-    def __init__(self, root: pathlib.Path, libs: pathlib.Path):
-        self.root = root
-        self.libs = libs
-        self.binary = root / "bin" / "tritonserver"
-        self.backends = root / "backends"
-        self.caches = root / "caches"
-
-    def stub(self, version: str | None = None) -> pathlib.Path:
-        """The Python-backend stub built for Python ``version`` (default: this interpreter)."""
-        version = version or f"{sys.version_info.major}.{sys.version_info.minor}"
-        return self.root / "python_backend_stubs" / version / "triton_python_backend_stub"
-
-
-def find_tritonserver() -> TritonDistribution:
-    """Locate the ``tritonserver`` of the installed nvidia-pytriton wheel, without importing it.
-
-    Raises:
-        TritonNotInstalledError: nvidia-pytriton is missing, or lacks the binary or the stub for
-            this Python.
-    """
-    spec = importlib.util.find_spec("pytriton")
-    if spec is None or not spec.submodule_search_locations:
-        raise TritonNotInstalledError(
-            "serving locally needs the tritonserver binary shipped in nvidia-pytriton, which is "
-            f"not installed; install it with: {TRITON_EXTRA_HINT}"
-        )
-    package = pathlib.Path(next(iter(spec.submodule_search_locations)))
-    root = package / "tritonserver"
-    libs = package.parent / "nvidia_pytriton.libs"
-    if not libs.is_dir():  # editable install of pytriton
-        libs = root / "external_libs"
-    dist = TritonDistribution(root, libs)
-    if not dist.binary.is_file():
-        raise TritonNotInstalledError(
-            f"nvidia-pytriton is installed but has no tritonserver binary under {root}; "
-            f"reinstall it with: {TRITON_EXTRA_HINT}"
-        )
-    if not dist.stub().is_file():
-        raise TritonNotInstalledError(
-            f"nvidia-pytriton has no Python-backend stub for Python "
-            f"{sys.version_info.major}.{sys.version_info.minor}; use a Python it supports "
-            f"({', '.join(sorted(p.name for p in (root / 'python_backend_stubs').iterdir()))})"
-        )
-    return dist
-
-
-def check_backend_python() -> None:
-    """Fail early when this interpreter cannot run the local flavour's ``model.py``.
-
-    The Python-backend stub imports numpy and onnxruntime from this interpreter's environment;
-    the stub of Triton 2.51 answers valid requests with HTTP 500 under numpy 2.
-    """
-    import numpy
-
-    if int(numpy.__version__.split(".")[0]) >= 2:
-        raise ServerStartError(
-            f"the Python-backend stub of the bundled tritonserver needs numpy < 2, found "
-            f"{numpy.__version__} in {sys.prefix}; install it with: pip install 'numpy<2'"
-        )
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise ServerStartError(
-            f"the local flavour runs model.onnx with onnxruntime, which is not installed in "
-            f"{sys.prefix}; install it with: pip install 'pixeldcn[cpu]'"
-        )
-
-
-def _server_alive(workdir: pathlib.Path) -> bool:
-    """Whether the tritonserver started from ``workdir`` (its pid file) still runs."""
-    try:
-        pid = int((workdir / _SERVER_PID_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    if not pid_alive(pid):
-        return False
-    try:  # a reused pid: some other program
-        return b"tritonserver" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-
-
-def _remove_orphans() -> None:
-    """Remove temp folders and shared memory left by launchers that were killed (SIGKILL).
-
-    Only where the launcher is dead *and* its server too: files of a live server stay.
-    Folders are ``<prefix><launcher pid>-<tag>-...``; the shared memory of the server started
-    from a folder shares its ``<launcher pid>-<tag>``.
-    """
-    tmp, shm = pathlib.Path(tempfile.gettempdir()), pathlib.Path("/dev/shm")
-    live_tags = set()
-    for entry in tmp.glob(f"{_WORKDIR_PREFIX}*"):
-        launcher, _, rest = entry.name[len(_WORKDIR_PREFIX) :].partition("-")
-        tag = f"{launcher}-{rest.split('-', 1)[0]}"
-        if not launcher.isdigit() or pid_alive(int(launcher)) or _server_alive(entry):
-            live_tags.add(tag)
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-    if not shm.is_dir():
-        return
-    for entry in shm.glob(f"{_SHM_PREFIX}*"):
-        launcher, _, rest = entry.name[len(_SHM_PREFIX) :].partition("-")
-        tag = f"{launcher}-{rest.split('-', 1)[0]}"
-        if launcher.isdigit() and not pid_alive(int(launcher)) and tag not in live_tags:
-            with contextlib.suppress(OSError):
-                entry.unlink()
 
 
 def _free_port(host: str) -> int:
@@ -212,121 +89,6 @@ def _set_parent_death_signal() -> None:  # runs in the child between fork and ex
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the server dies with its parent
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerConfig:
-    """How a :class:`LocalTritonServer` runs; validated on construction (the error names the field).
-
-    Example::
-
-        config = ServerConfig(http_port=8000, health_port=8002, ready_timeout=300)
-        LocalTritonServer("model_repository", config)
-        dataclasses.replace(config, http_port=8010)  # a copy with one field changed
-
-    Attributes:
-        http_port, grpc_port, metrics_port: ports; ``None`` picks free ones.
-        host: address to bind; ``"0.0.0.0"`` exposes the server to the network.
-        poll_secs: how often the repository (folder or bucket) is looked at for new versions.
-        ready_timeout: seconds :meth:`LocalTritonServer.start` waits for the server and every
-            model to be ready.
-        stop_timeout: seconds :meth:`LocalTritonServer.stop` waits after SIGINT before SIGTERM
-            (at least ``exit_timeout`` + 10), then 10 s after SIGTERM before SIGKILL.
-        exit_timeout: seconds the server gives in-flight requests and open client connections
-            when it shuts down (tritonserver ``--exit-timeout-secs``; its default, 30, makes
-            Ctrl-C slow while any client keeps a connection open).
-        exit_on_error: the server exits when a model fails to load at startup.
-        log_path: server log file; default: in the launcher's temp folder (removed on stop).
-        log_verbose: tritonserver ``--log-verbose`` level.
-        shm_bytes: initial shared memory per Python-backend instance.
-        max_shm_bytes: a stub whose shared memory grew past this (a huge request, even refused,
-            grows it for good) is restarted so the server's memory returns to its baseline;
-            ``None`` never restarts. Default :data:`DEFAULT_MAX_SHM_BYTES` (512 MiB).
-        restart_on_crash: restart tritonserver (same ports) when it dies while serving.
-        health_port: serve ``GET /readyz`` and ``GET /healthz`` on this port (0: a free one;
-            ``None``: no health endpoint), e.g. for a Kubernetes readiness probe.
-        watchdog_interval: seconds between two looks at the stubs.
-    """
-
-    http_port: int | None = None
-    grpc_port: int | None = None
-    metrics_port: int | None = None
-    host: str = "127.0.0.1"
-    poll_secs: int = 1
-    ready_timeout: float = 120.0
-    stop_timeout: float = 30.0
-    exit_timeout: int = 5
-    exit_on_error: bool = True
-    log_path: pathlib.Path | None = None
-    log_verbose: int = 0
-    shm_bytes: int = 16 << 20
-    max_shm_bytes: int | None = DEFAULT_MAX_SHM_BYTES
-    restart_on_crash: bool = True
-    health_port: int | None = None
-    watchdog_interval: float = 0.1
-
-    def __post_init__(self) -> None:
-        def fail(field: str, expected: str) -> ConfigError:
-            return ConfigError(f"ServerConfig.{field}={getattr(self, field)!r}; expected {expected}")
-
-        for field in ("http_port", "grpc_port", "metrics_port"):
-            port = getattr(self, field)
-            if port is not None and not (_is_int(port) and 0 < port < 65536):
-                raise fail(field, "a port in [1, 65535] or None")
-        if self.health_port is not None and not (_is_int(self.health_port) and 0 <= self.health_port < 65536):
-            raise fail("health_port", "a port in [0, 65535] (0: a free one) or None")
-        if not isinstance(self.host, str):
-            raise fail("host", "an address as a str, e.g. '127.0.0.1' or '0.0.0.0'")
-        for field, low in (("poll_secs", 1), ("exit_timeout", 0), ("log_verbose", 0), ("shm_bytes", 1)):
-            if not (_is_int(getattr(self, field)) and getattr(self, field) >= low):
-                raise fail(field, f"an integer >= {low}")
-        for field in ("ready_timeout", "watchdog_interval"):
-            if not (_is_number(getattr(self, field)) and getattr(self, field) > 0):
-                raise fail(field, "a finite number of seconds > 0")
-        if not (_is_number(self.stop_timeout) and self.stop_timeout >= 0):
-            raise fail("stop_timeout", "a finite number of seconds >= 0")
-        if self.max_shm_bytes is not None and not (
-            _is_int(self.max_shm_bytes) and self.max_shm_bytes >= self.shm_bytes
-        ):
-            raise fail("max_shm_bytes", f"None or an integer >= shm_bytes ({self.shm_bytes})")
-        for field in ("exit_on_error", "restart_on_crash"):
-            if not isinstance(getattr(self, field), bool):
-                raise fail(field, "True or False")
-        if self.log_path is not None:
-            if not isinstance(self.log_path, (str, os.PathLike)):
-                raise fail("log_path", "a file path or None")
-            object.__setattr__(self, "log_path", pathlib.Path(self.log_path))
-
-
-#: The keywords LocalTritonServer took before ServerConfig (0.2): now ServerConfig fields.
-_MOVED_KEYWORDS = frozenset(f.name for f in dataclasses.fields(ServerConfig))
-
-
-def moved_keywords_error(
-    moved: dict[str, object], call: str = "LocalTritonServer(repo_dir, {})"
-) -> OptionsKeywordError:
-    """The error for ``LocalTritonServer(repo, http_port=8000)`` (the pre-0.3 call): shows the
-    call to make instead (``call`` with ``{}`` standing for the ``ServerConfig(...)``)."""
-    owner = call.split("(", 1)[0]
-    unknown = sorted(k for k in moved if k not in _MOVED_KEYWORDS)
-    if unknown:
-        return OptionsKeywordError(
-            f"{owner}() got unexpected keyword argument(s) {unknown}; expected "
-            f"{call.format('ServerConfig(...)')} with fields {sorted(_MOVED_KEYWORDS)}"
-        )
-    args = ", ".join(f"{k}={moved[k]!r}" for k in sorted(moved))
-    return OptionsKeywordError(
-        f"{owner}() no longer takes server settings as keywords (got {sorted(moved)}); "
-        f"pass them as a config: {call.format(f'ServerConfig({args})')}"
-    )
-
-
 class LocalTritonServer:
     """A local ``tritonserver`` (CPU, Python backend) serving a model repository.
 
@@ -344,7 +106,7 @@ class LocalTritonServer:
 
     Args:
         repo_dir: the model repository (written by :func:`write_repository`), or
-            ``s3://BUCKET/PREFIX`` (see :mod:`triton_repo._s3`).
+            ``s3://BUCKET/PREFIX`` (see :mod:`triton_repo._s3_repository`).
         config: how the server runs (ports, timeouts, limits, health endpoint): a
             :class:`ServerConfig`, documented there; default ``ServerConfig()``.
 
@@ -374,7 +136,7 @@ class LocalTritonServer:
         if not isinstance(config, ServerConfig):
             raise ConfigError(f"config is a {type(config).__name__}; expected triton_repo.ServerConfig(...)")
         self.config = config
-        # s3://BUCKET/PREFIX: object storage (triton_repo._s3: endpoint, credentials, copies).
+        # s3://BUCKET/PREFIX: object storage (triton_repo._s3_repository: endpoint, credentials, copies).
         self.s3: ServerRepository | None = None
         if isinstance(repo_dir, str) and repo_dir.startswith("s3://"):
             self.s3 = ServerRepository.from_url(repo_dir)
@@ -393,7 +155,7 @@ class LocalTritonServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: pathlib.Path | None = None
         self._tag = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self._shm_prefix = f"{_SHM_PREFIX}{self._tag}-"
+        self._shm_prefix = f"{SHM_PREFIX}{self._tag}-"
         self._admin_key = secrets.token_urlsafe(24)
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.log_path: pathlib.Path | None = None
@@ -517,8 +279,8 @@ class LocalTritonServer:
     # ---------------------------------------------------------------------------- lifecycle
 
     def _prepare_workdir(self) -> pathlib.Path:
-        _remove_orphans()
-        workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{self._tag}-"))
+        remove_orphans()
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self._tag}-"))
         backends = workdir / "backends"
         shutil.copytree(
             self._dist.backends,
@@ -642,7 +404,7 @@ class LocalTritonServer:
                 preexec_fn=_set_parent_death_signal if in_main else None,
                 umask=0o077,  # its shared-memory files: private
             )
-        (self._workdir / _SERVER_PID_FILE).write_text(str(self._proc.pid))
+        (self._workdir / SERVER_PID_FILE).write_text(str(self._proc.pid))
         # Takes the group down when this process ends, whatever thread started the server.
         self._reaper = subprocess.Popen(
             [sys.executable, str(_REAPER), str(self._proc.pid), str(self._workdir), self._shm_prefix],

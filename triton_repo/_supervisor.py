@@ -11,9 +11,10 @@ about 1 s and fails with "Stub ... is not healthy") and both ready endpoints kee
 - also restarts a stub whose shared-memory region grew past ``max_shm_bytes`` (a hostile request
   that was refused still grew it), so the server's memory returns to its baseline;
 - every ``poll_secs``, looks at the repository (the server runs in explicit model-control mode;
-  an ``s3://`` repository is listed, see :meth:`~triton_repo._s3.ServerRepository.models`) and
-  loads a model whose folder changed, one load at a time: a version removed while another loads
-  can never leave a model stuck in LOADING; stray entries (:func:`stray_entry`) are skipped;
+  an ``s3://`` repository is listed, see
+  :meth:`~triton_repo._s3_repository.ServerRepository.models`) and loads a model whose folder
+  changed, one load at a time: a version removed while another loads can never leave a model
+  stuck in LOADING; stray entries (:func:`stray_entry`) are skipped;
 - restarts a tritonserver that died (``restart_on_crash``), on the same ports;
 - makes the server's shared-memory files private (0600): the Python backend creates them 0644
   whatever the umask, so a file is world-readable until the next tick (at most ``interval``).

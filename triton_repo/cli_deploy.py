@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
         help="read the models' configs from this local repository (default: from --repository)",
     )  # fmt: skip
     k8s.add_argument("--kserve", action="store_true", help="write a KServe InferenceService instead")
-    from ._deploy import DeployOptions
+    from ._deploy_options import DeployOptions
 
     helps = attribute_help(DeployOptions)
     for field in dataclasses.fields(DeployOptions):
@@ -61,7 +61,9 @@ def register(subparsers: Any) -> None:
 
 
 def _kubernetes(args: argparse.Namespace) -> int:
-    from ._deploy import DeployOptions, kubernetes_manifests, read_models, write_manifests
+    from ._deploy import kubernetes_manifests, write_manifests
+    from ._deploy_models import read_models
+    from ._deploy_options import DeployOptions
     from ._kserve import kserve_manifests
     from ._s3 import S3Location
 

@@ -234,7 +234,8 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from ._s3 import S3Location, S3LocationError, push_repository
+    from ._s3 import S3Location, S3LocationError
+    from ._s3_push import push_repository
 
     S3Location.parse(args.url)  # a bad URL fails before any credential lookup
     if args.settle_secs < 0:
@@ -268,7 +269,8 @@ def _printable(text: str) -> str:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from ._s3 import S3Location, list_repository
+    from ._s3 import S3Location
+    from ._s3_repository import list_repository
 
     S3Location.parse(args.url)
     models = list_repository(args.url, client=_client(args))
@@ -282,7 +284,8 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from ._s3 import S3Location, S3LocationError, remove_version
+    from ._s3 import S3Location, S3LocationError
+    from ._s3_push import remove_version
 
     S3Location.parse(args.url)
     if args.settle_secs < 0:

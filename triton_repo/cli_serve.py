@@ -106,7 +106,8 @@ def _check_repository(repo: str | pathlib.Path) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ._server import LocalTritonServer, ServerConfig
+    from ._server import LocalTritonServer
+    from ._server_config import ServerConfig
 
     _check_repository(args.repo)
     replicas = getattr(args, "replicas", 1)
