@@ -66,10 +66,13 @@ class HangingProxy:
                 threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 
     def close(self) -> None:
+        """Stop listening (``shutdown`` first: a bare ``close`` leaves the socket listening while
+        the accept thread is blocked on it) and close the held connections."""
         self._closed = True
-        self._listener.close()
-        for conn in self._held:
-            conn.close()
+        for sock in (self._listener, *self._held):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -189,3 +192,38 @@ def test_infer_command_with_two_urls_answers_past_a_hung_one(
         proxy.close()
     assert rc == 0, capsys.readouterr().err
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), reference(layer_model(7), X), atol=ATOL, rtol=0)
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_statistics_asks_every_replica_at_once_so_hung_ones_cost_one_timeout_in_all(
+    server: triton_repo.LocalTritonServer,
+) -> None:
+    """Two hung replicas and a good one, a 60 s timeout: both hung proxies hold a connection of
+    the statistics call long before the first timeout could have passed (asked one after the
+    other, the second would be reached only after 60 s: [1, 0] held before the change). Closing
+    the proxies ends the held calls; the hung replicas read None, the good one its statistics.
+    HTTP only: a gRPC channel connects when it is made and sends nothing to a peer that never
+    answers its handshake, so a proxy cannot see when a gRPC call reaches it (same code path)."""
+    good = server.http_url
+    hung = [HangingProxy(good), HangingProxy(good)]
+    client = triton_repo.ReplicaClient([hung[0].url, hung[1].url, good], "m", protocol="http",
+                                       timeout=60)
+    result: dict[str, object] = {}
+    call = threading.Thread(target=lambda: result.update(client.statistics()), daemon=True)
+    try:
+        call.start()
+        deadline = time.monotonic() + 20  # a third of the timeout: sequential asking cannot pass
+        while not all(p._held for p in hung) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        held = [len(p._held) for p in hung]
+    finally:
+        for p in hung:
+            p.close()  # the held connections close: the calls on them fail at once
+    call.join(30)
+    assert not call.is_alive(), "statistics() still waiting after its hung replicas closed"
+    assert all(held), f"connections held by the hung replicas while statistics() ran: {held}"
+    assert result[hung[0].url] is None and result[hung[1].url] is None
+    stats = result[good]
+    assert isinstance(stats, dict) and any(m.get("name") == "m" for m in stats["model_stats"]), stats
+    client.close()
