@@ -123,12 +123,15 @@ class GraphBuilder:
         return value
 
     def initializer(self, array: np.ndarray, hint: str = "w", *, cast: bool = True) -> str:
-        """Add a constant tensor; float arrays are cast to the graph dtype when ``cast``."""
+        """Add a constant tensor of ``array``'s shape (a 0-d array stays a scalar); float arrays
+        are cast to the graph dtype when ``cast``."""
         arr = np.asarray(array)
         if cast and np.issubdtype(arr.dtype, np.floating):
             arr = arr.astype(self.np_dtype)
         name = self.fresh(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        # np.ascontiguousarray would make a 0-d array [1]; reshape keeps the shape exactly
+        arr = np.ascontiguousarray(arr).reshape(arr.shape)
+        self.initializers.append(numpy_helper.from_array(arr, name))
         return name
 
     @overload

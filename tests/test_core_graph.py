@@ -162,3 +162,16 @@ def test_model_weights_round_trip_exactly_in_float32():
     model = pc.build_layer_model("dcl", w)
     (init,) = model.graph.initializer
     np.testing.assert_array_equal(onnx.numpy_helper.to_array(init), w["weight"])
+
+
+def test_an_initializer_keeps_its_shape_a_scalar_included():
+    """GraphBuilder.initializer used to write a 0-d array as shape [1] (np.ascontiguousarray's
+    ndim >= 1); ONNX scalars (Clip's bounds, ...) must stay scalars."""
+    from pixeldcn_core._builder import GraphBuilder
+
+    b = GraphBuilder(opset=18)
+    shapes = {b.initializer(a, "c", cast=False): a.shape
+              for a in (np.array(2.0, np.float32), np.array([2], np.int64),
+                        np.ones((2, 3), np.float32)[:, ::2])}  # a non-contiguous view too
+    got = {t.name: tuple(t.dims) for t in b.initializers}
+    assert got == shapes

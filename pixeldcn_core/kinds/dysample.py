@@ -153,12 +153,12 @@ def dysample_grid_sample(
 
 def _scalar_i(b: GraphBuilder, v: int) -> str:
     """A ``[1]`` int64 constant (broadcasts like a scalar)."""
-    return b.initializer(np.array(v, dtype=np.int64), "int", cast=False)
+    return b.initializer(np.array([v], dtype=np.int64), "int", cast=False)
 
 
 def _scalar_f(b: GraphBuilder, v: float) -> str:
     """A ``[1]`` constant of the graph's float dtype."""
-    return b.initializer(np.array(v, dtype=np.float64), "float")
+    return b.initializer(np.array([v], dtype=np.float64), "float")
 
 
 def dysample_gather(
