@@ -282,6 +282,7 @@ def test_ctrl_c_while_the_commands_load_exits_130_in_one_line(tmp_path):
 import os, signal, sys, time
 from importlib import metadata
 from pixeldcn_core import cli
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job ignores it
 class Slow:
     name, value = "slow", "x:y"
     def load(self):

@@ -110,18 +110,26 @@ def test_every_command_and_code_block_of_the_readme_runs(tmp_path: pathlib.Path)
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
     assert any(line.startswith("pixeldcn serve") for line in ran)
     assert (tmp_path / "mask.png").is_file()
     for proc in background:
         assert proc.returncode in (0, 130), proc.returncode
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_command(line: str, cwd: pathlib.Path, background: list[subprocess.Popen]) -> None:
     argv = shlex.split(line.removesuffix("&").strip())
     cmd = [sys.executable, "-m", "pixeldcn_core.cli", *argv[1:]]
     if line.endswith("&"):
+        # SIGINT's default restored: a shell starts background jobs with it ignored, and the
+        # server would inherit that and never stop on the SIGINT this test sends at the end
         proc = subprocess.Popen(cmd, cwd=cwd, env={**_env(), "PYTHONUNBUFFERED": "1"},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=_default_sigint)
         background.append(proc)
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=lambda: [lines.put(s) for s in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
