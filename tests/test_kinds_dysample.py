@@ -197,12 +197,39 @@ def test_spec_keeps_the_channels_and_has_no_kernel_to_choose():
         pc.LayerSpec(KIND, 8, 8, 3)
 
 
-def test_an_offset_conv_with_other_groups_is_refused_naming_the_rule():
-    w = {"offset_weight": np.zeros((16, 8, 1, 1), np.float32), "offset_bias": np.zeros(16, np.float32)}
-    with pytest.raises(pc.WeightError, match=r"offset_weight.shape\[0\] must be 8 x groups = 32 for 8 "
-                                             r"channels \(groups = 4: the largest of 4, 2, 1 dividing C\)"
-                                             r", got 16"):
-        pc.build_layer_model(KIND, w)
+def test_an_offset_conv_whose_groups_do_not_divide_the_channels_is_refused_naming_the_rule():
+    for rows in (24, 20):  # 3 groups do not divide 8 channels; 20 is not 8 x groups
+        w = {"offset_weight": np.zeros((rows, 8, 1, 1), np.float32),
+             "offset_bias": np.zeros(rows, np.float32)}
+        with pytest.raises(pc.WeightError, match=r"dysample: offset_weight must be \[8 G, C, 1, 1\] "
+                                                 r"with G groups dividing C .*got \[" + str(rows)):
+            pc.build_layer_model(KIND, w)
+    with pytest.raises(pc.SpecError, match="dysample: groups=3 must divide the 8 channels"):
+        DySample2d(8, groups=3)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("groups", [1, 2, 8])
+def test_any_group_count_dividing_c_matches_the_reference_in_both_forms_and_the_module(groups, form):
+    """The authors' ``groups`` is a parameter (default 4 when it divides C): a checkpoint with
+    G = 1, 2 or 8 reads its G from the offset conv; ONNX (float32, tolerance REL_TOL of
+    conftest) and the module (float64, 1e-12) agree with the reference."""
+    torch.manual_seed(groups)
+    layer = DySample2d(16, groups=groups, bias=True).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0.0, 0.5)
+    w = {k: v.detach().numpy() for k, v in layer._onnx_tensors().items()}
+    w["bias"] = layer.bias.detach().numpy()
+    spec = pc.LayerSpec.from_weights(KIND, w)
+    assert spec.param_values == {"groups": groups} and layer.groups == groups
+    x = _x((2, 16, 5, 7), groups).astype(np.float64)
+    ref = R.apply(KIND, x, w)
+    np.testing.assert_allclose(layer(torch.from_numpy(x)).detach().numpy(), ref, rtol=0, atol=1e-12)
+    w32 = {k: v.astype(np.float32) for k, v in w.items()}
+    (y,) = run_onnx(pc.build_layer_model(KIND, w32, form=form), {"x": x.astype(np.float32)})
+    assert_close_to_reference(y, ref, "float32")
+    assert spec.macs_per_input_pixel() == 8 * groups * 16 + 16 * 16
 
 
 def test_macs_count_the_offset_conv_and_four_taps_per_output_value():

@@ -41,7 +41,7 @@ GRID_SAMPLE_OPSET = 16
 
 
 def _groups(spec: LayerSpec) -> int:
-    return ref.dysample_groups(spec.in_channels)
+    return spec.param_values["groups"]
 
 
 def _offsets(b: GraphBuilder, x: str, spec: LayerSpec, w: Mapping[str, np.ndarray]) -> str:
@@ -233,20 +233,25 @@ def dysample_gather(
     return _finish(b, b.op("Reshape", [y5, y_shape]), w)  # (N, C, 2H, 2W)
 
 
-def _channels(shape: tuple[int, ...]) -> tuple[int, int]:
-    cin = int(shape[1])
-    g = ref.dysample_groups(cin)
-    if shape[0] != 8 * g:
+def _read_weights(shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, int, int, dict[str, int]]:
+    """``offset_weight [8 G, C, 1, 1]`` -> ``(C, C, 1, {"groups": G})``, G dividing C."""
+    shape = tuple(shapes["offset_weight"])
+    if len(shape) != 4 or shape[0] % 8 or not shape[0] or shape[1] % (shape[0] // 8):
         raise WeightError(
-            f"dysample: offset_weight.shape[0] must be 8 x groups = {8 * g} for {cin} channels "
-            f"(groups = {g}: the largest of 4, 2, 1 dividing C), got {shape[0]}"
+            f"dysample: offset_weight must be [8 G, C, 1, 1] with G groups dividing C (the "
+            f"authors' default G = 4: [32, C, 1, 1]), got {list(shape)}"
         )
-    return cin, cin
+    cin = int(shape[1])
+    return cin, cin, int(shape[2]), {"groups": int(shape[0]) // 8}
 
 
-def _weight_shapes(cin: int, c: int, k: int) -> dict[str, tuple[int, ...]]:
-    g = ref.dysample_groups(cin)
-    return {"offset_weight": (8 * g, cin, 1, 1), "offset_bias": (8 * g,)}
+def _weight_shapes(
+    cin: int, c: int, k: int, *, groups: int | None = None
+) -> dict[str, tuple[int, ...]]:
+    groups = ref.dysample_groups(cin) if groups is None else groups
+    if cin % groups:
+        raise SpecError(f"dysample: groups={groups} must divide the {cin} channels")
+    return {"offset_weight": (8 * groups, cin, 1, 1), "offset_bias": (8 * groups,)}
 
 
 register_kind(KindInfo(
@@ -258,13 +263,16 @@ register_kind(KindInfo(
     odd_kernel=True,
     weight_shapes=_weight_shapes,
     # The offset conv (8G x C per input pixel) and 4 taps per output value (4 per input pixel).
-    macs_per_input_pixel=lambda cin, c, k: 8 * ref.dysample_groups(cin) * cin + 16 * cin,
+    macs_per_input_pixel=lambda cin, c, k, *, groups: 8 * groups * cin + 16 * cin,
     reference=ref.dysample,
     # Gather first: on onnxruntime (CPU, 1 thread) 36 ms against GridSample's 89 ms at
     # 1 x 64 x 128 x 128, and every consumer runs it.
     emitters={"efficient": dysample_gather, "faithful": dysample_grid_sample},
-    channels=_channels,
+    channels=lambda shape: (shape[1], shape[1]),  # offset_weight [8 G, C, 1, 1]
     in_per_out=1,
+    # sampling groups: the authors' default 4, or the largest of 2 and 1 that divides C
+    params={"groups": lambda cin, c, k: ref.dysample_groups(cin)},
+    read_weights=_read_weights,
     aliases=("dy_sample",),
     paper="Liu et al. 2023, Learning to Upsample by Learning to Sample (authors' DySample, "
           "style='lp', dyscope=False)",

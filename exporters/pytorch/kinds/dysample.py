@@ -68,7 +68,7 @@ class DySample2d(UpsampleLayer):
 
     Each output pixel bilinearly samples ``x`` at its bilinear-x2 position moved by an offset
     that a 1 x 1 conv predicts from ``x`` (scaled by 0.25, the paper's static scope). Channels
-    come in ``groups`` (4 when C is a multiple of 4, else 2 or 1; see
+    come in ``groups`` (default: 4, the authors', when C is a multiple of 4, else 2 or 1; see
     :func:`pixeldcn_core.reference.dysample_groups`), each with its own offsets.
 
     Parameters: ``offset.weight [8 G, C, 1, 1]``, ``offset.bias [8 G]`` (the authors' names:
@@ -83,6 +83,7 @@ class DySample2d(UpsampleLayer):
         out_channels: C again (``None``: ``in_channels``); DySample keeps the channels.
         kernel_size: 1 or ``None`` (the offset conv is 1 x 1).
         bias: add a learnable per-channel bias to the output.
+        groups: sampling groups G, dividing C (the authors' ``groups``; ``None``: the default).
         init: ``"default"``.
         device, dtype: where and in which dtype the parameters are created.
     """
@@ -97,13 +98,15 @@ class DySample2d(UpsampleLayer):
         kernel_size: int | None = None,
         bias: bool = False,
         *,
+        groups: int | None = None,
         init: str | None = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         nn.Module.__init__(self)  # not UpsampleLayer's: the offset conv is an nn.Conv2d
-        # LayerSpec checks everything up front (C = Cin, kernel_size 1) and raises SpecError.
-        spec = LayerSpec(self.kind, in_channels, out_channels, kernel_size, bias=bias)
+        # LayerSpec checks everything up front (C = Cin, kernel_size 1, G | C): SpecError.
+        spec = LayerSpec(self.kind, in_channels, out_channels, kernel_size, bias=bias,
+                         params={} if groups is None else {"groups": groups})
         self.in_channels = spec.in_channels
         self.out_channels = spec.out_channels
         self.kernel_size = spec.k
