@@ -28,7 +28,7 @@ from pixeldcn_core import InputShapeError, SpecError
 from ._errors import CheckpointError
 from ._registry import make_up_layers
 from ._unet import require_x2_kind
-from ._weights import read_checkpoint
+from ._weights import read_checkpoint, tensor_mismatches
 
 __all__ = [
     "ASPP",
@@ -543,16 +543,7 @@ def _missing_problems(model: DeepLabResNet, missing: list[str], data: dict[str, 
 
 def _value_problems(mapped: dict[str, torch.Tensor], ours: dict[str, torch.Tensor]) -> list[str]:
     """Mis-shaped, mis-typed and non-finite tensors among the ``mapped`` ones."""
-    misshaped = []
-    nonfinite = []
-    for key in sorted(mapped):
-        got, want = mapped[key], ours[key]
-        if tuple(got.shape) != tuple(want.shape):
-            misshaped.append(f"{key}: got {tuple(got.shape)}, expected {tuple(want.shape)}")
-        elif got.is_floating_point() != want.is_floating_point():
-            misshaped.append(f"{key}: got dtype {got.dtype}, expected {want.dtype}")
-        elif got.is_floating_point() and not bool(torch.isfinite(got).all()):
-            nonfinite.append(key)
+    misshaped, nonfinite = tensor_mismatches(mapped, ours)  # mapped keys are all in ours
     problems = []
     if misshaped:
         problems.append(f"mis-shaped {len(misshaped)}: " + "; ".join(misshaped[:8])

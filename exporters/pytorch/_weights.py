@@ -93,6 +93,24 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in data.items()}
 
 
+def tensor_mismatches(
+    data: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str]]:
+    """For the keys in both, sorted: ``(mis-shaped or mis-typed, non-finite)``; a mismatch reads
+    ``"key: got (3, 4), expected (4, 4)"`` or ``"key: got dtype torch.int64, expected torch.float32"``."""
+    misshaped = []
+    nonfinite = []
+    for k in sorted(set(expected) & set(data)):
+        got, want = data[k], expected[k]
+        if tuple(got.shape) != tuple(want.shape):
+            misshaped.append(f"{k}: got {tuple(got.shape)}, expected {tuple(want.shape)}")
+        elif want.is_floating_point() != got.is_floating_point():
+            misshaped.append(f"{k}: got dtype {got.dtype}, expected {want.dtype}")
+        elif got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            nonfinite.append(k)
+    return misshaped, nonfinite
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     """Load a checkpoint into ``model``, all or nothing.
 
@@ -115,16 +133,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
         k for k in expected if k not in data and not k.endswith(_OPTIONAL_SUFFIXES)
     )
     unexpected = sorted(k for k in data if k not in expected)
-    misshaped = []
-    nonfinite = []
-    for k in sorted(set(expected) & set(data)):
-        got, want = data[k], expected[k]
-        if tuple(got.shape) != tuple(want.shape):
-            misshaped.append(f"{k}: got {tuple(got.shape)}, expected {tuple(want.shape)}")
-        elif want.is_floating_point() != got.is_floating_point():
-            misshaped.append(f"{k}: got dtype {got.dtype}, expected {want.dtype}")
-        elif got.is_floating_point() and not bool(torch.isfinite(got).all()):
-            nonfinite.append(k)
+    misshaped, nonfinite = tensor_mismatches(data, expected)
     problems = []
     if missing:
         problems.append(f"missing keys {missing}")
