@@ -305,12 +305,17 @@ class ReplicaClient(Client):
         def probe(i: int) -> None:
             ready[i] = self._probe(i)
 
-        threads = [threading.Thread(target=probe, args=(i,), daemon=True) for i in range(len(self.replicas))]
+        self._on_every_replica(probe)
+        return [url for url, ok in zip(self.urls, ready, strict=True) if ok]
+
+    def _on_every_replica(self, fn: Callable[[int], None]) -> None:
+        """``fn(i)`` for every replica index at once, each in a thread of its own; returns when
+        all are done (so a hung replica costs its own timeout, not the others' too)."""
+        threads = [threading.Thread(target=fn, args=(i,), daemon=True) for i in range(len(self.replicas))]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        return [url for url, ok in zip(self.urls, ready, strict=True) if ok]
 
     def wait_ready(
         self, timeout: float = 60.0, *, interval: float = 0.2, replicas: int | None = None
@@ -354,7 +359,8 @@ class ReplicaClient(Client):
         afterwards: hung replicas cost one ``timeout`` in all, not one each."""
         out: dict[str, Any] = dict.fromkeys(self.urls)
 
-        def ask(replica: Client) -> None:
+        def ask(i: int) -> None:
+            replica = self.replicas[i]
             try:
                 out[replica.url] = replica.statistics()
             except (ServerUnavailableError, ServerTimeoutError, ServerError):
@@ -362,11 +368,7 @@ class ReplicaClient(Client):
             finally:
                 replica._drop_connection()  # this thread's; a hung peer is never reused
 
-        threads = [threading.Thread(target=ask, args=(r,), daemon=True) for r in self.replicas]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        self._on_every_replica(ask)
         return out
 
     def server_success_counts(self) -> dict[str, int | None]:
